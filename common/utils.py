@@ -1,0 +1,123 @@
+"""Small utilities every entry point needs: user-facing errors, seeding, device / AMP selection."""
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import sys
+from typing import Callable
+
+import numpy as np
+import torch
+
+
+class UserError(Exception):
+    """A problem the user can fix (bad path, incompatible flags, corrupt checkpoint, NaN loss, ...).
+
+    The message should name the problem and the fix; :func:`run_main` prints it without a traceback.
+    """
+
+
+def run_main(fn: Callable[[], object]) -> None:
+    """Run an entry point: ``UserError`` → ``error: <msg>`` on stderr and exit 2; Ctrl-C → exit 130.
+
+    Set ``CL_TRACEBACK=1`` to see the full traceback of a ``UserError`` as well.
+    """
+    try:
+        fn()
+    except UserError as e:
+        if os.environ.get("CL_TRACEBACK"):
+            import traceback
+            traceback.print_exc()
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr, flush=True)
+        sys.exit(130)
+
+
+def seed_everything(seed: int | None, deterministic: bool = False) -> None:
+    """Seed python, numpy and torch (all devices). ``None`` does nothing.
+
+    ``deterministic=True`` also asks cuDNN for deterministic kernels (the originals' ``--seed`` behaviour).
+    """
+    if seed is None:
+        return
+    seed = int(seed)
+    random.seed(seed)
+    np.random.seed(seed % (2 ** 32))
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+    if deterministic:
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+
+
+def get_device(name: str | None = None) -> torch.device:
+    """``name`` if given ('cpu', 'cuda', 'cuda:1', an int GPU index), else cuda when available, else cpu.
+
+    Asking for CUDA on a machine without it is a ``UserError`` (suggest ``--device cpu``).
+    """
+    if name is None or name == "":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if isinstance(name, int):
+        name = f"cuda:{name}"
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"device '{name}' was requested but CUDA is not available; run on CPU "
+                        "(e.g. --device cpu, or drop --gpu)")
+    return device
+
+
+def autocast(device, enabled: bool = True, dtype: torch.dtype | None = None):
+    """Mixed-precision context: float16 on CUDA, bfloat16 on CPU (CPU autocast has no float16 speed-up).
+
+    Returns a ``nullcontext`` when disabled so callers can always write ``with autocast(dev, args.amp):``.
+    """
+    if not enabled:
+        return contextlib.nullcontext()
+    device_type = torch.device(device).type if not isinstance(device, torch.device) else device.type
+    if dtype is None:
+        dtype = torch.float16 if device_type == "cuda" else torch.bfloat16
+    return torch.autocast(device_type=device_type, dtype=dtype)
+
+
+def grad_scaler(device, enabled: bool = True):
+    """A ``GradScaler`` that is only active for float16 AMP on CUDA (bfloat16 on CPU needs no scaling)."""
+    device_type = torch.device(device).type
+    return torch.amp.GradScaler(device_type, enabled=enabled and device_type == "cuda")
+
+
+def check_finite(loss, step, hint: str = "") -> None:
+    """Raise ``UserError`` if ``loss`` is NaN or infinite, naming the step and the usual causes.
+
+    This reads the value on the host (a device sync); call it where the loop already syncs, e.g. next
+    to ``loss.item()`` for logging / the progress meter, not as an extra sync every step.
+    """
+    value = float(loss.detach().float().item()) if torch.is_tensor(loss) else float(loss)
+    if np.isfinite(value):
+        return
+    msg = (f"loss is {value} at step {step}. Likely causes: learning rate too high (lower --lr or add "
+           f"warm-up), float16 overflow with AMP (disable AMP or use bfloat16), or bad input data "
+           f"(NaN/inf pixels or labels out of range).")
+    if hint:
+        msg += " " + hint
+    raise UserError(msg)
+
+
+def to_channels_last(module_or_tensor, device=None):
+    """Convert a 4-D model / tensor to channels_last memory format (faster convolutions on CUDA / AMP).
+
+    On CPU this is harmless; only 4-D tensors are converted.
+    """
+    if isinstance(module_or_tensor, torch.nn.Module):
+        return module_or_tensor.to(memory_format=torch.channels_last)
+    if torch.is_tensor(module_or_tensor) and module_or_tensor.dim() == 4:
+        return module_or_tensor.contiguous(memory_format=torch.channels_last)
+    return module_or_tensor
+
+
+def count_parameters(module: torch.nn.Module, trainable_only: bool = False) -> int:
+    """Number of parameters (optionally only those with ``requires_grad``)."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
