@@ -112,31 +112,29 @@ def _epoch_from_name(path: str):
     return int(nums[-1]) if nums else -1
 
 
-def find_latest_checkpoint(run_dir: str, pattern: str = "checkpoint*.pth*"):
-    """Newest *loadable* checkpoint in ``run_dir`` matching ``pattern``, or ``None``.
+def find_latest_checkpoint(run_dir: str, pattern: str = "checkpoint*.pth*",
+                           require_keys: tuple = (), return_state: bool = False):
+    """Newest *loadable* checkpoint in ``run_dir`` matching ``pattern`` (``None`` if there is none).
 
-    Candidates are ordered by the epoch stored in them (``state['epoch']``), then by the number in the
-    file name, then by mtime; truncated / corrupt files are skipped. Temp files of an interrupted save
-    (``.<name>.*.tmp``) never match because they start with a dot.
+    Candidates are tried newest first: by the last number in the file name (``checkpoint_0042.pth.tar``),
+    then by modification time; the first one that loads (truncated / corrupt files are skipped) and
+    contains every key of ``require_keys`` wins, so only one file is normally read. Temp files of an
+    interrupted save (``.<name>.*.tmp``) never match because they start with a dot.
+    ``return_state=True`` returns ``(path, state)`` (``(None, None)``) to avoid loading the file twice.
     """
-    if not run_dir or not os.path.isdir(run_dir):
-        return None
-    candidates = [p for p in glob.glob(os.path.join(run_dir, pattern)) if os.path.isfile(p)]
-    scored = []
-    for p in candidates:
-        try:
-            state = load_checkpoint(p)
-        except UserError:
-            continue
-        epoch = state.get("epoch", -1) if isinstance(state, dict) else -1
-        try:
-            epoch = int(epoch)
-        except (TypeError, ValueError):
-            epoch = -1
-        scored.append((epoch, _epoch_from_name(p), os.path.getmtime(p), p))
-    if not scored:
-        return None
-    return max(scored)[-1]
+    found = (None, None)
+    if run_dir and os.path.isdir(run_dir):
+        candidates = [p for p in glob.glob(os.path.join(run_dir, pattern)) if os.path.isfile(p)]
+        candidates.sort(key=lambda p: (_epoch_from_name(p), os.path.getmtime(p), p), reverse=True)
+        for p in candidates:
+            try:
+                state = load_checkpoint(p)
+            except UserError:
+                continue
+            if all(k in state for k in require_keys):
+                found = (p, state)
+                break
+    return found if return_state else found[0]
 
 
 def capture_rng_state() -> dict:
@@ -177,10 +175,14 @@ def _to_python_state(s):
 
 
 def code_version() -> str:
-    """``git describe --always --dirty`` of the repository this file lives in, else the package version."""
+    """``git describe --always --tags`` of the repository this file lives in, else the package version.
+
+    Read-only: no ``--dirty`` (it refreshes, i.e. writes, the index) and optional locks disabled.
+    """
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     try:
-        out = subprocess.run(["git", "describe", "--always", "--dirty", "--tags"], cwd=repo,
+        out = subprocess.run(["git", "describe", "--always", "--tags"], cwd=repo,
+                             env=dict(os.environ, GIT_OPTIONAL_LOCKS="0"),
                              capture_output=True, text=True, timeout=5)
         if out.returncode == 0 and out.stdout.strip():
             return out.stdout.strip()

@@ -22,14 +22,15 @@ def make_run_dir(method: str, name: str, root: str | None = None, create: bool =
 class RunLogger:
     """Scalars to tensorboardX event files and messages to stdout + ``<run_dir>/log.txt``.
 
-    Disabled (every call a no-op, ``info`` prints nothing) when ``enabled`` is False, which callers set on
-    non-zero ranks: ``RunLogger(run_dir, enabled=is_main_process())``. The SummaryWriter is created lazily
-    on the first scalar, so a run that only prints does not leave an empty events file.
+    Disabled (every call a no-op, ``info`` prints nothing) when ``enabled`` is False and always on
+    non-zero ranks (create it after ``init_distributed``). The SummaryWriter is created lazily on the
+    first scalar, so a run that only prints does not leave an empty events file.
     """
 
     def __init__(self, run_dir: str, enabled: bool = True, log_name: str = "log.txt"):
+        from common.distributed import is_main_process
         self.run_dir = run_dir
-        self.enabled = enabled
+        self.enabled = bool(enabled) and is_main_process()
         self.log_path = os.path.join(run_dir, log_name)
         self._writer = None
         if enabled:

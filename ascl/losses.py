@@ -1,0 +1,214 @@
+"""ASCL losses: adaptive soft relabeling of the MoCo queue (and of the batch, BYOL path).
+
+The math is in ``shared/reference/ascl.md`` section f. Pure functions of tensors do the work; the small
+``ASCLLoss`` module holds the state (queue of teacher keys, label buffer, pointer) and the distributed gather.
+
+Notation: N batch, C embedding dim, Q queue size, ``nn_num`` = number of neighbours k_nn,
+T1 student temperature, T2 teacher temperature.
+"""
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+RELATION_TYPES = ("ascl", "ahcl", "hard", "normal")
+
+
+class RelabelOutput(NamedTuple):
+    """Intermediates of one ASCL step (all detached except ``loss`` and ``logits``)."""
+    loss: torch.Tensor              # scalar (MoCo) / scalar batch mean (BYOL)
+    logits: torch.Tensor | None     # N×(1+Q) student logits (MoCo) or None (BYOL)
+    soft_labels: torch.Tensor       # N×(1+Q) (MoCo) or N×N (BYOL) row-normalised targets
+    neighbor_weights: torch.Tensor  # N×Q (MoCo) or N×(N−1) (BYOL) un-normalised weights w
+    logits_pd: torch.Tensor | None  # teacher neighbour logits
+    p: torch.Tensor | None          # neighbour distribution (ascl / ahcl)
+    entropy: torch.Tensor | None    # N×1
+    confidence: torch.Tensor | None  # N×1, c = 1 − H / max_entropy
+    loss_per_sample: torch.Tensor | None = None  # N (BYOL only)
+
+
+def neighbor_weights(logits_pd: torch.Tensor, relation: str, nn_num: int, max_entropy: float):
+    """Adaptive relabeling weights (no gradient).
+
+    Args:
+        logits_pd: N×M teacher neighbour logits (already divided by T2), M = candidates (queue entries).
+        relation: ``ascl`` (soft, min(k·c·p, 1)), ``ahcl`` (c on the top-k), ``hard`` (1 on the top-k),
+            ``normal`` (all zero: plain InfoNCE).
+        nn_num: k_nn, number of neighbours.
+        max_entropy: ln(M) normaliser of the confidence.
+    Returns:
+        (w N×M, p N×M | None, entropy N×1 | None, confidence N×1 | None)
+    """
+    if relation not in RELATION_TYPES:
+        raise ValueError(f"unknown relation type {relation!r}; expected one of {RELATION_TYPES}")
+    p = entropy = confidence = None
+    if relation in ("ascl", "ahcl"):
+        log_p = F.log_softmax(logits_pd, dim=1)
+        p = F.softmax(logits_pd, dim=1)
+        entropy = -(p * log_p).sum(dim=1, keepdim=True)
+        confidence = 1 - entropy / max_entropy
+    if relation == "ascl":
+        w = torch.clamp(nn_num * confidence * p, max=1.0)
+    elif relation in ("ahcl", "hard"):
+        top = logits_pd.topk(nn_num, dim=1).indices
+        value = confidence.expand(-1, nn_num) if relation == "ahcl" else torch.ones_like(top, dtype=logits_pd.dtype)
+        w = torch.zeros_like(logits_pd).scatter_(1, top, value)
+    else:
+        w = torch.zeros_like(logits_pd)
+    return w, p, entropy, confidence
+
+
+def soft_cross_entropy(logits: torch.Tensor, soft_labels: torch.Tensor) -> torch.Tensor:
+    """Batch mean of −Σ_c y_c log softmax(logits)_c.  logits, soft_labels: N×K → scalar."""
+    return -(soft_labels * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
+
+
+class Relabeling(NamedTuple):
+    soft_labels: torch.Tensor       # N×(1+Q), rows sum to 1, column 0 = own key
+    neighbor_weights: torch.Tensor  # N×Q
+    logits_pd: torch.Tensor | None  # N×Q = k·queue / T2 (None for ``normal``)
+    p: torch.Tensor | None
+    entropy: torch.Tensor | None
+    confidence: torch.Tensor | None
+
+
+@torch.no_grad()
+def relabel(k: torch.Tensor, queue: torch.Tensor, T2: float, relation: str = "ascl", nn_num: int = 1,
+            max_entropy: float | None = None) -> Relabeling:
+    """Adaptive relabeling: soft targets over [own key, queue entries] from the teacher's neighbours.
+
+    Args:
+        k: N×C L2-normalised teacher keys.  queue: C×Q unit columns (before this step's enqueue).
+        T2: teacher temperature.  relation: ascl | ahcl | hard | normal.  nn_num: k_nn.
+        max_entropy: confidence normaliser, default ln(Q).
+    Returns:
+        Relabeling; soft_labels y_i = [1, w_i] / (1 + Σ_j w_ij).
+    """
+    if max_entropy is None:
+        max_entropy = math.log(queue.shape[1])
+    logits_pd = None if relation == "normal" else k @ queue / T2
+    scores = logits_pd if logits_pd is not None else k.new_zeros(k.shape[0], queue.shape[1])
+    w, p, entropy, confidence = neighbor_weights(scores, relation, nn_num, max_entropy)
+    unnormalised = torch.cat([torch.ones_like(w[:, :1]), w], dim=1)
+    soft_labels = unnormalised / unnormalised.sum(dim=1, keepdim=True)
+    return Relabeling(soft_labels, w, logits_pd, p, entropy, confidence)
+
+
+def moco_logits(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, T1: float) -> torch.Tensor:
+    """Student logits N×(1+Q): [q_i·k_i, q_i·u_1 .. q_i·u_Q] / T1 (k and queue constant)."""
+    l_pos = (q * k.detach()).sum(dim=1, keepdim=True)
+    l_neg = q @ queue.detach()
+    return torch.cat([l_pos, l_neg], dim=1) / T1
+
+
+def moco_ascl_loss(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, T1: float, T2: float,
+                   relation: str = "ascl", nn_num: int = 1, max_entropy: float | None = None) -> RelabelOutput:
+    """MoCo-path ASCL loss for one step.
+
+    Args:
+        q: N×C L2-normalised student embeddings (differentiable).
+        k: N×C L2-normalised teacher keys (treated as constants).
+        queue: C×Q unit-column queue *before* this step's enqueue (constant).
+        T1, T2: student / teacher temperatures.
+        relation: ascl | ahcl | hard | normal.  nn_num: k_nn.  max_entropy: default ln(Q).
+    Returns:
+        RelabelOutput with the scalar soft cross-entropy over the 1+Q classes (positive = own key, column 0).
+    """
+    k, queue = k.detach(), queue.detach()
+    target = relabel(k, queue, T2, relation, nn_num, max_entropy)
+    logits = moco_logits(q, k, queue, T1)
+    loss = soft_cross_entropy(logits, target.soft_labels)
+    return RelabelOutput(loss, logits, target.soft_labels, target.neighbor_weights, target.logits_pd, target.p,
+                         target.entropy, target.confidence)
+
+
+def byol_ascl_loss(h: torch.Tensor, k: torch.Tensor, T2: float, relation: str = "ascl",
+                   nn_num: int = 1) -> RelabelOutput:
+    """BYOL-path loss: neighbours are the other keys of the batch (no queue).
+
+    Args:
+        h: N×C L2-normalised predictor outputs of the student (differentiable).
+        k: N×C L2-normalised teacher keys (constant).
+        T2: teacher temperature of the neighbour distribution.  relation: ``ascl`` or anything else
+            (plain BYOL regression 2 − 2 h·k).  nn_num: k_nn.
+    Returns:
+        RelabelOutput whose ``loss`` is the batch mean (the original returned the per-sample vector, quirk 4;
+        it is kept in ``loss_per_sample``).  For ``ascl``: logits_pd N×(N−1) = k_i·k_j, j ≠ i (row-major,
+        diagonal removed, *not* divided by T2), entropy normalised by ln(N−1).
+    """
+    k = k.detach()
+    n = k.shape[0]
+    if relation == "ascl":
+        with torch.no_grad():
+            off_diagonal = ~torch.eye(n, dtype=torch.bool, device=k.device)
+            logits_pd = (k @ k.t()).masked_select(off_diagonal).view(n, n - 1)
+            w, p, entropy, confidence = neighbor_weights(logits_pd / T2, "ascl", nn_num, math.log(n - 1))
+            targets = torch.eye(n, dtype=k.dtype, device=k.device)
+            targets = targets.masked_scatter(off_diagonal, w)
+            targets = targets / targets.sum(dim=1, keepdim=True)
+        loss_per_sample = 2 - 2 * (targets * (h @ k.t())).sum(dim=1)
+    else:
+        logits_pd = p = entropy = confidence = None
+        w = targets = torch.eye(n, dtype=k.dtype, device=k.device)
+        loss_per_sample = 2 - 2 * (h * k).sum(dim=1)
+    return RelabelOutput(loss_per_sample.mean(), None, targets, w, logits_pd, p, entropy, confidence,
+                         loss_per_sample)
+
+
+class ASCLLoss(nn.Module):
+    """Queue of teacher keys + adaptive soft relabeling loss.
+
+    Buffers (original names, kept for checkpoint compatibility): ``queue`` C×Q (unit columns, random init),
+    ``labels`` Q (class labels of the enqueued keys, −1 = empty; bookkeeping only, quirk 18),
+    ``queue_ptr`` (1,).  ``forward(q, k, targets)`` takes *normalised* embeddings, returns a
+    :class:`RelabelOutput` and then enqueues the (all-gathered) keys.
+    """
+
+    def __init__(self, dim: int = 128, mem_size: int = 4096, T1: float = 0.1, T2: float = 0.05,
+                 type: str = "ascl", nn_num: int = 1, model: str = "moco"):
+        super().__init__()
+        if type not in RELATION_TYPES:
+            raise ValueError(f"--type must be one of {RELATION_TYPES}, got {type!r}")
+        if model not in ("moco", "byol"):
+            raise ValueError(f"--model must be moco or byol, got {model!r}")
+        if model == "moco" and type in ("ahcl", "hard") and nn_num > mem_size:
+            raise ValueError(f"k_nn ({nn_num}) must not exceed the queue size ({mem_size}) for --type {type}")
+        self.K = mem_size
+        self.T1, self.T2 = T1, T2
+        self.type, self.nn_num, self.model = type, nn_num, model
+        self.max_entropy = math.log(mem_size)
+        self.register_buffer("queue", F.normalize(torch.randn(dim, mem_size), dim=0))
+        self.register_buffer("labels", torch.full((mem_size,), -1, dtype=torch.long))
+        self.register_buffer("queue_ptr", torch.zeros(1, dtype=torch.long))
+
+    def forward(self, q: torch.Tensor, k: torch.Tensor, targets: torch.Tensor | None = None) -> RelabelOutput:
+        if self.model == "moco":
+            out = moco_ascl_loss(q, k, self.queue.clone(), self.T1, self.T2, self.type, self.nn_num,
+                                 self.max_entropy)
+        else:
+            out = byol_ascl_loss(q, k, self.T2, self.type, self.nn_num)
+        if targets is None:
+            targets = torch.full((k.shape[0],), -1, dtype=torch.long, device=k.device)
+        self.dequeue_and_enqueue(k, targets)
+        return out
+
+    @torch.no_grad()
+    def dequeue_and_enqueue(self, keys: torch.Tensor, labels: torch.Tensor) -> None:
+        """Write the (globally gathered) keys N×C and labels N at the pointer; ptr ← (ptr + N) mod Q."""
+        keys = keys.detach()
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            from common.distributed import concat_all_gather
+            keys = concat_all_gather(keys.contiguous())
+            labels = concat_all_gather(labels.contiguous())
+        batch_size = keys.shape[0]
+        if self.K % batch_size != 0:
+            raise ValueError(f"queue size {self.K} is not a multiple of the (global) batch size {batch_size}")
+        ptr = int(self.queue_ptr)
+        self.queue[:, ptr:ptr + batch_size] = keys.t().to(self.queue.dtype)
+        self.labels[ptr:ptr + batch_size] = labels
+        self.queue_ptr[0] = (ptr + batch_size) % self.K

@@ -1,0 +1,410 @@
+"""Training code shared by ``main.py`` and ``main_simple.py`` (spec §b, §g, §h).
+
+Self-supervised pre-training (MoCo- or BYOL-style ASCL) with a weighted-kNN monitor after every epoch, then a
+linear evaluation of the frozen student backbone.  The two entry points differ only in their flag names:
+``main.py`` calls the neighbour count ``--K`` and the queue ``--mem_size``; ``main_simple.py`` calls the queue
+``--K`` and the neighbour count ``--nn_num`` (quirk 5).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from common.checkpoint import load_checkpoint
+from common.distributed import (add_distributed_args, barrier, cleanup, init_distributed, is_main_process,
+                                launch, unwrap_model, wrap_ddp)
+from common.eval import accuracy, knn_evaluate
+from common.logger import RunLogger, make_run_dir
+from common.training import progress, resume_or_start, save_training_state
+from common.utils import UserError, check_finite, seed_everything
+from ascl.dataloader import DATASETS, prepare_dataset
+from ascl.model import ASCL, LinearHead
+from ascl.utils import adjust_learning_rate
+
+CHECKPOINT_NAMES = ("ckpts.pth", "model_last.pth")
+
+
+# ----------------------------------------------------------------------------------------------- flags
+
+def build_parser(variant: str = "main") -> argparse.ArgumentParser:
+    simple = variant == "main_simple"
+    parser = argparse.ArgumentParser(
+        description=f"ASCL {'(wandb-free variant) ' if simple else ''}self-supervised pre-training with a "
+                    "kNN monitor, followed by linear evaluation.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("-a", "--arch", default="resnet18",
+                        help="backbone: resnet18 | resnet34 | resnet50 (the original's CIFAR-style ResNets); any "
+                             "other common.backbones name (e.g. resnet20_option_a) is accepted for small CPU runs")
+    parser.add_argument("--lr", "--learning-rate", default=0.03, type=float, dest="lr",
+                        help="base learning rate of the pre-training SGD")
+    parser.add_argument("--dataset", default="cifar10", choices=DATASETS,
+                        help="dataset (digits = the embedded scikit-learn digits, no data path needed)")
+    parser.add_argument("--data_path", default=os.environ.get("DATA", "cifar10"), type=str,
+                        help="dataset root directory (default: $DATA, else 'cifar10')")
+    parser.add_argument("--epochs", default=200, type=int, help="pre-training epochs")
+    parser.add_argument("--eval_epochs", default=100, type=int, help="linear-evaluation epochs")
+    parser.add_argument("--warm_up", default=5, type=int, help="linear LR warm-up epochs (per iteration)")
+    parser.add_argument("--cos", action="store_false",
+                        help="unused, as in the original (the schedule is always warm-up + cosine; quirk 12)")
+    parser.add_argument("--eval_cos", action="store_true",
+                        help="linear eval: cosine schedule with lr 1 per iteration instead of multistep lr 10")
+    parser.add_argument("--batch-size", default=256, type=int, dest="batch_size",
+                        help="(global) batch size of every loader")
+    parser.add_argument("--wd", default=5e-4, type=float, help="weight decay of the pre-training")
+    parser.add_argument("--m", default=0.99, type=float, help="EMA momentum of the teacher (key) encoder")
+    parser.add_argument("--dim", default=128, type=int, help="projection dim")
+    if simple:
+        parser.add_argument("--K", default=4096, type=int, dest="mem_size",
+                            help="QUEUE SIZE in main_simple.py (in main.py --K is the neighbour count; quirk 5)")
+        parser.add_argument("--mem_size", type=int, dest="mem_size", help="alias of --K (queue size)")
+        parser.add_argument("--nn_num", default=1, type=int, dest="K", help="number of neighbours k_nn")
+    else:
+        parser.add_argument("--mem_size", default=4096, type=int, help="queue size Q")
+        parser.add_argument("--K", default=1, type=int, dest="K", help="number of neighbours k_nn")
+        parser.add_argument("--nn_num", type=int, dest="K", help="alias of --K (main_simple.py's name)")
+    parser.add_argument("--resume", nargs="?", const="run_dir", default="",
+                        help="resume: without a value from <run dir>/ckpts.pth (or model_last.pth), or from the "
+                             "given checkpoint file. A run directory holding a checkpoint is resumed "
+                             "automatically anyway (see --no_auto_resume)")
+    parser.add_argument("--no_auto_resume", action="store_true",
+                        help="start from scratch even if the run directory holds a checkpoint")
+    parser.add_argument("--gpuid", default="0", type=str, help="written to CUDA_VISIBLE_DEVICES (GPU machines)")
+    parser.add_argument("--t1", default=0.1, type=float, help="student temperature T1")
+    parser.add_argument("--t2", default=0.05, type=float, help="teacher temperature T2")
+    parser.add_argument("--aug", default="weak_augment", choices=["weak_augment", "strong_augment"],
+                        help="augmentation of the teacher (key) view; the student view is always strong")
+    parser.add_argument("--model", default="moco", choices=["byol", "moco"], help="framework")
+    parser.add_argument("--type", default="ascl", choices=["ascl", "ahcl", "hard", "normal"],
+                        help="neighbour relation: adaptive soft / adaptive hard / hard / none (plain MoCo)")
+    if not simple:
+        parser.add_argument("--run_id", default="ascl_project", type=str,
+                            help="wandb project name and output folder under runs/ascl/")
+        parser.add_argument("--entity", default="ascl_run", type=str, help="wandb entity (only with --wandb)")
+        parser.add_argument("--wandb", action="store_true",
+                            help="also log to Weights & Biases (only if the wandb package is installed; "
+                                 "tensorboardX and the text logs are always written)")
+    # additions of this implementation
+    parser.add_argument("--seed", default=1228, type=int, help="random seed (the original's fixed 1228)")
+    parser.add_argument("--workers", default=6, type=int, help="data-loading workers per loader")
+    parser.add_argument("--bn_splits", default=8, type=int,
+                        help="SplitBatchNorm groups over the global batch (fixed 8 in the original); with W "
+                             "processes each uses bn_splits/W groups, which keeps the groups identical")
+    parser.add_argument("--no_shuffle_bn", dest="shuffle_bn", action="store_false",
+                        help="do not shuffle the teacher's batch (shuffle-BN is on in the original)")
+    parser.add_argument("--knn_k", default=200, type=int, help="kNN monitor: neighbours")
+    parser.add_argument("--knn_t", default=0.1, type=float, help="kNN monitor: temperature")
+    parser.add_argument("--save_freq", default=50, type=int,
+                        help="write ckpts.pth after 0-based epochs that are multiples of this (original: 50)")
+    parser.add_argument("--eval_resize", action="store_true",
+                        help="resize memory / test images to the training crop size (corrects quirk 10: the "
+                             "original evaluates STL-10 at 96 px after training on 64-px crops)")
+    parser.add_argument("--image_size", default=None, type=int,
+                        help="override the crop size (32 CIFAR/digits, 64 STL-10/Tiny-ImageNet); smoke tests")
+    parser.add_argument("--iters_per_epoch", default=0, type=int,
+                        help="stop each pre-training / linear epoch after this many iterations (0 = full epoch)")
+    parser.add_argument("--eval_batch_size", default=0, type=int,
+                        help="batch size of the memory / test loaders (0 = --batch-size)")
+    parser.add_argument("--print_freq", default=10, type=int, help="progress-bar / NaN-check interval (iters)")
+    parser.add_argument("--initial_linear_eval", action="store_true",
+                        help="also run the linear evaluation on the untrained network (prints "
+                             "'initial linear top-1')")
+    parser.add_argument("--no_progress", action="store_true", help="no tqdm bars")
+    add_distributed_args(parser)
+    parser.set_defaults(variant=variant)
+    return parser
+
+
+def results_dir_name(args) -> str:
+    return f"{args.dataset}_{args.model}_{args.type}_{args.epochs}_{args.aug}_{args.K}_{args.t1}_{args.t2}"
+
+
+def validate_args(args) -> None:
+    """Incompatible flag combinations → UserError naming the fix (spec §b, valid combinations)."""
+    if args.arch in ("resnet101", "resnet152"):
+        raise UserError(f"--arch {args.arch} is not supported by ASCL's ModelBase; use resnet18, resnet34 or resnet50")
+    if args.batch_size < 2:
+        raise UserError("--batch-size must be at least 2")
+    if args.mem_size % args.batch_size != 0:
+        hint = (" (in main_simple.py --K is the queue size; the neighbour count is --nn_num)"
+                if args.variant == "main_simple" else "")
+        raise UserError(f"the queue size ({args.mem_size}) must be a multiple of the batch size "
+                        f"({args.batch_size}): every enqueue writes one whole batch{hint}")
+    if args.bn_splits > 1 and args.batch_size % args.bn_splits != 0:
+        raise UserError(f"--batch-size {args.batch_size} must be divisible by the {args.bn_splits} SplitBatchNorm "
+                        f"groups (change --batch-size or --bn_splits)")
+    if args.model == "moco" and args.type in ("ahcl", "hard") and args.K > args.mem_size:
+        raise UserError(f"--type {args.type} takes the top-{args.K} of the queue, which holds only {args.mem_size} "
+                        "keys; lower the neighbour count or enlarge the queue")
+    if args.K < 1:
+        raise UserError("the neighbour count must be >= 1")
+    if args.model == "byol" and args.dim != 128:
+        raise UserError("--model byol needs --dim 128 (its predictor always outputs 128 dimensions)")
+    if args.model == "byol" and args.type == "ascl" and args.batch_size < 3:
+        raise UserError("--model byol --type ascl needs a batch of at least 3 (neighbours are the other keys)")
+    if args.t1 <= 0 or args.t2 <= 0:
+        raise UserError("--t1 and --t2 must be positive")
+    if args.epochs < 0 or args.eval_epochs < 0:
+        raise UserError("--epochs and --eval_epochs must be >= 0")
+
+
+# ------------------------------------------------------------------------------------------- evaluation
+
+@torch.no_grad()
+def knn_test(net, memory_loader, test_loader, num_classes: int, device, knn_k: int = 200,
+             knn_t: float = 0.1) -> float:
+    """kNN monitor (spec §h): L2-normalised backbone features (before the projector, eval mode) of the memory
+    set as the bank, top-k cosine neighbours weighted by exp(sim/t); returns test top-1 in %."""
+    was_training = net.training
+    net.eval()
+    try:
+        return float(knn_evaluate(lambda x: net(x, feat=True), memory_loader, test_loader, device, knn_k, knn_t,
+                                  num_classes=num_classes))
+    finally:
+        net.train(was_training)
+
+
+def linear_eval(encoder_q, loaders, args, logger: RunLogger, run_dir: str, tag: str = "eval") -> float:
+    """Linear evaluation (spec §h) on the frozen backbone; returns the best top-1 (%)."""
+    device = args.device
+    feature_dim = encoder_q.feature_dim
+    head = LinearHead(encoder_q, feature_dim, loaders.num_classes).to(device)
+    lr = 1.0 if args.eval_cos else 10.0
+    optimizer = torch.optim.SGD(head.fc.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=0)
+    iters = len(loaders.linear) if not args.iters_per_epoch else min(args.iters_per_epoch, len(loaders.linear))
+    if args.eval_cos:
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(args.eval_epochs * iters, 1))
+    else:
+        scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=[60, 80], gamma=0.1)
+    topk = (1, min(5, loaders.num_classes))
+    # quirk 11 (reproduced): the whole head stays in eval mode, so the backbone's BN uses running statistics
+    head.eval()
+    best1 = best5 = 0.0
+    acc1 = 0.0
+    for epoch in range(args.eval_epochs):
+        loss_sum = torch.zeros((), device=device)
+        seen = 0
+        bar = progress(loaders.linear, desc=f"linear {epoch + 1}/{args.eval_epochs}", enabled=not args.no_progress,
+                       total=iters)
+        for i, (images, target) in enumerate(bar):
+            if i >= iters:
+                break
+            images, target = images.to(device), target.to(device)
+            loss = F.cross_entropy(head(images), target)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            if args.eval_cos:
+                scheduler.step()
+            loss_sum += loss.detach() * target.shape[0]
+            seen += target.shape[0]
+        if hasattr(bar, "close"):
+            bar.close()
+        if not args.eval_cos:
+            scheduler.step()
+        check_finite(loss_sum / max(seen, 1), f"linear-eval epoch {epoch}", "Lower the linear-eval lr (--eval_cos).")
+        correct1 = correct5 = total = 0
+        with torch.no_grad():
+            for images, target in loaders.test:
+                out = head(images.to(device))
+                a1, a5 = accuracy(out, target.to(device), topk=topk)
+                correct1 += float(a1) * target.shape[0] / 100.0
+                correct5 += float(a5) * target.shape[0] / 100.0
+                total += target.shape[0]
+        acc1, acc5 = correct1 / total * 100.0, correct5 / total * 100.0
+        best1, best5 = max(best1, acc1), max(best5, acc5)
+        msg = (f"{tag} epoch {epoch}: Acc@1 {acc1:.2f} Acc@5 {acc5:.2f} Best_Acc@1 {best1:.2f} "
+               f"Best_Acc@5 {best5:.2f} loss {float(loss_sum) / max(seen, 1):.4f}")
+        logger.info(msg)
+        logger.scalars({"Acc@1": acc1, "Acc@5": acc5, "Best_Acc@1": best1, "Best_Acc@5": best5}, epoch,
+                       prefix=f"{tag}/")
+        if tag == "eval":
+            with open(os.path.join(run_dir, "eval_logs.txt"), "a") as f:  # quirk 9 fixed: one line per epoch
+                f.write(msg + "\n")
+    return acc1
+
+
+# --------------------------------------------------------------------------------------------- training
+
+def train_one_epoch(model, loader, optimizer, epoch: int, args) -> tuple[float, float]:
+    """One pre-training epoch; returns (mean loss, last lr)."""
+    model.train()
+    device = args.device
+    iters = len(loader) if not args.iters_per_epoch else min(args.iters_per_epoch, len(loader))
+    if iters == 0:
+        raise UserError(f"the training set has fewer samples than one batch ({args.batch_size}); lower --batch-size")
+    loss_sum = torch.zeros((), device=device)
+    seen = 0
+    lr = 0.0
+    bar = progress(loader, desc=f"Train Epoch [{epoch}/{args.epochs}]", enabled=not args.no_progress, total=iters)
+    for i, ((im_1, im_2), labels) in enumerate(bar):
+        if i >= iters:
+            break
+        lr = adjust_learning_rate(optimizer, epoch, i, iters, args)
+        im_1, im_2, labels = im_1.to(device, non_blocking=True), im_2.to(device, non_blocking=True), labels.to(device)
+        loss = model(im_1, im_2, labels).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        # quirk 7 fixed: accumulate a detached value, read it only at print time
+        loss_sum += loss.detach() * labels.shape[0]
+        seen += labels.shape[0]
+        if (i + 1) % args.print_freq == 0 or i + 1 == iters:
+            check_finite(loss, f"{i} of epoch {epoch}")
+            if hasattr(bar, "set_postfix"):
+                bar.set_postfix(loss=f"{float(loss_sum) / seen:.4f}", lr=f"{lr:.5f}")
+    if hasattr(bar, "close"):
+        bar.close()
+    mean_loss = float(loss_sum) / max(seen, 1)
+    check_finite(mean_loss, f"(epoch {epoch} mean)")
+    return mean_loss, lr
+
+
+def find_run_checkpoint(run_dir: str) -> str | None:
+    """The loadable checkpoint in the run directory with the most completed epochs (ckpts.pth / model_last.pth)."""
+    best = None
+    for name in CHECKPOINT_NAMES:
+        path = os.path.join(run_dir, name)
+        if not os.path.isfile(path):
+            continue
+        try:
+            epoch = int(load_checkpoint(path).get("epoch", -1))
+        except UserError:
+            continue
+        if best is None or epoch > best[0]:
+            best = (epoch, path)
+    return best[1] if best else None
+
+
+def main_worker(local_rank: int, args) -> None:
+    device = init_distributed(args, local_rank)
+    seed_everything(args.seed)
+    main_process = is_main_process()
+    world_size = args.world_size if args.distributed else 1
+    rank = args.rank if args.distributed else 0
+    if args.bn_splits > 1 and args.bn_splits % world_size != 0:
+        raise UserError(f"--bn_splits {args.bn_splits} must be divisible by the {world_size} processes")
+    if args.batch_size % world_size != 0:
+        raise UserError(f"--batch-size {args.batch_size} must be divisible by the {world_size} processes")
+
+    results_dir = results_dir_name(args)
+    run_dir = make_run_dir("ascl", os.path.join(args.run_id, results_dir), create=main_process)
+    logger = RunLogger(run_dir, enabled=main_process)
+    if main_process:
+        with open(os.path.join(run_dir, "args.json"), "w") as f:
+            json.dump({k: v for k, v in vars(args).items() if k != "device"}, f, indent=2, default=str)
+    wandb_run = _maybe_wandb(args, results_dir) if main_process else None
+
+    loaders = prepare_dataset(args, rank, world_size)
+    local_splits = max(args.bn_splits // world_size, 1) if args.bn_splits > 1 else args.bn_splits
+    model = ASCL(args.dataset, args.model, args.dim, args.mem_size, args.m, args.t1, args.t2, args.arch, args.type,
+                 args.K, local_splits, args.shuffle_bn)
+    model = wrap_ddp(model, args)
+    optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, weight_decay=args.wd)
+    net = unwrap_model(model)
+
+    resume_path = args.resume
+    if resume_path == "run_dir":
+        resume_path = find_run_checkpoint(run_dir)
+        if resume_path is None:
+            raise UserError(f"--resume: no checkpoint (ckpts.pth / model_last.pth) in '{run_dir}'; "
+                            "pass the checkpoint path, or drop --resume to start a new run")
+    elif not resume_path and not args.no_auto_resume:
+        resume_path = find_run_checkpoint(run_dir)
+        if resume_path:
+            logger.info(f"=> auto-resuming from '{resume_path}' (use --no_auto_resume to start afresh)")
+    start_epoch, state = 0, None
+    if resume_path:
+        start_epoch, state = resume_or_start(resume_path, run_dir, model, optimizer, return_state=True,
+                                             printer=logger.info)
+    best_acc = float(state.get("best_acc", 0.0)) if state else 0.0   # quirk 8: best accuracy restored
+
+    if state is None or "initial_knn" not in state:
+        initial = knn_test(net.encoder_q, loaders.memory, loaders.test, loaders.num_classes, device, args.knn_k,
+                           args.knn_t) if main_process else 0.0
+    else:
+        initial = float(state["initial_knn"])
+    logger.info(f"initial knn top-1: {initial:.2f}")
+    if start_epoch == 0:
+        logger.scalar("knn/top1", initial, 0)
+    if args.initial_linear_eval and main_process and start_epoch == 0:
+        untrained = ASCL(args.dataset, args.model, args.dim, args.mem_size, args.m, args.t1, args.t2, args.arch,
+                         args.type, args.K, local_splits, args.shuffle_bn).to(device)
+        untrained.load_state_dict(net.state_dict())
+        acc = linear_eval(untrained.encoder_q, loaders, args, logger, run_dir, tag="initial_eval")
+        logger.info(f"initial linear top-1: {acc:.2f}")
+
+    train_log = os.path.join(run_dir, "train_logs.txt")
+    acc = initial
+    for epoch in range(start_epoch, args.epochs):
+        loaders.train_sampler.set_epoch(epoch)
+        loaders.train_dataset.set_epoch(epoch)
+        train_loss, lr = train_one_epoch(model, loaders.train, optimizer, epoch, args)
+        if main_process:
+            acc = knn_test(net.encoder_q, loaders.memory, loaders.test, loaders.num_classes, device, args.knn_k,
+                           args.knn_t)
+            best_acc = max(best_acc, acc)
+            logger.info(f"Epoch [{epoch}/{args.epochs}] loss {train_loss:.4f} lr {lr:.5f} "
+                        f"knn top-1 {acc:.2f} best {best_acc:.2f}")
+            logger.scalars({"train_loss": train_loss, "test_acc": acc, "lr": lr}, epoch + 1, prefix="pretrain/")
+            logger.scalar("knn/top1", acc, epoch + 1)
+            with open(train_log, "a") as f:   # appended, not truncated on resume (quirk 8)
+                f.write(f"Epoch {epoch}: best {best_acc:.2f} current {acc:.2f} loss {train_loss:.6f}\n")
+            if wandb_run is not None:
+                wandb_run.log({"train_loss": train_loss, "test_acc": acc, "lr": lr}, step=epoch)
+        fields = dict(best_acc=best_acc, initial_knn=initial)
+        # ckpts.pth after 0-based epochs 50/100/150 (quirk 19); 'epoch' = completed epochs, so a resumed run
+        # continues with the next epoch instead of repeating the saved one (quirk 8 fixed)
+        if args.save_freq > 0 and epoch % args.save_freq == 0 and (epoch != 0 or args.save_freq == 1):
+            save_training_state(run_dir, epoch + 1, model, optimizer, args, filename="ckpts.pth", **fields)
+    if start_epoch < args.epochs or state is None:
+        save_training_state(run_dir, args.epochs, model, optimizer, args, filename="model_last.pth",
+                            best_acc=best_acc, initial_knn=initial)
+    if wandb_run is not None:
+        wandb_run.finish()
+    barrier()
+    if main_process:
+        if start_epoch >= args.epochs and state is not None:
+            acc = knn_test(net.encoder_q, loaders.memory, loaders.test, loaders.num_classes, device, args.knn_k,
+                           args.knn_t)
+        logger.info(f"final knn top-1: {acc:.2f}")
+        if args.eval_epochs > 0:
+            linear_acc = linear_eval(net.encoder_q, loaders, args, logger, run_dir)
+            logger.info(f"final linear top-1: {linear_acc:.2f}")
+        logger.info(f"run directory: {run_dir}")
+    logger.close()
+    cleanup()
+
+
+def _maybe_wandb(args, results_dir: str):
+    if not getattr(args, "wandb", False):
+        return None
+    try:
+        import wandb
+    except ImportError:
+        print("warning: --wandb given but the wandb package is not installed; logging to tensorboardX only",
+              file=sys.stderr)
+        return None
+    return wandb.init(project=args.run_id, entity=args.entity, name="train_" + results_dir, config=vars(args))
+
+
+def main(variant: str = "main", argv=None) -> None:
+    args = build_parser(variant).parse_args(argv)
+    if variant == "main_simple":
+        args.run_id, args.entity, args.wandb = "ascl_project", None, False   # quirk 3 fixed
+    if torch.cuda.is_available() and args.gpuid and "CUDA_VISIBLE_DEVICES" not in os.environ:
+        os.environ["CUDA_VISIBLE_DEVICES"] = args.gpuid
+    if args.dataset == "digits" and args.data_path in ("cifar10", ""):
+        args.data_path = None
+    elif not args.data_path or not os.path.isdir(args.data_path):
+        raise UserError(f"--data_path '{args.data_path}' does not exist; point it (or $DATA) at the {args.dataset} "
+                        "root directory (nothing is downloaded)")
+    args.eval_batch_size = args.eval_batch_size or None
+    validate_args(args)
+    launch(main_worker, args)

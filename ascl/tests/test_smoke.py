@@ -1,0 +1,73 @@
+"""Every sh/ script and every entry point, end to end for 1–2 iterations on tiny data in its real format (CPU).
+
+Sizes are overridden with flags (the scripts forward "$@" last): tiny queue / batch, one epoch, a couple of
+iterations, one linear-eval epoch.
+"""
+import re
+
+import pytest
+
+from ci.smoke import run_python, run_script
+from common.data import fake
+
+pytestmark = pytest.mark.slow
+
+TINY = ["--epochs", "1", "--eval_epochs", "1", "--iters_per_epoch", "2", "--batch-size", "16", "--mem_size", "32",
+        "--workers", "0", "--knn_k", "10", "--no_progress"]
+
+
+def _metric(out: str, name: str) -> float:
+    match = re.search(rf"^{name}: ([0-9.]+)$", out, re.M)
+    assert match, f"no '{name}: <value>' line in:\n{out[-2000:]}"
+    return float(match.group(1))
+
+
+def test_train_sh_digits_defaults(tmp_path):
+    proc = run_script("ascl", "sh/train.sh", "--epochs", "1", "--eval_epochs", "1", "--iters_per_epoch", "2",
+                      "--no_progress", runs_dir=tmp_path)
+    out = proc.stdout
+    initial, final = _metric(out, "initial knn top-1"), _metric(out, "final knn top-1")
+    assert 0 <= initial <= 100 and 0 <= final <= 100
+    _metric(out, "final linear top-1")
+    run = tmp_path / "runs" / "ascl" / "digits" / "digits_moco_ascl_1_weak_augment_5_0.1_0.05"
+    assert (run / "model_last.pth").is_file() and (run / "train_logs.txt").is_file()
+    assert (run / "eval_logs.txt").read_text().endswith("\n")           # quirk 9 fixed
+    assert any(p.name.startswith("events.out.tfevents") for p in run.iterdir())
+
+
+def test_cifar100_main_script(tmp_path):
+    data = fake.write_cifar100(tmp_path / "data", n_train=40, n_test=20)
+    proc = run_script("ascl", "sh/cifar100_ascl.sh", *TINY, "--K", "2", env={"DATA": data}, runs_dir=tmp_path)
+    assert "final linear top-1" in proc.stdout
+
+
+def test_cifar100_main_simple_script(tmp_path):
+    # main_simple.py: --K is the queue size, --nn_num the neighbours (the script passes --nn_num 5)
+    data = fake.write_cifar100(tmp_path / "data", n_train=40, n_test=20)
+    tiny = [a for a in TINY if a not in ("--mem_size", "32")]
+    proc = run_script("ascl", "sh/cifar100_ascl_simple.sh", *tiny, "--K", "32", "--type", "ahcl",
+                      env={"DATA": data}, runs_dir=tmp_path)
+    assert "final knn top-1" in proc.stdout
+    assert (tmp_path / "runs" / "ascl" / "ascl_project" / "cifar100_moco_ahcl_1_weak_augment_5_0.1_0.05").is_dir()
+
+
+def test_imagenet_script(tmp_path):
+    data = fake.write_imagefolder(tmp_path / "imagenet", n_classes=2, n_per_class=4, size=40)
+    proc = run_script("ascl", "sh/imagenet_ascl.sh", "-a", "resnet18", "--image-size", "32", "--batch-size", "4",
+                      "--moco-k", "8", "--moco-dim", "16", "--epochs", "1", "-j", "0", "--nproc-per-node", "1",
+                      "--no-progress", env={"DATA": data}, runs_dir=tmp_path)
+    run = tmp_path / "runs" / "ascl" / "imagenet_resnet18"
+    assert (run / "checkpoint_0001.pth.tar").is_file(), proc.stdout[-2000:]
+
+
+@pytest.mark.parametrize("dataset,writer", [("stl10", "write_stl10"), ("tinyimagenet", "write_tinyimagenet"),
+                                            ("cifar10", "write_cifar10")])
+def test_main_other_datasets_and_byol(tmp_path, dataset, writer):
+    kwargs = {"write_stl10": dict(n_train=20, n_test=10, n_unlabeled=20),
+              "write_tinyimagenet": dict(n_classes=4, n_train_per_class=4, n_val_per_class=2),
+              "write_cifar10": dict(n_train=40, n_test=10)}[writer]
+    data = getattr(fake, writer)(tmp_path / "data", **kwargs)
+    extra = ["--model", "byol", "--aug", "strong_augment"] if dataset == "cifar10" else ["--image_size", "32"]
+    proc = run_python("ascl", "main.py", "--dataset", dataset, "--data_path", data, "--arch", "resnet18", *TINY,
+                      "--eval_epochs", "0", *extra, runs_dir=tmp_path)
+    assert "final knn top-1" in proc.stdout

@@ -1,0 +1,211 @@
+"""Linear evaluation of a pre-trained AttentioNCE encoder (the original's ``image/linear.py``;
+``tiny-Imagenet/linear.py`` runs this same code with its own defaults).
+
+    cd attentionce && python image/linear.py --dataset_name stl10 \\
+        --model_path runs/attentionce/<run>/stl10_SimCLR_4model_256_400_2.0_0.5.pth
+
+Protocol of the original (spec §h): frozen encoder ``f``, a trainable Linear(F → C) on the un-normalised
+pooled feature, Adam (lr 1e-2 for STL-10, else 1e-3; wd 1e-6), 100 epochs of batch 512 with the full
+pre-training augmentation (quirk 6), test at native resolution after every epoch, encoder BatchNorm in train
+mode during the training passes (quirk 4), and the best test top-1 over the epochs is reported (quirk 5; the
+last epoch's top-1 is printed too).
+"""
+from __future__ import annotations
+
+import argparse
+
+import torch
+import torch.nn as nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from attentionce.image.model import Model, strip_module_prefix
+from attentionce.image.utils import DATASETS, build_split, canonical_dataset_name, test_transform, train_transform
+from common.checkpoint import load_checkpoint
+from common.eval.metrics import accuracy
+from common.logger import RunLogger, make_run_dir
+from common.utils import UserError, check_finite, get_device, run_main, seed_everything
+
+METHOD = "attentionce"
+
+VARIANT_DEFAULTS = {
+    "image": {"dataset_name": "cifar10", "root": "../data", "workers": 4,
+              "model_path": "../results/cifar10/stl10_SimCLR_4model_256_400_2.0_0.5.pth"},
+    "tiny": {"dataset_name": "tinyImageNet", "root": "../tiny-imagenet-200", "workers": 2,
+             "model_path": "../results/cifar10/cifar10_SimCLR_model_128_54.pth"},
+}
+
+
+class Net(nn.Module):
+    """Frozen encoder ``f`` + trainable ``fc``; ``forward`` → logits on the un-normalised feature."""
+
+    def __init__(self, encoder: nn.Module, encoder_dim: int, num_classes: int):
+        super().__init__()
+        self.f = encoder
+        self.fc = nn.Linear(encoder_dim, num_classes, bias=True)
+        for p in self.f.parameters():
+            p.requires_grad = False
+
+    def forward(self, x):
+        return self.fc(torch.flatten(self.f(x), start_dim=1))
+
+
+def load_pretrained(path: str, arch: str | None, device) -> Model:
+    """``Model`` from an original-format checkpoint (a state dict with or without ``module.``; the projection
+    dim is read from it, quirk 11) or from this code's ``checkpoint.pth`` (arch / feature_dim from its args)."""
+    state = load_checkpoint(path, map_location=device)
+    saved_args = {}
+    if "state_dict" in state and isinstance(state["state_dict"], dict):
+        saved_args = state.get("args") or {}
+        state = state["state_dict"]
+    state = strip_module_prefix(state)
+    if "g.3.weight" not in state:
+        raise UserError(f"checkpoint '{path}' is not an AttentioNCE model (no projection head 'g.3.weight'); "
+                        "pass a file written by main.py")
+    arch = arch or saved_args.get("arch") or "resnet50"
+    model = Model(feature_dim=state["g.3.weight"].shape[0], arch=arch)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        raise UserError(f"checkpoint '{path}' does not fit --arch {arch} ({str(e).splitlines()[0]}); pass the "
+                        "--arch the model was pre-trained with") from None
+    return model.to(device)
+
+
+def extract_features(model: Model, dataset_name: str, root: str, device, workers: int = 2, batch_size: int = 256):
+    """Un-normalised encoder features (eval mode, test transform) of the linear-train and test splits:
+    ``(train_x (N, F), train_y, test_x (M, F), test_y)`` on the CPU."""
+    from common.eval.features import eval_mode, extract_features as run_features
+    out = []
+    with eval_mode(model):
+        for role in ("linear_train", "test"):
+            dataset = build_split(dataset_name, root, role, transform=test_transform())
+            loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers)
+            feats, labels = run_features(model.features, loader, device)
+            out += [feats.cpu(), labels.cpu()]
+    return tuple(out)
+
+
+def probe_top1(kind: str, train_x, train_y, test_x, test_y, epochs: int = 100, k: int = 200, seed=None):
+    """(metric name, top-1 %) on fixed features: ``kind='linear'``: the paper's classifier (Linear on the
+    un-normalised feature, Adam lr 1e-3, wd 1e-6, no schedule) trained on precomputed test-transform
+    features (no augmentation, last epoch); ``'knn'``: weighted kNN (k, T = 0.1) on L2-normalised features."""
+    import torch.nn.functional as F
+    from common.eval.knn import knn_accuracy
+    from common.eval.linear import train_linear_probe
+    num_classes = int(max(train_y.max(), test_y.max())) + 1
+    if kind == "knn":
+        top1 = knn_accuracy(F.normalize(test_x, dim=1), test_y, F.normalize(train_x, dim=1), train_y,
+                            num_classes, k=k, topk=(1,))[0]
+        return "knn top-1", float(top1)
+    top1 = train_linear_probe(train_x, train_y, test_x, test_y, epochs=epochs, lr=1e-3, optimizer="adam",
+                              weight_decay=1e-6, schedule="none", num_classes=num_classes,
+                              seed=0 if seed is None else seed)
+    return "linear top-1", float(top1)
+
+
+def get_parser(variant: str = "image") -> argparse.ArgumentParser:
+    d = VARIANT_DEFAULTS[variant]
+    parser = argparse.ArgumentParser(description="Linear Evaluation", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--root", type=str, default=d["root"], help="dataset root")
+    parser.add_argument("--model_path", type=str, default=d["model_path"],
+                        help="The pretrained model path (the original's default does not exist: pass the .pth "
+                             "written by main.py, or its checkpoint.pth)")
+    parser.add_argument("--batch_size", type=int, default=512, help="Number of images in each mini-batch")
+    parser.add_argument("--epochs", type=int, default=100, help="Number of sweeps over the dataset to train")
+    parser.add_argument("--dataset_name", type=str, default=d["dataset_name"], help=f"dataset: {', '.join(DATASETS)}")
+    # ---- additions
+    parser.add_argument("--arch", type=str, default=None,
+                        help="encoder the checkpoint was trained with (default: from checkpoint.pth, else resnet50)")
+    parser.add_argument("--lr", type=float, default=None, help="Adam lr (default: 1e-2 for stl10, else 1e-3)")
+    parser.add_argument("--weight_decay", type=float, default=1e-6, help="Adam weight decay")
+    parser.add_argument("--bn_mode", choices=["train", "eval"], default="train",
+                        help="encoder BatchNorm during the linear training passes: train = the original (batch "
+                             "statistics, running stats drift, quirk 4); eval = frozen statistics (corrected)")
+    parser.add_argument("--crop_size", type=int, default=32, help="training crop size (test: native size)")
+    parser.add_argument("--workers", type=int, default=d["workers"], help="data loading workers")
+    parser.add_argument("--steps_per_epoch", type=int, default=0, help="stop each training pass after N steps (0 = all)")
+    parser.add_argument("--seed", type=int, default=None, help="random seed (original: unseeded)")
+    parser.add_argument("--device", type=str, default=None, help="cpu / cuda (default: cuda if available)")
+    parser.add_argument("--name", type=str, default=None, help="run name: runs/attentionce/<name>/ (logs)")
+    return parser
+
+
+def run_epoch(net, loader, optimizer, criterion, device, epoch, epochs, train: bool, bn_mode: str, max_steps: int = 0):
+    """One training or test pass; returns (loss, top-1 %, top-5 %)."""
+    net.train(train)
+    if train:
+        net.f.train(bn_mode == "train")
+    total_loss = torch.zeros((), device=device)
+    correct1 = torch.zeros((), device=device)
+    correct5 = torch.zeros((), device=device)
+    seen = 0
+    name = "Train" if train else "Test"
+    bar = tqdm(loader, dynamic_ncols=True)
+    with torch.set_grad_enabled(train):
+        for step, (images, targets) in enumerate(bar):
+            if train and max_steps and step >= max_steps:
+                break
+            images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
+            logits = net(images)
+            loss = criterion(logits, targets)
+            if train:
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+            n = images.shape[0]
+            acc1, acc5 = accuracy(logits.detach(), targets, topk=(1, 5))
+            total_loss += loss.detach() * n
+            correct1 += acc1 * n / 100
+            correct5 += acc5 * n / 100
+            seen += n
+            bar.set_description(f"{name} Epoch: [{epoch}/{epochs}] Loss: {total_loss.item() / seen:.4f} "
+                                f"ACC@1: {correct1.item() / seen * 100:.2f}% ACC@5: {correct5.item() / seen * 100:.2f}%")
+    bar.close()
+    mean_loss = total_loss.item() / max(seen, 1)
+    check_finite(mean_loss, epoch)
+    return mean_loss, correct1.item() / max(seen, 1) * 100, correct5.item() / max(seen, 1) * 100
+
+
+def main(argv=None, variant: str = "image"):
+    args = get_parser(variant).parse_args(argv)
+    args.dataset_name = canonical_dataset_name(args.dataset_name)
+    if args.batch_size < 1 or args.epochs < 1:
+        raise UserError("--batch_size and --epochs must be positive")
+    device = get_device(args.device)
+    seed_everything(args.seed)
+    run_dir = make_run_dir(METHOD, args.name or f"linear_{args.dataset_name}")
+    logger = RunLogger(run_dir)
+    logger.info(str(args))
+
+    model = load_pretrained(args.model_path, args.arch, device)
+    train_data = build_split(args.dataset_name, args.root, "linear_train", transform=train_transform(args.crop_size))
+    test_data = build_split(args.dataset_name, args.root, "test", transform=test_transform())
+    train_loader = DataLoader(train_data, batch_size=args.batch_size, shuffle=True, num_workers=args.workers,
+                              pin_memory=device.type == "cuda")
+    test_loader = DataLoader(test_data, batch_size=args.batch_size, shuffle=False, num_workers=args.workers,
+                             pin_memory=device.type == "cuda")
+    net = Net(model.f, model.encoder_dim, len(train_data.classes)).to(device)
+    lr = args.lr if args.lr is not None else (1e-2 if args.dataset_name == "stl10" else 1e-3)
+    optimizer = torch.optim.Adam(net.fc.parameters(), lr=lr, weight_decay=args.weight_decay)
+    criterion = nn.CrossEntropyLoss()
+
+    best_acc, last_acc = 0.0, 0.0
+    for epoch in range(1, args.epochs + 1):
+        train_loss, train_acc1, _ = run_epoch(net, train_loader, optimizer, criterion, device, epoch, args.epochs,
+                                              True, args.bn_mode, args.steps_per_epoch)
+        test_loss, last_acc, test_acc5 = run_epoch(net, test_loader, None, criterion, device, epoch, args.epochs,
+                                                   False, args.bn_mode)
+        best_acc = max(best_acc, last_acc)
+        logger.scalars({"linear/train_loss": train_loss, "linear/train_acc1": train_acc1,
+                        "linear/test_loss": test_loss, "linear/test_acc1": last_acc,
+                        "linear/test_acc5": test_acc5}, epoch)
+        logger.info(f"epoch {epoch}: train loss {train_loss:.4f} acc1 {train_acc1:.2f} | test loss {test_loss:.4f} "
+                    f"acc1 {last_acc:.2f} acc5 {test_acc5:.2f}")
+    logger.info(f"Best acc1 result:{best_acc}")
+    logger.info(f"Last acc1 result:{last_acc}")
+    logger.close()
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,299 @@
+"""AttentioNCE self-supervised pre-training (the original's ``image/main.py``; ``tiny-Imagenet/main.py`` runs
+this same code with its own defaults).
+
+    cd attentionce && python image/main.py --dataset_name cifar10 --d_pos 1 --d_neg 10
+
+Six views per image, two anchors (v1, v2) and four positives (v3-v6); the loss is ``attentionce.losses``.
+Flags and defaults of the original are kept (``--k`` is a no-op, ``--estimator`` only names the checkpoint);
+everything after ``--d_neg`` in ``--help`` is an addition of this re-implementation.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+
+import torch
+from torch.utils.data import DataLoader, DistributedSampler
+from tqdm import tqdm
+
+from attentionce.image.model import Model, add_module_prefix, strip_module_prefix
+from attentionce.image.utils import DATASETS, N_VIEWS, canonical_dataset_name, get_pretrain_dataset
+from attentionce.losses import AttentioNCE
+from common import distributed as dist_utils
+from common.checkpoint import (capture_rng_state, find_latest_checkpoint, load_checkpoint, restore_rng_state,
+                               save_checkpoint)
+from common.logger import RunLogger, make_run_dir
+from common.utils import UserError, autocast, check_finite, get_device, run_main, seed_everything
+
+METHOD = "attentionce"
+RESUME_FILE = "checkpoint.pth"
+
+# the two original copies differ only in these defaults (spec §a)
+VARIANT_DEFAULTS = {
+    "image": {"dataset_name": "cifar10", "root": "../data", "workers": 2, "save_every": 200},
+    "tiny": {"dataset_name": "tinyImageNet", "root": "../tiny-imagenet-200", "workers": 4, "save_every": 100},
+}
+
+
+def get_parser(variant: str = "image") -> argparse.ArgumentParser:
+    d = VARIANT_DEFAULTS[variant]
+    parser = argparse.ArgumentParser(description="Train AttentioNCE", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    # ---- the original's flags, same defaults
+    parser.add_argument("--root", type=str, default=d["root"],
+                        help="dataset root (CIFAR pickles / STL-10 binaries / tiny-imagenet-200 or its parent)")
+    parser.add_argument("--feature_dim", default=128, type=int, help="Feature dim for latent vector")
+    parser.add_argument("--temperature", default=0.5, type=float, help="Temperature used in softmax")
+    parser.add_argument("--k", default=200, type=int, help="Top k most similar images used to predict the label "
+                        "(no-op, kept for command-line compatibility: the original has no kNN monitor)")
+    parser.add_argument("--batch_size", default=256, type=int, help="Number of images in each mini-batch "
+                        "(global, over all processes; each image gives 6 views)")
+    parser.add_argument("--epochs", default=400, type=int, help="Number of sweeps over the dataset to train")
+    parser.add_argument("--estimator", default="SimCLR", type=str,
+                        help="label inserted in the checkpoint name only (does not change the loss; see --loss)")
+    parser.add_argument("--dataset_name", default=d["dataset_name"], type=str,
+                        help=f"dataset: {', '.join(DATASETS)}")
+    parser.add_argument("--d_pos", default=1, type=float, help="Scaling factor for positive samples "
+                        "(softmax temperature of the positive attention)")
+    parser.add_argument("--d_neg", default=1, type=float, help="Scaling factor for negative samples "
+                        "(softmax temperature of the negative attention)")
+    # ---- additions
+    parser.add_argument("--loss", default="attentionce", choices=["attentionce", "simclr"],
+                        help="attentionce (6 views) or the plain SimCLR/NT-Xent baseline of the paper's tables (2 views)")
+    parser.add_argument("--arch", default="resnet50", type=str,
+                        help="encoder: resnet50 (the original CIFAR-style ResNet-50) or any common.backbones name "
+                             "(e.g. resnet20_option_a for CPU runs)")
+    parser.add_argument("--lr", default=1e-3, type=float, help="Adam learning rate (original: 1e-3, no schedule)")
+    parser.add_argument("--weight_decay", default=1e-6, type=float, help="Adam weight decay (original: 1e-6)")
+    parser.add_argument("--workers", default=d["workers"], type=int, help="data loading workers")
+    parser.add_argument("--crop_size", default=32, type=int, help="RandomResizedCrop size of the training views")
+    parser.add_argument("--save_every", default=d["save_every"], type=int,
+                        help="write the original-format checkpoint every N epochs (and after the last epoch)")
+    parser.add_argument("--repeat_view4_bug", action="store_true",
+                        help="reproduce the original tiny-Imagenet/main.py bug (quirk 1): the 6th forward pass "
+                             "re-encodes view 4, so positives 2 and 4 are identical and view 6 is unused. "
+                             "Default: fixed (6 distinct views); the published Tiny-ImageNet numbers used the bug")
+    parser.add_argument("--freeze_bn", action="store_true",
+                        help="keep every BatchNorm in eval mode (running statistics) during pre-training; not "
+                             "the paper's setting, used to compare distributed and single-process runs exactly")
+    parser.add_argument("--seed", default=None, type=int,
+                        help="seed for initialisation, data order and augmentation (original: unseeded); with a "
+                             "seed, augmentations depend only on (seed, epoch, image) so resumed and "
+                             "multi-process runs see the same views")
+    parser.add_argument("--steps_per_epoch", default=0, type=int,
+                        help="stop each epoch after this many steps (0 = full epoch; for smoke tests)")
+    parser.add_argument("--eval", default="none", choices=["none", "linear", "knn"],
+                        help="evaluate the encoder before and after training (prints 'initial/final <metric>'): "
+                             "linear = logistic-regression probe on frozen features, knn = weighted kNN")
+    parser.add_argument("--eval_epochs", default=100, type=int, help="epochs of the --eval linear probe")
+    parser.add_argument("--print_freq", default=10, type=int, help="update the progress bar loss every N steps")
+    parser.add_argument("--amp", action="store_true", help="mixed precision (bfloat16 on CPU, float16 on CUDA)")
+    parser.add_argument("--device", default=None, type=str, help="cpu / cuda / cuda:1 (default: cuda if available)")
+    parser.add_argument("--name", default=None, type=str,
+                        help="run name: runs/attentionce/<name>/ under $CL_RUNS_DIR or the working directory")
+    parser.add_argument("--resume", default="", type=str, help="resume from this checkpoint.pth")
+    parser.add_argument("--auto_resume", default=True, action=argparse.BooleanOptionalAction,
+                        help="continue from <run dir>/checkpoint.pth when it exists")
+    dist_utils.add_distributed_args(parser)
+    return parser
+
+
+def default_run_name(args) -> str:
+    return (f"{args.dataset_name}_{args.loss}_{args.arch}_b{args.batch_size}_{float(args.d_pos)}_"
+            f"{float(args.d_neg)}" + ("_view4bug" if args.repeat_view4_bug else ""))
+
+
+def original_checkpoint_name(args, epoch: int) -> str:
+    """``<dataset>_<estimator>_4model_<batch>_<epoch>_<d_pos>_<d_neg>.pth`` (spec §e; floats print as 1.0)."""
+    return (f"{args.dataset_name}_{args.estimator}_4model_{args.batch_size}_{epoch}_"
+            f"{float(args.d_pos)}_{float(args.d_neg)}.pth")
+
+
+def check_args(args) -> None:
+    args.dataset_name = canonical_dataset_name(args.dataset_name)
+    for flag in ("temperature", "d_pos", "d_neg"):
+        value = getattr(args, flag)
+        if not (value > 0 and math.isfinite(value)):
+            raise UserError(f"--{flag} must be a positive number, got {value}")
+    if args.batch_size < 2:
+        raise UserError(f"--batch_size {args.batch_size}: the loss needs at least 2 images per step "
+                        "(the other images are the negatives)")
+    if args.epochs < 1 or args.feature_dim < 1:
+        raise UserError("--epochs and --feature_dim must be positive")
+    if args.repeat_view4_bug and args.loss == "simclr":
+        raise UserError("--repeat_view4_bug only applies to --loss attentionce (SimCLR uses 2 views)")
+
+
+def view_order(args) -> list[int]:
+    """Which view batch goes through each of the forward passes."""
+    if args.loss == "simclr":
+        return [0, 1]
+    if args.repeat_view4_bug:
+        return [0, 1, 2, 3, 4, 3]
+    return list(range(N_VIEWS))
+
+
+def set_bn_eval(module: torch.nn.Module) -> None:
+    for m in module.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.eval()
+
+
+def train_one_epoch(net, criterion, loader, optimizer, args, epoch, logger, global_step):
+    """One epoch (the original ``train``): per step one forward pass per view (BatchNorm statistics are per
+    view batch, as in the original), the loss on the normalised projections, Adam step.  Returns the mean
+    loss weighted by the batch size and the new global step."""
+    net.train()
+    if args.freeze_bn:
+        set_bn_eval(net)
+    order = view_order(args)
+    total_steps = len(loader) if args.steps_per_epoch <= 0 else min(len(loader), args.steps_per_epoch)
+    loss_sum = torch.zeros((), device=args.device)
+    seen = 0
+    bar = tqdm(loader, total=total_steps, disable=not dist_utils.is_main_process(), dynamic_ncols=True)
+    for step, (views, _) in enumerate(bar):
+        if step >= total_steps:
+            break
+        views = views.to(args.device, non_blocking=True)
+        with autocast(args.device, args.amp):
+            projections = [net(views[:, v])[1] for v in order]
+        loss = criterion(torch.stack(projections).float())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        loss_sum += loss.detach() * views.shape[0]
+        seen += views.shape[0]
+        global_step += 1
+        if (step + 1) % args.print_freq == 0 or step + 1 == total_steps:
+            check_finite(loss_sum, global_step, "(AttentioNCE: also try a larger --d_neg or --temperature)")
+            mean = loss_sum.item() / seen
+            bar.set_description(f"Train Epoch: [{epoch}/{args.epochs}] Loss: {mean:.4f}")
+            logger.scalar("train/loss", loss.item(), global_step)
+    bar.close()
+    mean = dist_utils.all_reduce_mean(loss_sum / max(seen, 1)).item()
+    check_finite(mean, global_step)
+    return mean, global_step
+
+
+def evaluate(model, args) -> tuple[str, float]:
+    """The initial / final evaluation: (metric name, top-1 in %) of the frozen encoder."""
+    from attentionce.image.linear import extract_features, probe_top1
+    train_x, train_y, test_x, test_y = extract_features(model, args.dataset_name, args.root, args.device,
+                                                         workers=args.workers)
+    return probe_top1(args.eval, train_x, train_y, test_x, test_y, epochs=args.eval_epochs, k=args.k, seed=args.seed)
+
+
+def main_worker(local_rank, args):
+    dist_utils.init_distributed(args, local_rank)
+    main_process = dist_utils.is_main_process()
+    if args.batch_size % args.world_size:
+        raise UserError(f"--batch_size {args.batch_size} is not divisible by the {args.world_size} processes; "
+                        "use a multiple of the process count")
+    local_batch = args.batch_size // args.world_size
+    seed_everything(args.seed)
+    run_dir = make_run_dir(METHOD, args.name, create=main_process)
+    logger = RunLogger(run_dir, enabled=main_process)
+    logger.info(f"Home device: {args.device}")
+    logger.info(str(args))
+
+    dataset = get_pretrain_dataset(args.dataset_name, args.root, args.crop_size, args.seed,
+                                   n_views=2 if args.loss == "simclr" else N_VIEWS)
+    logger.info(f"# Classes: {len(dataset.classes)}")
+    if len(dataset) < args.batch_size:
+        raise UserError(f"the {args.dataset_name} pre-training split has {len(dataset)} images, fewer than "
+                        f"--batch_size {args.batch_size} (the last incomplete batch is dropped); lower --batch_size")
+    # one sampler for every case: with world size 1 it is a seeded shuffle whose order the 2-process split
+    # reproduces (rank r takes every W-th index of the same permutation)
+    sampler = DistributedSampler(dataset, num_replicas=args.world_size, rank=args.rank, shuffle=True,
+                                 seed=args.data_seed, drop_last=True)
+    loader = DataLoader(dataset, batch_size=local_batch, sampler=sampler, num_workers=args.workers,
+                        pin_memory=args.device.type == "cuda", drop_last=True)
+
+    model = Model(args.feature_dim, args.arch).to(args.device)
+    net = dist_utils.wrap_ddp(model, args)
+    criterion = AttentioNCE(args.temperature, args.d_pos, args.d_neg, loss=args.loss)
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+
+    start_epoch, global_step, initial = 1, 0, None
+    resume = args.resume or (find_latest_checkpoint(run_dir, RESUME_FILE) if args.auto_resume else None)
+    if resume:
+        state = load_checkpoint(resume, map_location=args.device)
+        if "state_dict" not in state or "optimizer" not in state:
+            raise UserError(f"checkpoint '{resume}' is not an AttentioNCE training checkpoint (no state_dict / "
+                            f"optimizer); resume from <run dir>/{RESUME_FILE}")
+        try:
+            model.load_state_dict(strip_module_prefix(state["state_dict"]))
+            optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as e:
+            raise UserError(f"checkpoint '{resume}' does not match this model (--arch {args.arch}, "
+                            f"--feature_dim {args.feature_dim}): {str(e).splitlines()[0]}") from None
+        start_epoch, global_step = state["epoch"] + 1, state.get("global_step", 0)
+        initial = state.get("initial_eval")
+        restore_rng_state(state.get("rng"))
+        logger.info(f"resumed from {resume} at epoch {state['epoch']}")
+
+    if args.eval != "none" and initial is None:
+        if main_process:
+            initial = evaluate(model, args)
+        dist_utils.barrier()
+    if initial is not None:
+        logger.info(f"initial {initial[0]}: {initial[1]:.2f}")
+
+    for epoch in range(start_epoch, args.epochs + 1):
+        sampler.set_epoch(epoch)
+        dataset.set_epoch(epoch)
+        loss, global_step = train_one_epoch(net, criterion, loader, optimizer, args, epoch, logger, global_step)
+        logger.scalar("train/epoch_loss", loss, epoch)
+        logger.info(f"epoch {epoch}: loss {loss:.4f}")
+        if main_process:
+            if epoch % args.save_every == 0 or epoch == args.epochs:
+                # the original's file: DataParallel state dict ('module.' keys), read by linear.py
+                path = os.path.join(run_dir, original_checkpoint_name(args, epoch))
+                save_checkpoint(add_module_prefix(model.state_dict()), path)
+            save_checkpoint({"epoch": epoch, "global_step": global_step, "state_dict": model.state_dict(),
+                             "optimizer": optimizer.state_dict(), "args": args_for_saving(args),
+                             "rng": capture_rng_state(), "initial_eval": initial},
+                            os.path.join(run_dir, RESUME_FILE))
+        dist_utils.barrier()
+
+    if args.eval != "none" and main_process:
+        final = evaluate(model, args)
+        logger.info(f"final {final[0]}: {final[1]:.2f}")
+        logger.scalar(f"eval/{final[0].replace(' ', '_')}", final[1], args.epochs)
+    logger.info(f"checkpoints in {run_dir}")
+    logger.close()
+    dist_utils.cleanup()
+
+
+def args_for_saving(args) -> dict:
+    return {k: (str(v) if isinstance(v, torch.device) else v) for k, v in vars(args).items()}
+
+
+def main(argv=None, variant: str = "image"):
+    args = get_parser(variant).parse_args(argv)
+    check_args(args)
+    args.name = args.name or default_run_name(args)
+    # the data order's seed must agree between processes (and survive a resume): fixed by --seed, else 0
+    args.data_seed = args.seed if args.seed is not None else 0
+    if args.device is not None:
+        args.device = str(get_device(args.device))  # UserError for cuda without CUDA
+    if args.multiprocessing_distributed:
+        processes = dist_utils.processes_per_node(args) * max(args.world_size, 1)
+        if args.batch_size % processes:
+            raise UserError(f"--batch_size {args.batch_size} is not divisible by the {processes} processes "
+                            "(--nproc-per-node x --world-size, or the GPU count); use a multiple of it")
+    try:
+        dist_utils.launch(spawned_worker if args.multiprocessing_distributed else main_worker, args)
+    except torch.multiprocessing.ProcessExitedException as e:
+        raise UserError(f"a training process failed ({e}); its error message is printed above") from None
+
+
+def spawned_worker(local_rank, args):
+    """``main_worker`` in a process started by ``mp.spawn``: a ``UserError`` is printed as one line and the
+    process exits 2 (the parent then reports the failure) instead of a traceback."""
+    run_main(lambda: main_worker(local_rank, args))
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,69 @@
+"""Golden fixtures recorded from the original AttentioNCE loss: every file must pass ``ci/golden.py``."""
+import glob
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[2]
+GOLDEN = Path(os.environ.get("GOLDEN_DIR", ROOT.parent / "shared" / "golden")) / "attentionce"
+
+
+@pytest.mark.skipif(not GOLDEN.is_dir(), reason=f"no golden fixtures at {GOLDEN}")
+def test_golden_fixtures_pass():
+    files = sorted(glob.glob(str(GOLDEN / "*.pt")))
+    assert files, f"no .pt fixtures in {GOLDEN}"
+    proc = subprocess.run([sys.executable, str(ROOT / "ci" / "golden.py"), "--method", "attentionce", *files],
+                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+    print(proc.stdout, proc.stderr)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"{len(files)} passed, 0 failed" in proc.stdout
+
+
+@pytest.mark.skipif(not GOLDEN.is_dir(), reason=f"no golden fixtures at {GOLDEN}")
+def test_golden_check_catches_a_wrong_loss(tmp_path):
+    """The check is not vacuous: a fixture whose loss was perturbed by 1e-6 relative must fail."""
+    src = sorted(glob.glob(str(GOLDEN / "*.pt")))[0]
+    fixture = torch.load(src, weights_only=False)
+    fixture["tensors"]["loss"] = fixture["tensors"]["loss"] * (1 + 1e-6)
+    bad = tmp_path / os.path.basename(src)
+    torch.save(fixture, bad)
+    proc = subprocess.run([sys.executable, str(ROOT / "ci" / "golden.py"), "--method", "attentionce", str(bad)],
+                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode == 1 and "FAIL" in proc.stdout, proc.stdout
+
+
+def test_loss_matches_literal_formula_and_simclr():
+    """The log-sum-exp form equals the original literal -log(pos/(pos+sum neg)); SimCLR = NT-Xent."""
+    from attentionce.losses import attentionce_loss, simclr_loss, negative_mask
+    torch.manual_seed(0)
+    b, d = 5, 7
+    z = torch.nn.functional.normalize(torch.randn(6, b, d, dtype=torch.float64), dim=-1)
+    loss, inter = attentionce_loss(z[:2], z[2:], 0.5, 2.0, 0.5, return_intermediates=True)
+    literal = -torch.log(inter["pos_score"] / (inter["pos_score"] + inter["neg_score_sum"])).mean()
+    torch.testing.assert_close(loss, literal)
+    # the mask: no self, no other anchor view of the same image, 2B-2 negatives per row
+    mask = negative_mask(b)
+    assert mask.sum(1).eq(2 * b - 2).all() and not mask.diagonal().any()
+    assert not mask[torch.arange(b), torch.arange(b) + b].any()
+    # simclr: plain NT-Xent written out
+    a = torch.cat([z[0], z[1]])
+    sim = a @ a.t() / 0.5
+    pos = (z[0] * z[1]).sum(1).repeat(2) / 0.5
+    neg = sim.masked_fill(~mask, float("-inf"))
+    expected = (torch.logsumexp(torch.cat([pos[:, None], neg], 1), 1) - pos).mean()
+    torch.testing.assert_close(simclr_loss(z[:2], 0.5), expected)
+
+
+def test_distributed_split_equals_full_batch():
+    """Scoring each process's anchors against the gathered batch (offset) and averaging = the full loss."""
+    from attentionce.losses import attentionce_loss
+    torch.manual_seed(1)
+    z = torch.nn.functional.normalize(torch.randn(6, 8, 5, dtype=torch.float64), dim=-1)
+    full = attentionce_loss(z[:2], z[2:], 0.5, 1.0, 10.0)
+    parts = [attentionce_loss(z[:2, s:s + 4], z[2:, s:s + 4], 0.5, 1.0, 10.0, all_anchors=z[:2], offset=s)
+             for s in (0, 4)]
+    torch.testing.assert_close(torch.stack(parts).mean(), full)

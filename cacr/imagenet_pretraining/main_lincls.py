@@ -1,0 +1,272 @@
+"""Linear classification on a frozen pre-trained backbone (spec §b.4 / §b.7, §h).
+
+Two variants share this code:
+* ``imagenet_pretraining/main_lincls.py`` (MoCo v3): keys ``module.base_encoder.*``, lr = lr·batch/256 with
+  a per-epoch cosine, 90 epochs, batch 1024, ``--output_dir``;
+* ``large_scale_shift_experiments/*/main_lincls.py`` (MoCo v1/v2): keys ``module.encoder_q.*``, lr 30 with
+  ×0.1 at 60 / 80, 100 epochs, batch 256 per node, output next to the checkpoint.
+Everything but the classifier (``fc`` / ``heads.head``, init N(0, 0.01²), bias 0) is frozen and kept in eval
+mode; top-1 / top-5 on ``val`` each epoch; a sanity check that no backbone weight changed.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import time
+
+import torch
+import torch.nn as nn
+
+from common import distributed as cdist
+from common.augment import linear_train_transform, linear_val_transform
+from common.backbones import build_backbone
+from common.checkpoint import load_checkpoint
+from common.data import build_dataset
+from common.eval.metrics import accuracy
+from common.logger import RunLogger, make_run_dir
+from common.meters import AverageMeter, ProgressMeter
+from common.schedules import cosine_lr, set_lr, step_lr
+from common.training import progress, resume_or_start, save_training_state
+from common.utils import UserError, check_finite, run_main, seed_everything
+
+from cacr.imagenet_pretraining import vits
+
+VARIANTS = {
+    "v3": dict(prefix="module.base_encoder.", epochs=90, batch_size=1024, lr=0.1, dist_url="tcp://224.66.41.62:23456",
+               print_freq=10),
+    "large": dict(prefix="module.encoder_q.", epochs=100, batch_size=256, lr=30.0, dist_url="tcp://localhost:10003",
+                  print_freq=50),
+}
+
+
+def get_parser(variant: str):
+    v = VARIANTS[variant]
+    parser = argparse.ArgumentParser(description="Linear classification of a frozen CACR encoder")
+    parser.add_argument("data", metavar="DIR", nargs="?", default=os.environ.get("DATA"),
+                        help="ImageFolder root with train/ and val/; env DATA")
+    parser.add_argument("-a", "--arch", metavar="ARCH", default="resnet50")
+    parser.add_argument("-j", "--workers", default=32, type=int)
+    parser.add_argument("--epochs", default=v["epochs"], type=int)
+    parser.add_argument("--start-epoch", default=0, type=int)
+    parser.add_argument("-b", "--batch-size", default=v["batch_size"], type=int,
+                        help="total batch" if variant == "v3" else "batch per node (divided over its processes)")
+    parser.add_argument("--lr", "--learning-rate", default=v["lr"], type=float, dest="lr",
+                        help="base lr (actual lr·batch/256)" if variant == "v3" else "learning rate (no scaling)")
+    if variant == "large":
+        parser.add_argument("--schedule", default=[60, 80], nargs="*", type=int, help="lr x0.1 at these epochs")
+    parser.add_argument("--momentum", default=0.9, type=float)
+    parser.add_argument("--wd", "--weight-decay", default=0.0, type=float, dest="weight_decay")
+    parser.add_argument("-p", "--print-freq", default=v["print_freq"], type=int)
+    parser.add_argument("--resume", default="", type=str, help="linear-eval checkpoint to resume")
+    parser.add_argument("--no-auto-resume", dest="auto_resume", action="store_false")
+    parser.add_argument("-e", "--evaluate", action="store_true", help="only evaluate on the validation set")
+    parser.add_argument("--seed", default=None, type=int)
+    parser.add_argument("--pretrained", default="", type=str, help="path to the pre-training checkpoint (required)")
+    if variant == "v3":
+        parser.add_argument("--output_dir", default=None, type=str,
+                            help="checkpoint directory (default runs/cacr/lincls_<arch>; original ./output_dir)")
+    else:
+        parser.add_argument("--gpus", type=int, nargs="*", default=None, help="GPU ids on this node")
+    parser.add_argument("--image-size", default=224, type=int, help="crop size (small for smoke tests)")
+    parser.add_argument("--max-iters", default=0, type=int, help="stop each epoch after N iterations (smoke tests)")
+    parser.add_argument("--device", default=None, type=str)
+    parser.add_argument("--no-progress", dest="progress", action="store_false")
+    cdist.add_distributed_args(parser, dist_url=v["dist_url"])
+    return parser
+
+
+def build_classifier_model(arch, num_classes, image_size):
+    if arch.startswith("vit"):
+        if arch not in vits.VITS:
+            raise UserError(f"unknown ViT '{arch}'; choose one of {', '.join(vits.VITS)}")
+        model = vits.VITS[arch](num_classes=num_classes, image_size=image_size - image_size % 16 or 224)
+        return model, model.heads.head, "heads.head"
+    model = build_backbone(arch, num_classes=num_classes)
+    return model, model.fc, "fc"
+
+
+def load_pretrained(model, path, prefix, head_name):
+    """Copy ``<prefix>*`` minus the classifier into ``model``; every other key must be present."""
+    state = load_checkpoint(path)
+    state_dict = state.get("state_dict", state)
+    if not isinstance(state_dict, dict):
+        raise UserError(f"'{path}' has no state_dict")
+    # checkpoints saved without DDP (one process) have no 'module.' prefix
+    candidates = [prefix, prefix[len("module."):]]
+    chosen = next((p for p in candidates if any(k.startswith(p) for k in state_dict)), None)
+    if chosen is None:
+        raise UserError(f"'{path}' holds no '{prefix}*' weights; is it a pre-training checkpoint of this script "
+                        f"family? (found keys like {list(state_dict)[:3]})")
+    heads = (head_name + ".", "fc.", "head.", "heads.")
+    backbone = {k[len(chosen):]: v for k, v in state_dict.items()
+                if k.startswith(chosen) and not k[len(chosen):].startswith(heads)}
+    missing, unexpected = model.load_state_dict(backbone, strict=False)
+    missing = [k for k in missing if not k.startswith(head_name + ".")]
+    if missing or unexpected:
+        raise UserError(f"'{path}' does not fit -a/--arch: missing {missing[:4]}, unexpected {unexpected[:4]}")
+    return state
+
+
+def main(argv=None, variant: str = "v3"):
+    args = get_parser(variant).parse_args(argv)
+    args.variant = variant
+    if not args.data:
+        raise UserError("no dataset root given: pass it as the positional DIR argument or set DATA")
+    if not args.pretrained and not args.resume:
+        raise UserError("--pretrained <pre-training checkpoint> is required")
+    if args.pretrained and not os.path.isfile(args.pretrained):
+        raise UserError(f"=> no checkpoint found at '{args.pretrained}'; check --pretrained")
+    if variant == "large":
+        if args.gpus and torch.cuda.is_available():
+            os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, args.gpus))
+        if args.pretrained:
+            base = os.path.basename(args.pretrained)
+            args.output_dir = os.path.join(os.path.dirname(os.path.abspath(args.pretrained)), "lincls", base,
+                                           f"b{args.batch_size}_lr{args.lr:g}_e{','.join(map(str, args.schedule))},"
+                                           f"{args.epochs}")
+        else:
+            args.output_dir = os.path.dirname(os.path.abspath(args.resume))
+    elif args.output_dir is None:
+        args.output_dir = make_run_dir("cacr", f"lincls_{args.arch}", create=False)
+    cdist.launch(main_worker, args)
+
+
+def adjust_learning_rate(optimizer, epoch, args):
+    if args.variant == "large":
+        return set_lr(optimizer, step_lr(args.lr, epoch, args.schedule, 0.1))
+    return set_lr(optimizer, cosine_lr(args.lr, epoch, args.epochs))
+
+
+def main_worker(local_rank, args):
+    cdist.init_distributed(args, local_rank)
+    if args.seed is not None:
+        seed_everything(args.seed + args.rank, deterministic=True)
+    main_proc = cdist.is_main_process()
+    if main_proc:
+        os.makedirs(args.output_dir, exist_ok=True)
+    logger = RunLogger(args.output_dir, enabled=main_proc)
+    logger.info(f"output directory: {args.output_dir}")
+    logger.info(" ".join(sys.argv))
+
+    train_set = build_dataset("imagefolder", args.data, "train", linear_train_transform(args.image_size))
+    resize = max(args.image_size * 256 // 224, args.image_size)
+    val_set = build_dataset("imagefolder", args.data, "val", linear_val_transform(args.image_size, resize))
+    num_classes = len(train_set.classes)
+    model, head, head_name = build_classifier_model(args.arch, num_classes, args.image_size)
+    for name, param in model.named_parameters():
+        if not name.startswith(head_name + "."):
+            param.requires_grad = False
+    nn.init.normal_(head.weight, mean=0.0, std=0.01)
+    nn.init.zeros_(head.bias)
+    if args.pretrained:
+        load_pretrained(model, args.pretrained, VARIANTS[args.variant]["prefix"], head_name)
+        logger.info(f"=> loaded pre-trained model '{args.pretrained}'")
+    reference = {k: v.detach().clone() for k, v in model.state_dict().items() if not k.startswith(head_name + ".")}
+
+    if args.variant == "v3":
+        args.lr = args.lr * args.batch_size / 256
+        batch_size = args.batch_size // args.world_size
+    else:
+        batch_size = cdist.per_process_batch_size(args.batch_size, args)
+    workers = int(math.ceil(args.workers / max(args.ngpus_per_node, 1))) if args.distributed else args.workers
+    model = cdist.wrap_ddp(model, args)
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    assert len(parameters) == 2  # weight, bias of the classifier
+    optimizer = torch.optim.SGD(parameters, args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
+    start_epoch, state = resume_or_start(args.resume, args.output_dir, model, optimizer, auto=args.auto_resume,
+                                         return_state=True, printer=logger.info)
+    best_acc1 = float((state or {}).get("best_acc1", 0.0))
+    start_epoch = start_epoch or args.start_epoch
+
+    sampler = cdist.distributed_sampler(train_set, args, shuffle=True)
+    generator = torch.Generator()
+    train_loader = torch.utils.data.DataLoader(train_set, batch_size=batch_size, shuffle=sampler is None,
+                                               num_workers=workers, pin_memory=args.device.type == "cuda",
+                                               sampler=sampler, generator=generator)
+    val_loader = torch.utils.data.DataLoader(val_set, batch_size=256, shuffle=False, num_workers=workers,
+                                             pin_memory=args.device.type == "cuda")
+    if args.evaluate:
+        acc1, acc5 = validate(val_loader, model, args, logger)
+        logger.info(f"final linear top-1: {acc1:.2f}")
+        return
+    acc1 = acc5 = 0.0
+    for epoch in range(start_epoch, args.epochs):
+        cdist.set_sampler_epoch(sampler, epoch)
+        generator.manual_seed((args.seed or 0) * 100003 + epoch)
+        lr = adjust_learning_rate(optimizer, epoch, args)
+        train(train_loader, model, optimizer, epoch, args, logger)
+        acc1, acc5 = validate(val_loader, model, args, logger)
+        logger.scalar("lincls/top1", acc1, epoch)
+        logger.scalar("lincls/top5", acc5, epoch)
+        logger.scalar("lincls/lr", lr, epoch)
+        is_best = acc1 > best_acc1
+        best_acc1 = max(acc1, best_acc1)
+        save_training_state(args.output_dir, epoch + 1, model, optimizer, args, is_best=is_best, arch=args.arch,
+                            best_acc1=best_acc1, acc1=acc1, acc5=acc5)
+        if epoch == start_epoch and args.pretrained:
+            sanity_check(cdist.unwrap_model(model).state_dict(), reference, head_name)
+    logger.info(f"best linear top-1: {best_acc1:.2f}")
+    logger.info(f"final linear top-1: {acc1:.2f}")
+    logger.close()
+    cdist.cleanup()
+
+
+def train(loader, model, optimizer, epoch, args, logger):
+    meters = [AverageMeter("Time", ":6.3f"), AverageMeter("Loss", ":.4e"), AverageMeter("Acc@1", ":6.2f"),
+              AverageMeter("Acc@5", ":6.2f")]
+    n_iters = min(len(loader), args.max_iters) if args.max_iters else len(loader)
+    prog = ProgressMeter(n_iters, meters, prefix=f"Epoch: [{epoch}]")
+    # the frozen backbone stays in eval mode (BN statistics are not updated)
+    model.eval()
+    end = time.time()
+    for i, (images, target) in enumerate(progress(loader, f"lincls {epoch}", args.progress, total=n_iters)):
+        if args.max_iters and i >= args.max_iters:
+            break
+        images, target = images.to(args.device, non_blocking=True), target.to(args.device, non_blocking=True)
+        output = model(images)
+        loss = nn.functional.cross_entropy(output, target)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if i % args.print_freq == 0 or i == n_iters - 1:
+            acc1, acc5 = accuracy(output, target, topk=(1, 5))
+            check_finite(loss, f"epoch {epoch} iteration {i}")
+            meters[1].update(loss.item(), images.size(0))
+            meters[2].update(acc1.item(), images.size(0))
+            meters[3].update(acc5.item(), images.size(0))
+            meters[0].update(time.time() - end)
+            logger.info(prog.format(i))
+        end = time.time()
+
+
+@torch.no_grad()
+def validate(loader, model, args, logger):
+    model.eval()
+    correct = torch.zeros(2, device=args.device)
+    total = torch.zeros(1, device=args.device)
+    for i, (images, target) in enumerate(loader):
+        if args.max_iters and i >= args.max_iters:
+            break
+        images, target = images.to(args.device, non_blocking=True), target.to(args.device, non_blocking=True)
+        acc1, acc5 = accuracy(model(images), target, topk=(1, 5))
+        correct += torch.stack([acc1, acc5]) * images.size(0) / 100
+        total += images.size(0)
+    if args.distributed:
+        torch.distributed.all_reduce(correct)
+        torch.distributed.all_reduce(total)
+    acc1, acc5 = (correct / total.clamp_min(1) * 100).tolist()
+    logger.info(f" * Acc@1 {acc1:.3f} Acc@5 {acc5:.3f}")
+    return acc1, acc5
+
+
+def sanity_check(state_dict, reference, head_name):
+    """The linear classifier must not have changed any backbone weight or BN statistic."""
+    for k, v in reference.items():
+        if not torch.equal(state_dict[k].cpu(), v.cpu()):
+            raise RuntimeError(f"{k} changed during linear classification; the backbone must stay frozen")
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,218 @@
+"""CACR ImageNet pre-training, MoCo-v3 style (spec §b.6, §e.3, §f.3, §g.3).
+
+README commands (spec §c.3):
+    ResNet-50: python imagenet_pretraining/main_pretrain.py --moco-m-cos --crop-min=.2 --lr=.3 --wd=1.5e-6 \
+        --moco-m=0.996 --epochs=1000 --dist-url=tcp://[addr]:[port] --multiprocessing-distributed \
+        --world-size=[nodes] --rank=[node] --output_dir=[dir] [imagenet]
+    ViT-B/16:  ... -a vit_base --optimizer=adamw --lr=1.5e-4 --weight-decay=.1 --epochs=300 --warmup-epochs=40 \
+        --moco-m-cos --moco-t=.2 ...
+Note (quirk §k.7): without ``--use-local-crops`` each term has one query, the attraction weights are all 1 and the
+rbf CACR loss is exactly half the MoCo-v3 loss; the paper's numbers used the light multi-crop mode.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import time
+
+import torch
+
+from common import distributed as cdist
+from common.backbones import build_backbone
+from common.data import build_dataset
+from common.logger import RunLogger, make_run_dir
+from common.meters import AverageMeter, ProgressMeter
+from common.schedules import cosine_momentum, set_lr, warmup_cosine_lr
+from common.training import progress, resume_or_start, save_training_state
+from common.utils import UserError, autocast, check_finite, grad_scaler, run_main, seed_everything
+
+from cacr.imagenet_pretraining import vits
+from cacr.imagenet_pretraining.moco import builder as moco_builder
+from cacr.imagenet_pretraining.moco.loader import MulCropsTransform, global_transforms, local_transform
+from cacr.imagenet_pretraining.moco.optimizer import LARS
+
+
+def get_parser():
+    parser = argparse.ArgumentParser(description="CACR ImageNet pre-training (MoCo-v3 style)")
+    parser.add_argument("data", metavar="DIR", nargs="?", default=os.environ.get("DATA"),
+                        help="path to the dataset (uses DIR/train); env DATA")
+    parser.add_argument("-a", "--arch", metavar="ARCH", default="resnet50",
+                        help="vit_small, vit_base, vit_conv_small, vit_conv_base, vit_tiny (tests) or a ResNet name")
+    parser.add_argument("-j", "--workers", default=32, type=int, help="data loading workers per node")
+    parser.add_argument("--epochs", default=100, type=int)
+    parser.add_argument("--start-epoch", default=0, type=int)
+    parser.add_argument("-b", "--batch-size", default=4096, type=int, help="total batch over all processes")
+    parser.add_argument("--lr", "--learning-rate", default=0.6, type=float, dest="lr",
+                        help="base lr; the actual lr is lr * batch-size / 256")
+    parser.add_argument("--momentum", default=0.9, type=float)
+    parser.add_argument("--wd", "--weight-decay", default=1e-6, type=float, dest="weight_decay")
+    parser.add_argument("-p", "--print-freq", default=10, type=int)
+    parser.add_argument("--resume", default="", type=str,
+                        help="checkpoint to resume (default: the newest checkpoint of the output directory)")
+    parser.add_argument("--no-auto-resume", dest="auto_resume", action="store_false")
+    parser.add_argument("--output_dir", default=None, type=str,
+                        help="checkpoint / log directory (default runs/cacr/pretrain_<arch>; original ./output_dir)")
+    parser.add_argument("--save-freq", default=50, type=int,
+                        help="keep checkpoint_XXXX.pth.tar every N epochs (the original kept every epoch); "
+                             "checkpoint.pth.tar is rewritten every epoch")
+    parser.add_argument("--seed", default=None, type=int)
+    parser.add_argument("--cacr-cost", default="rbf", type=str, choices=moco_builder.COSTS,
+                        help="rbf (weighted InfoNCE, default) or euclidean")
+    parser.add_argument("--use-full-mode", action="store_true",
+                        help="local crops also go through the momentum encoder and serve as keys")
+    parser.add_argument("--moco-dim", default=256, type=int)
+    parser.add_argument("--moco-mlp-dim", default=4096, type=int)
+    parser.add_argument("--moco-m", default=0.99, type=float)
+    parser.add_argument("--moco-m-cos", action="store_true", help="cosine increase of the momentum to 1")
+    parser.add_argument("--moco-t", default=1.0, type=float, help="temperature T")
+    parser.add_argument("--stop-grad-conv1", action="store_true", help="ViT: freeze the patch projection")
+    parser.add_argument("--optimizer", default="lars", type=str, choices=["lars", "adamw"])
+    parser.add_argument("--warmup-epochs", default=10, type=int)
+    parser.add_argument("--crop-min", default=0.08, type=float)
+    parser.add_argument("--use-local-crops", action="store_true", help="add local (multi-)crops")
+    parser.add_argument("--local_crops_number", type=int, default=8)
+    parser.add_argument("--local_crops_scale", type=float, nargs="+", default=(0.05, 0.4))
+    parser.add_argument("--image-size", default=224, type=int, help="global crop size (small for smoke tests)")
+    parser.add_argument("--local-crop-size", default=96, type=int, help="local crop size")
+    parser.add_argument("--no-amp", dest="amp", action="store_false", help="disable mixed precision")
+    parser.add_argument("--max-iters", default=0, type=int, help="stop each epoch after N iterations (smoke tests)")
+    parser.add_argument("--device", default=None, type=str)
+    parser.add_argument("--no-progress", dest="progress", action="store_false")
+    cdist.add_distributed_args(parser, dist_url="env://")
+    return parser
+
+
+def build_model(args):
+    if args.arch.startswith("vit"):
+        if args.arch not in vits.VITS:
+            raise UserError(f"unknown ViT '{args.arch}'; choose one of {', '.join(vits.VITS)}")
+        base = lambda num_classes: vits.VITS[args.arch](num_classes=num_classes, stop_grad_conv1=args.stop_grad_conv1,  # noqa: E731
+                                                        image_size=args.image_size - args.image_size % 16 or 224)
+        return moco_builder.MoCo_ViT(base, args.moco_dim, args.moco_mlp_dim, args.moco_t)
+    base = lambda num_classes, zero_init_residual=True: build_backbone(  # noqa: E731
+        args.arch, num_classes=num_classes, zero_init_residual=zero_init_residual)
+    return moco_builder.MoCo_ResNet(base, args.moco_dim, args.moco_mlp_dim, args.moco_t)
+
+
+def adjust_learning_rate(optimizer, epoch, args):
+    """Linear warm-up then half-cosine; ``epoch`` fractional (epoch + it/iters_per_epoch)."""
+    return set_lr(optimizer, warmup_cosine_lr(args.lr, epoch, args.epochs, args.warmup_epochs))
+
+
+def adjust_moco_momentum(epoch, args):
+    """m(e) = 1 − ½(1 + cos(π·e/epochs))·(1 − m₀)."""
+    return cosine_momentum(args.moco_m, epoch, args.epochs)
+
+
+def main(argv=None):
+    args = get_parser().parse_args(argv)
+    if not args.data:
+        raise UserError("no dataset root given: pass it as the positional DIR argument or set DATA")
+    if args.use_full_mode and not args.use_local_crops:
+        raise UserError("--use-full-mode only changes anything with --use-local-crops")
+    if len(args.local_crops_scale) != 2:
+        raise UserError("--local_crops_scale takes two numbers (min max)")
+    if args.output_dir is None:
+        args.output_dir = make_run_dir("cacr", f"pretrain_{args.arch}", create=False)
+    cdist.launch(main_worker, args)
+
+
+def main_worker(local_rank, args):
+    cdist.init_distributed(args, local_rank)
+    if args.seed is not None:
+        seed_everything(args.seed + args.rank, deterministic=True)
+    main_proc = cdist.is_main_process()
+    if main_proc:
+        os.makedirs(args.output_dir, exist_ok=True)
+    logger = RunLogger(args.output_dir, enabled=main_proc)
+    logger.info(f"output directory: {args.output_dir}")
+    logger.info(" ".join(sys.argv))
+
+    model = build_model(args)
+    args.lr = args.lr * args.batch_size / 256  # infer the actual learning rate from the total batch
+    if args.distributed and args.device.type == "cuda":
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    model = cdist.wrap_ddp(model, args)
+    batch_size = args.batch_size // args.world_size
+    if batch_size < 2:
+        raise UserError(f"--batch-size {args.batch_size} over {args.world_size} processes leaves {batch_size} "
+                        "image(s) per process; BatchNorm needs at least 2")
+    workers = int(math.ceil(args.workers / max(args.ngpus_per_node, 1))) if args.distributed else args.workers
+
+    if args.optimizer == "lars":
+        optimizer = LARS(model.parameters(), args.lr, weight_decay=args.weight_decay, momentum=args.momentum)
+    else:
+        optimizer = torch.optim.AdamW(model.parameters(), args.lr, weight_decay=args.weight_decay)
+    scaler = grad_scaler(args.device, args.amp)
+    start_epoch = resume_or_start(args.resume, args.output_dir, model, optimizer, scaler, auto=args.auto_resume,
+                                  printer=logger.info) or args.start_epoch
+
+    t1, t2 = global_transforms(args.crop_min, args.image_size)
+    if args.use_local_crops:
+        transform = MulCropsTransform(t1, t2, local_transform(args.local_crops_scale, args.local_crop_size),
+                                      args.local_crops_number)
+    else:
+        transform = MulCropsTransform(t1, t2)
+    dataset = build_dataset("imagefolder", args.data, "train", transform)
+    if len(dataset) < args.batch_size:
+        raise UserError(f"the dataset has {len(dataset)} images, fewer than one batch ({args.batch_size}); "
+                        "lower --batch-size")
+    sampler = cdist.distributed_sampler(dataset, args, shuffle=True, drop_last=True)
+    generator = torch.Generator()
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=sampler is None,
+                                         num_workers=workers, pin_memory=args.device.type == "cuda",
+                                         sampler=sampler, drop_last=True, generator=generator)
+
+    for epoch in range(start_epoch, args.epochs):
+        cdist.set_sampler_epoch(sampler, epoch)
+        generator.manual_seed((args.seed or 0) * 100003 + epoch)
+        avg_loss = train(loader, model, optimizer, scaler, epoch, args, logger)
+        logger.scalar("train/loss", avg_loss, epoch)
+        fields = dict(arch=args.arch)
+        save_training_state(args.output_dir, epoch + 1, model, optimizer, args, scaler=scaler, **fields)
+        if (epoch + 1) % args.save_freq == 0 or epoch + 1 == args.epochs:
+            save_training_state(args.output_dir, epoch + 1, model, optimizer, args, scaler=scaler,
+                                filename="checkpoint_{epoch:04d}.pth.tar", **fields)
+    logger.close()
+    cdist.cleanup()
+
+
+def train(loader, model, optimizer, scaler, epoch, args, logger):
+    meters = [AverageMeter("Time", ":6.3f"), AverageMeter("Data", ":6.3f"), AverageMeter("LR", ":.4e"),
+              AverageMeter("Loss", ":.4e")]
+    iters_per_epoch = len(loader)
+    n_iters = min(iters_per_epoch, args.max_iters) if args.max_iters else iters_per_epoch
+    prog = ProgressMeter(n_iters, meters, prefix=f"Epoch: [{epoch}]")
+    model.train()
+    end = time.time()
+    moco_m = args.moco_m
+    for i, (images, _) in enumerate(progress(loader, f"epoch {epoch}", args.progress, total=n_iters)):
+        if args.max_iters and i >= args.max_iters:
+            break
+        meters[1].update(time.time() - end)
+        lr = adjust_learning_rate(optimizer, epoch + i / iters_per_epoch, args)
+        if args.moco_m_cos:
+            moco_m = adjust_moco_momentum(epoch + i / iters_per_epoch, args)
+        images = [im.to(args.device, non_blocking=True) for im in images]
+        local = images[2:] if args.use_local_crops else None
+        with autocast(args.device, args.amp):
+            loss = model(images[0], images[1], moco_m, local, args.cacr_cost, args.use_full_mode)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        if i % args.print_freq == 0 or i == n_iters - 1:
+            value = loss.item()
+            check_finite(value, f"epoch {epoch} iteration {i}", "With AMP try --no-amp or a lower --lr.")
+            meters[3].update(value, images[0].shape[0])
+            meters[2].update(lr)
+            logger.info(prog.format(i))
+        meters[0].update(time.time() - end)
+        end = time.time()
+    return meters[3].avg
+
+
+if __name__ == "__main__":
+    run_main(main)

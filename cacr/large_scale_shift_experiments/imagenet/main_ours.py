@@ -1,0 +1,232 @@
+"""CACR with a queue MoCo on label-shifted large-scale data (spec §b.3, §e.2, §f.2, §g.2).
+
+ImageFolder data (ImageNet-1K / ImageNet-100 / ImageNet-22K, ``<data>/train``) or, from ``webvision/main_ours.py``,
+the WebVision-v1 file lists.  The README command:
+
+    python large_scale_shift_experiments/imagenet/main_ours.py -a resnet50 --lr 0.03 --Ny 4 --Ns 256 \
+      --moco-k 65536 --tau_pos 1.0 --tau_neg 2.0 --alpha 1.0 --beta 1.0 --mlp --aug-plus --cos \
+      --dist-url tcp://localhost:10001 --multiprocessing-distributed --world-size 1 --rank 0 <data>
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import time
+
+import torch
+
+from common import distributed as cdist
+from common.augment import moco_v1_transform, moco_v2_transform
+from common.backbones import build_backbone
+from common.data import WebVision, build_dataset
+from common.logger import RunLogger, make_run_dir
+from common.meters import AverageMeter, ProgressMeter
+from common.schedules import cosine_lr, set_lr, step_lr
+from common.training import progress, resume_or_start, save_training_state
+from common.utils import UserError, check_finite, run_main, seed_everything
+
+from cacr.large_scale_shift_experiments.imagenet.ours.builder import MoCo
+from cacr.large_scale_shift_experiments.imagenet.ours.loader import MultiCropsTransform
+
+
+def get_parser(webvision: bool = False):
+    parser = argparse.ArgumentParser(description=f"CACR queue-MoCo pre-training on "
+                                                 f"{'WebVision-v1' if webvision else 'an ImageFolder dataset'}")
+    parser.add_argument("data", metavar="DIR", nargs="?", default=os.environ.get("DATA"),
+                        help="dataset root (ImageFolder with train/; WebVision: root with info/); env DATA")
+    parser.add_argument("-a", "--arch", metavar="ARCH", default="resnet50", help="torchvision / common backbone name")
+    parser.add_argument("-j", "--workers", default=32, type=int, help="data loading workers per node")
+    parser.add_argument("--epochs", default=200, type=int)
+    parser.add_argument("--start-epoch", default=0, type=int, help="manual epoch number (overwritten by resume)")
+    parser.add_argument("--lr", "--learning-rate", default=0.03, type=float, dest="lr")
+    parser.add_argument("--schedule", default=[120, 160], nargs="*", type=int, help="lr x0.1 at these epochs")
+    parser.add_argument("--momentum", default=0.9, type=float)
+    parser.add_argument("--wd", "--weight-decay", default=1e-4, type=float, dest="weight_decay")
+    parser.add_argument("-p", "--print-freq", default=50, type=int)
+    parser.add_argument("--resume", default="", type=str,
+                        help="checkpoint to resume (default: the newest checkpoint of the run directory)")
+    parser.add_argument("--no-auto-resume", dest="auto_resume", action="store_false")
+    parser.add_argument("--interval", default=50, type=int, help="keep checkpoint_XXXX.pth.tar every N epochs")
+    parser.add_argument("--seed", default=None, type=int, help="seed (+ rank)")
+    parser.add_argument("--gpus", type=int, nargs="*", default=None, help="GPU ids on this node (default all)")
+    parser.add_argument("--moco-dim", default=128, type=int)
+    parser.add_argument("--moco-k", default=65536, type=int, help="queue length K")
+    parser.add_argument("--moco-m", default=0.999, type=float)
+    parser.add_argument("--moco-contr-w", default=0, type=float, help="leftover of the original; must be 0")
+    parser.add_argument("--moco-contr-tau", default=0.07, type=float, help="leftover of the original; unused")
+    parser.add_argument("--moco-unif-no-intra-batch", action="store_true",
+                        help="repulsion over the queue only (drop the in-batch negatives)")
+    parser.add_argument("--moco-queue-per-view", action="store_true",
+                        help="corrected queue repulsion: every view uses its own q·queue. The original caches "
+                             "q_0·queue and reuses it for all views (quirk 1, the default, as published)")
+    parser.add_argument("--Ny", type=int, default=4, help="positives per sample (Ny+1 views)")
+    parser.add_argument("--Ns", type=int, default=128, help="batch size per node (divided over its processes)")
+    parser.add_argument("--tau_pos", type=float, default=1.0)
+    parser.add_argument("--tau_neg", type=float, default=1.0)
+    parser.add_argument("--alpha", type=float, default=3.0)
+    parser.add_argument("--beta", type=float, default=3.0)
+    parser.add_argument("--tau_plus", type=float, default=0.1, help="passed to the model, unused (as original)")
+    parser.add_argument("--with_debiased", action="store_true", help="unused by the model (as original)")
+    parser.add_argument("--mlp", action="store_true", help="2-layer MLP head (MoCo v2)")
+    parser.add_argument("--aug-plus", action="store_true", help="MoCo-v2 augmentation")
+    parser.add_argument("--cos", action="store_true", help="cosine lr schedule")
+    parser.add_argument("--output_folder", default=None, type=str,
+                        help="root of runs/cacr/... (default $CL_RUNS_DIR or the working directory; the original "
+                             "wrote to ./results)")
+    parser.add_argument("--image-size", default=224, type=int, help="crop size (224; small values for smoke tests)")
+    parser.add_argument("--max-iters", default=0, type=int, help="stop each epoch after N iterations (smoke tests)")
+    parser.add_argument("--device", default=None, type=str, help="cpu / cuda")
+    parser.add_argument("--no-progress", dest="progress", action="store_false")
+    cdist.add_distributed_args(parser, dist_url="tcp://localhost:10004")
+    return parser
+
+
+def dataset_name_from_path(path: str) -> str:
+    """The original's folder name rule; anything else falls back to the folder's basename (quirk §k.16, fixed)."""
+    p = path.lower()
+    if "imbalanced_linear" in p:
+        return "imagenet100_imbalanced_linear"
+    if "imbalanced_exp" in p:
+        return "imagenet100_imbalanced_exp"
+    if "imagenet100" in p and "imbalanced" not in p:
+        return "imagenet100"
+    if "imagenet" in p and "100" not in p:
+        return "imagenet"
+    return os.path.basename(os.path.normpath(path)) or "dataset"
+
+
+def run_name(args, dataset_name: str) -> str:
+    terms = [f"mocom{args.moco_m:g}_moco_k{args.moco_k:g}"]
+    terms.append(f"Ny{args.Ny:g}")
+    terms.append(f"Ns{args.Ns:g}" + ("(no-intra-batch)" if args.moco_unif_no_intra_batch else ""))
+    terms.append(f"K{args.moco_k:g}")
+    if args.mlp:
+        terms.append("mlp")
+    if args.aug_plus:
+        terms.append("aug+")
+    if args.cos:
+        terms.append("cos")
+    if args.moco_queue_per_view:
+        terms.append("queue_per_view")
+    terms += [f"b{args.Ns}", f"lr{args.lr:g}", f"e{','.join(map(str, args.schedule))},{args.epochs}",
+              f"tau_pos{args.tau_pos:g}", f"tau_neg{args.tau_neg:g}", f"alpha{args.alpha:g}", f"beta{args.beta:g}",
+              f"with_debiased_{args.with_debiased}"]
+    return os.path.join("ours", dataset_name, args.arch, "_".join(terms))
+
+
+def adjust_learning_rate(optimizer, epoch, args):
+    """Once per epoch: cosine lr·½(1+cos(π·epoch/epochs)) with --cos, else ×0.1 per passed milestone."""
+    lr = cosine_lr(args.lr, epoch, args.epochs) if args.cos else step_lr(args.lr, epoch, args.schedule, 0.1)
+    return set_lr(optimizer, lr)
+
+
+def build_train_dataset(args):
+    size = args.image_size
+    base = moco_v2_transform(size) if args.aug_plus else moco_v1_transform(size)
+    transform = MultiCropsTransform(base, args.Ny + 1)
+    if args.webvision:
+        return WebVision(args.data, transform)
+    return build_dataset("imagefolder", args.data, "train", transform)
+
+
+def main(argv=None, webvision: bool = False):
+    args = get_parser(webvision).parse_args(argv)
+    args.webvision = webvision
+    if not args.data:
+        raise UserError("no dataset root given: pass it as the positional DIR argument or set DATA")
+    if args.moco_contr_w != 0:
+        raise UserError("--moco-contr-w is a leftover of the align-uniform code and crashes the original; "
+                        "only 0 is supported")
+    if args.Ny < 1:
+        raise UserError("--Ny must be >= 1")
+    if args.gpus and torch.cuda.is_available():
+        os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, args.gpus))
+    args.dataset_name = "webvision_v1" if webvision else dataset_name_from_path(args.data)
+    args.name = run_name(args, args.dataset_name)
+    cdist.launch(main_worker, args)
+
+
+def main_worker(local_rank, args):
+    cdist.init_distributed(args, local_rank)
+    if args.seed is not None:
+        seed_everything(args.seed + args.rank, deterministic=True)
+    run_dir = make_run_dir("cacr", args.name, root=args.output_folder, create=cdist.is_main_process())
+    logger = RunLogger(run_dir, enabled=cdist.is_main_process())
+    logger.info(f"run directory: {run_dir}")
+    logger.info(" ".join(sys.argv))
+
+    batch_size = cdist.per_process_batch_size(args.Ns, args)
+    global_batch = batch_size * args.world_size
+    if args.moco_k % global_batch != 0:
+        raise UserError(f"--moco-k {args.moco_k} is not divisible by the global batch {global_batch} "
+                        f"(--Ns {args.Ns} per node x {args.world_size // max(args.ngpus_per_node, 1)} nodes); "
+                        "the queue is filled in whole batches: choose --moco-k as a multiple of it")
+    workers = int(math.ceil(args.workers / max(args.ngpus_per_node, 1))) if args.distributed else args.workers
+
+    model = MoCo(lambda num_classes: build_backbone(args.arch, num_classes=num_classes), args.moco_dim,
+                 args.moco_k, args.moco_m, args.mlp, args.Ny, args.tau_pos, args.tau_neg, args.alpha, args.beta,
+                 args.tau_plus, args.with_debiased, not args.moco_unif_no_intra_batch, args.moco_queue_per_view)
+    model = cdist.wrap_ddp(model, args)
+    optimizer = torch.optim.SGD(model.parameters(), args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
+    start_epoch = resume_or_start(args.resume, run_dir, model, optimizer, auto=args.auto_resume,
+                                  printer=logger.info) or args.start_epoch
+
+    dataset = build_train_dataset(args)
+    if len(dataset) < global_batch:
+        raise UserError(f"the dataset has {len(dataset)} images, fewer than one global batch ({global_batch}); "
+                        "lower --Ns")
+    sampler = cdist.distributed_sampler(dataset, args, shuffle=True, drop_last=True)
+    generator = torch.Generator()
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=sampler is None,
+                                         num_workers=workers, pin_memory=args.device.type == "cuda",
+                                         sampler=sampler, drop_last=True, generator=generator)
+
+    for epoch in range(start_epoch, args.epochs):
+        cdist.set_sampler_epoch(sampler, epoch)
+        generator.manual_seed((args.seed or 0) * 100003 + epoch)
+        lr = adjust_learning_rate(optimizer, epoch, args)
+        train(loader, model, optimizer, epoch, args, logger)
+        logger.scalar("train/lr", lr, epoch)
+        state = dict(arch=args.arch)
+        # a rolling checkpoint every epoch (auto-resume) and a kept one every --interval epochs
+        save_training_state(run_dir, epoch + 1, model, optimizer, args, **state)
+        if (epoch + 1) % args.interval == 0:
+            save_training_state(run_dir, epoch + 1, model, optimizer, args,
+                                filename="checkpoint_{epoch:04d}.pth.tar", **state)
+    logger.close()
+    cdist.cleanup()
+
+
+def train(loader, model, optimizer, epoch, args, logger):
+    meters = [AverageMeter("Time", ":6.3f"), AverageMeter("Loss", ":.4e"), AverageMeter("Loss1", ":.4e"),
+              AverageMeter("Loss2", ":.4e")]
+    n_iters = min(len(loader), args.max_iters) if args.max_iters else len(loader)
+    prog = ProgressMeter(n_iters, meters, prefix=f"Epoch: [{epoch}]")
+    model.train()
+    end = time.time()
+    for i, images in enumerate(progress(loader, f"epoch {epoch}", args.progress, total=n_iters)):
+        if args.max_iters and i >= args.max_iters:
+            break
+        images = [im.to(args.device, non_blocking=True) for im in images]
+        losses = model(images, epoch)
+        loss = losses.loss1 + losses.loss2
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        values = torch.stack([loss.detach(), losses.loss1.detach(), losses.loss2.detach()]).tolist()
+        check_finite(values[0], f"epoch {epoch} iteration {i}")
+        for meter, value in zip(meters[1:], values):
+            meter.update(value, images[0].shape[0])
+        meters[0].update(time.time() - end)
+        end = time.time()
+        if i % args.print_freq == 0:
+            logger.info(prog.format(i))
+    logger.scalar("train/loss", meters[1].avg, epoch)
+    logger.scalar("train/loss1", meters[2].avg, epoch)
+    logger.scalar("train/loss2", meters[3].avg, epoch)
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,1 @@
+"""WebVision-v1 file lists (same model and loop as imagenet/)."""

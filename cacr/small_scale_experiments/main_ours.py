@@ -1,0 +1,224 @@
+"""CACR small-scale pre-training (spec §b.1, §g.1): CIFAR-10 / CIFAR-100 / STL-10 / digits, balanced or imbalanced.
+
+One entry for every dataset (``--dataset``); the original per-dataset paths
+``small_scale_experiments/{cifar10,cifar100,stl10}/main_ours.py`` are thin launchers that set it.
+
+    cd cacr && python small_scale_experiments/main_ours.py --dataset cifar10 --data_folder ./data \
+        --Ny 4 --Ns 128 --alpha 1.0 --beta 1.0 --tau_pos 1.0 --tau_neg 0.9
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import torch
+import torch.nn as nn
+
+from common.checkpoint import atomic_torch_save
+from common.logger import RunLogger, make_run_dir
+from common.meters import AverageMeter
+from common.training import progress, resume_or_start, save_training_state
+from common.utils import UserError, check_finite, get_device, run_main, seed_everything
+
+from cacr.small_scale_experiments import util
+from cacr.small_scale_experiments.encoder import build_encoder
+from cacr.small_scale_experiments.losses import CHOICES, CACRLoss
+from cacr.small_scale_experiments.monitor import linear_probe_accuracy
+
+
+def parse_option(argv=None, dataset_default: str = "cifar10"):
+    parser = argparse.ArgumentParser(
+        "CACR small-scale pre-training",
+        description="Contrastive attraction + contrastive repulsion with SmallAlexNet and in-batch negatives.")
+    parser.add_argument("--dataset", type=str, default=dataset_default, choices=util.DATASETS,
+                        help="which dataset (replaces the original per-dataset copies of this file)")
+    parser.add_argument("--Ny", type=int, default=4, help="number of positive views per sample (Ny+1 views)")
+    parser.add_argument("--Ns", type=int, default=128, help="batch size (Ns-1 in-batch negatives per sample)")
+    parser.add_argument("--tau_pos", type=float, default=1.0, help="temperature of the attraction weights")
+    parser.add_argument("--tau_neg", type=float, default=None,
+                        help="temperature of the repulsion weights (default: the README value of the dataset: "
+                             "cifar10 0.9, cifar100 2.0, stl10 2.0; see --flag-defaults)")
+    parser.add_argument("--alpha", type=float, default=1.0, help="scale of the attraction cost")
+    parser.add_argument("--beta", type=float, default=None,
+                        help="scale of the repulsion cost (default 1.0; original flag default for stl10: 2.0)")
+    parser.add_argument("--choice", type=str, default="full", choices=CHOICES,
+                        help="full / without_w1 (uniform attraction) / without_w2 (uniform repulsion) / none")
+    parser.add_argument("--tau_plus", type=float, default=0.1, help="class prior of the debiased variant")
+    parser.add_argument("--with_debiased", action="store_true", help="debiased repulsion (choice=full only)")
+    parser.add_argument("--cost", type=str, default="euclidean", choices=("euclidean", "rbf"),
+                        help="repulsion cost: euclidean (the original's active code) or rbf (its commented-out "
+                             "variant, exp(-t*d))")
+    parser.add_argument("--rbf_t", type=float, default=2.0, help="t of the rbf cost")
+    parser.add_argument("--flag-defaults", type=str, default="readme", choices=("readme", "original"),
+                        help="where --tau_neg/--beta defaults come from: the README commands (default) or the "
+                             "original files' argparse defaults (cifar10 tau_neg 1.0; stl10 beta 2.0, tau_neg 1.0)")
+    parser.add_argument("--data_folder", type=str, default=os.environ.get("DATA", "./data"),
+                        help="dataset root (env DATA); nothing is downloaded")
+    parser.add_argument("--imbalanced", action="store_true", help="cifar10 / cifar100: the imbalanced subset")
+    parser.add_argument("--epochs", type=int, default=200)
+    parser.add_argument("--lr", type=float, default=None, help="SGD learning rate (default 0.12*Ns/256)")
+    parser.add_argument("--lr_decay_rate", type=float, default=0.1)
+    parser.add_argument("--lr_decay_epochs", type=int, nargs="*", default=[155, 170, 185])
+    parser.add_argument("--momentum", type=float, default=0.9)
+    parser.add_argument("--weight_decay", type=float, default=1e-4)
+    parser.add_argument("--feat_dim", type=int, default=128)
+    parser.add_argument("--num_workers", type=int, default=6)
+    parser.add_argument("--log_interval", type=int, default=40)
+    parser.add_argument("--gpus", type=int, nargs="*", default=None,
+                        help="CUDA ids for nn.DataParallel (default: all visible; ignored on CPU)")
+    parser.add_argument("--result_folder", type=str, default=None,
+                        help="checkpoint root (default: the run directory runs/cacr/<name>)")
+    parser.add_argument("--log_folder", type=str, default=None, help="TensorBoard root (default: the run directory)")
+    # additions of this re-implementation
+    parser.add_argument("--arch", type=str, default="small_alexnet",
+                        help="encoder: small_alexnet (the paper) or any common.backbones name (+ linear head, "
+                             "L2 norm) for quick CPU runs")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (the original did not seed)")
+    parser.add_argument("--device", type=str, default=None, help="cpu / cuda (default: cuda if available)")
+    parser.add_argument("--name", type=str, default=None, help="run name (default: derived from the flags)")
+    parser.add_argument("--resume", type=str, default="",
+                        help="checkpoint to resume; by default the newest checkpoint of the run directory is used")
+    parser.add_argument("--no-auto-resume", dest="auto_resume", action="store_false",
+                        help="start from scratch even if the run directory holds a checkpoint")
+    parser.add_argument("--max-iters", type=int, default=0, help="stop each epoch after this many iterations (smoke tests)")
+    parser.add_argument("--monitor", type=str, default="linear", choices=("linear", "none"),
+                        help="print the linear-probe top-1 of the untrained and the trained encoder "
+                             "('initial/final linear top-1'); linear = logistic regression on frozen "
+                             "--monitor-layer features of the train split, tested on the test split")
+    parser.add_argument("--monitor-epochs", type=int, default=100, help="epochs of the monitor's linear probe")
+    parser.add_argument("--monitor-max-images", type=int, default=10000,
+                        help="use at most this many train / test images for the monitor")
+    parser.add_argument("--monitor-layer", type=int, default=-2, help="encoder layer for the monitor (-2 = fc7)")
+    parser.add_argument("--no-progress", dest="progress", action="store_false", help="disable tqdm")
+    args = parser.parse_args(argv)
+
+    defaults = (util.README_DEFAULTS if args.flag_defaults == "readme" else util.FLAG_DEFAULTS)[args.dataset]
+    if args.tau_neg is None:
+        args.tau_neg = defaults["tau_neg"]
+    if args.beta is None:
+        args.beta = defaults["beta"]
+    if args.lr is None:
+        args.lr = 0.12 * args.Ns / 256
+    if args.Ny < 1:
+        raise UserError("--Ny must be >= 1 (CACR needs at least one positive view)")
+    if args.Ns < 2:
+        raise UserError("--Ns must be >= 2 (every sample needs in-batch negatives)")
+    if args.with_debiased and args.choice != "full":
+        raise UserError("--with_debiased only applies to --choice full")
+
+    if args.name is None:
+        args.name = (f"{args.dataset}_Ny{args.Ny}_Ns{args.Ns}_tau_pos{args.tau_pos}_tau_neg{args.tau_neg}"
+                     f"_alpha{args.alpha}_beta{args.beta}_choice_{args.choice}_with_debiased_{args.with_debiased}")
+        if args.dataset != "stl10":
+            args.name += f"_with_imbalanced_{args.imbalanced}"
+        if args.arch != "small_alexnet":
+            args.name += f"_{args.arch}"
+    return args
+
+
+def set_loader(args):
+    transform = util.pretrain_transform(args.dataset)
+    base = util.pretrain_dataset(args.dataset, args.data_folder, args.imbalanced)
+    dataset = util.MultiAugUnsupervisedDataset(base, transform, args.Ny + 1)
+    generator = torch.Generator()
+    # no drop_last, like the original: the last batch is smaller (quirk §k.15, kept)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=args.Ns, shuffle=True, num_workers=args.num_workers,
+                                         pin_memory=args.device.type == "cuda", generator=generator,
+                                         persistent_workers=False)
+    return loader, generator, len(base)
+
+
+def train_one_epoch(encoder, loader, criterion, optimizer, epoch, args, logger):
+    encoder.train()
+    meters = {k: AverageMeter(k) for k in ("loss1", "loss2", "loss", "time")}
+    loss2_iter_mean = AverageMeter("loss2_plain")
+    end = time.time()
+    bar = progress(loader, desc=f"epoch {epoch}", enabled=args.progress,
+                   total=min(len(loader), args.max_iters) if args.max_iters else len(loader))
+    for it, views in enumerate(bar):
+        if args.max_iters and it >= args.max_iters:
+            break
+        views = [v.to(args.device, non_blocking=True) for v in views]
+        # each view is a separate pass so BN statistics are per view (as in the original)
+        z = torch.stack([encoder(v) for v in views])
+        loss, loss1, loss2 = criterion(z)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+        batch = views[0].shape[0]
+        values = torch.stack([loss1.detach(), loss2.detach(), loss.detach()]).tolist()  # one host sync
+        check_finite(values[2], f"epoch {epoch} iteration {it}", "For CACR also check --alpha/--beta/--tau_*.")
+        meters["loss1"].update(values[0], batch)
+        meters["loss2"].update(values[1], batch)
+        loss2_iter_mean.update(values[1], 1)
+        meters["loss"].update(values[2], batch)
+        meters["time"].update(time.time() - end)
+        end = time.time()
+        if hasattr(bar, "set_postfix"):
+            bar.set_postfix(loss=f"{values[2]:.4f}")
+        if (it + 1) % args.log_interval == 0:
+            logger.info(f"Epoch {epoch} [{it + 1}/{len(loader)}] loss1 {values[0]:.4f} ({meters['loss1'].avg:.4f}) "
+                        f"loss2 {values[1]:.4f} ({meters['loss2'].avg:.4f}) loss {values[2]:.4f} "
+                        f"({meters['loss'].avg:.4f}) time {meters['time'].val:.3f} ({meters['time'].avg:.3f})")
+    # TensorBoard: loss1 / total sample-weighted, loss2 a plain mean over iterations (as the original)
+    logger.scalar("train/loss1", meters["loss1"].avg, epoch)
+    logger.scalar("train/loss2", loss2_iter_mean.avg, epoch)
+    logger.scalar("train/loss", meters["loss"].avg, epoch)
+    return meters["loss"].avg
+
+
+def main(argv=None, dataset_default: str = "cifar10"):
+    args = parse_option(argv, dataset_default)
+    args.device = get_device(args.device)
+    seed_everything(args.seed)
+    run_dir = make_run_dir("cacr", args.name, root=args.result_folder)
+    logger = RunLogger(args.log_folder and os.path.join(args.log_folder, args.name) or run_dir)
+    logger.info(f"run directory: {run_dir}")
+    logger.info(" ".join(sys.argv))
+
+    loader, generator, n_images = set_loader(args)
+    logger.info(f"{args.dataset}{' (imbalanced)' if args.imbalanced else ''}: {n_images} images, "
+                f"{args.Ny + 1} views, batch {args.Ns}")
+    input_size = util.image_size(args.dataset)
+    encoder = build_encoder(args.arch, args.feat_dim, input_size).to(args.device)
+    model = encoder
+    if args.device.type == "cuda" and args.gpus and len(args.gpus) > 1:
+        model = nn.DataParallel(encoder, device_ids=args.gpus)
+    criterion = CACRLoss(args.alpha, args.beta, args.tau_pos, args.tau_neg, args.choice, args.with_debiased,
+                         args.tau_plus, args.cost, args.rbf_t)
+    optimizer = torch.optim.SGD(encoder.parameters(), lr=args.lr, momentum=args.momentum,
+                                weight_decay=args.weight_decay)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=args.lr_decay_epochs,
+                                                     gamma=args.lr_decay_rate)
+    start_epoch = resume_or_start(args.resume, run_dir, encoder, optimizer, extra={"scheduler": scheduler},
+                                  auto=args.auto_resume, printer=logger.info)
+
+    if args.monitor == "linear" and start_epoch == 0:
+        acc = linear_probe_accuracy(encoder, args)
+        logger.info(f"initial linear top-1: {acc:.2f}")
+        logger.scalar("eval/linear_top1", acc, 0)
+
+    for epoch in range(start_epoch, args.epochs):
+        # the shuffling order depends only on (seed, epoch), so a resumed run sees the same batches
+        generator.manual_seed(args.seed * 100003 + epoch)
+        avg = train_one_epoch(model, loader, criterion, optimizer, epoch, args, logger)
+        scheduler.step()
+        logger.info(f"epoch {epoch}: loss {avg:.4f} lr {optimizer.param_groups[0]['lr']:.5f}")
+        save_training_state(run_dir, epoch + 1, encoder, optimizer, args, extra={"scheduler": scheduler})
+
+    # the original's only artefact: the bare encoder's state_dict
+    atomic_torch_save(encoder.state_dict(), os.path.join(run_dir, "encoder.pth"))
+    logger.info(f"saved {os.path.join(run_dir, 'encoder.pth')}")
+    if args.monitor == "linear":
+        acc = linear_probe_accuracy(encoder, args)
+        logger.info(f"final linear top-1: {acc:.2f}")
+        logger.scalar("eval/linear_top1", acc, args.epochs)
+    logger.close()
+    return encoder
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,44 @@
+"""The ``initial / final linear top-1`` monitor of the small-scale pre-training.
+
+A fast version of the paper's linear evaluation: frozen encoder in eval mode, features of block
+``--monitor-layer`` (fc7 for SmallAlexNet) of the un-augmented train / test images, a linear classifier trained
+with Adam on the cached features (``common.eval.train_linear_probe``), top-1 (%) on the test split.
+``linear_eval.py`` is the full protocol (augmented features each epoch, 100 epochs).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from common.data import build_dataset
+from common.eval.features import eval_mode, extract_features
+from common.eval.linear import train_linear_probe
+
+from cacr.small_scale_experiments import util
+
+
+def _limited(dataset, n, seed=0):
+    if len(dataset) <= n:
+        return dataset
+    idx = np.random.RandomState(seed).permutation(len(dataset))[:n]
+    return torch.utils.data.Subset(dataset, idx.tolist())
+
+
+def encoder_features(encoder, dataset, device, layer_index=-2, batch_size=256):
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
+    with eval_mode(encoder):
+        return extract_features(lambda x: encoder(x, layer_index=layer_index), loader, device)
+
+
+def linear_probe_accuracy(encoder, args) -> float:
+    """Top-1 (%) of a linear classifier on frozen features (train split → test split of ``args.dataset``)."""
+    rng_state = torch.get_rng_state()  # the monitor must not change the training run's random stream
+    transform = util.val_transform(args.dataset)
+    train = _limited(build_dataset(args.dataset, args.data_folder, "train", transform), args.monitor_max_images)
+    test = _limited(build_dataset(args.dataset, args.data_folder, "test", transform), args.monitor_max_images)
+    train_x, train_y = encoder_features(encoder, train, args.device, args.monitor_layer)
+    test_x, test_y = encoder_features(encoder, test, args.device, args.monitor_layer)
+    acc = train_linear_probe(train_x, train_y, test_x, test_y, epochs=args.monitor_epochs, lr=1e-3,
+                             batch_size=256, optimizer="adam", schedule="none", standardize=True, seed=args.seed)
+    torch.set_rng_state(rng_state)
+    return float(acc)

@@ -1,0 +1,8 @@
+"""Thin launcher keeping the original path `small_scale_experiments/stl10/linear_eval.py`: the code is
+`cacr.small_scale_experiments.linear_eval` with `--dataset stl10` as default."""
+from common.utils import run_main
+
+from cacr.small_scale_experiments.linear_eval import main
+
+if __name__ == "__main__":
+    run_main(lambda: main(dataset_default="stl10"))

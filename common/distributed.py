@@ -1,0 +1,417 @@
+"""One distributed set-up for the originals' ``mp.spawn`` flags and for ``torchrun``; gathers; shuffle-BN.
+
+Launch paths (all end in ``main_worker(local_index, args)`` calling :func:`init_distributed`):
+
+* ``--multiprocessing-distributed`` (moco style): one process per GPU on this node
+  (``torch.cuda.device_count()``), or, without CUDA, ``--nproc-per-node`` CPU processes using gloo, so
+  the same launch path runs on a laptop. World size = processes per node × ``--world-size`` (number of
+  nodes), global rank = ``--rank`` (node rank) × processes per node + local index.
+* ``torchrun`` / ``torch.distributed.launch``: ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``,
+  ``MASTER_PORT`` are read from the environment (multi-node rendezvous is torchrun's job); one process.
+* Neither, ``--world-size`` ≤ 1: a single process, no process group; every gather below is the identity.
+* Neither, ``--world-size`` > 1: one process per node joining ``--dist-url`` with ``--rank``.
+
+``nccl`` is switched to ``gloo`` automatically when the run is on CPU.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import sys
+from urllib.parse import urlparse
+
+import torch
+import torch.distributed as dist
+
+from common.utils import UserError
+
+# The placeholder address of the moco-style defaults; on a single node it means "this machine".
+_MOCO_PLACEHOLDER_HOST = "224.66.41.62"
+
+DEFAULTS = {
+    "world_size": -1,
+    "rank": -1,
+    "dist_url": "tcp://224.66.41.62:23456",
+    "dist_backend": "nccl",
+    "gpu": None,
+    "multiprocessing_distributed": False,
+    "nproc_per_node": 1,
+}
+
+
+def add_distributed_args(parser: argparse.ArgumentParser, **defaults) -> argparse.ArgumentParser:
+    """Add the originals' distributed flags; ``defaults`` overrides per method (e.g. PaCo
+    ``world_size=1, rank=0, dist_url='tcp://localhost:9996', multiprocessing_distributed=True``).
+
+    Flags a method already defined are left alone. ``--multiprocessing-distributed`` also has a
+    ``--no-multiprocessing-distributed`` form so a default of True can be switched off.
+    """
+    d = dict(DEFAULTS)
+    unknown = set(defaults) - set(d)
+    if unknown:
+        raise ValueError(f"unknown distributed defaults: {sorted(unknown)}")
+    d.update(defaults)
+    existing = {s for a in parser._actions for s in a.option_strings}
+
+    def add(flag, **kw):
+        if flag not in existing:
+            parser.add_argument(flag, **kw)
+
+    add("--world-size", default=d["world_size"], type=int,
+        help="number of nodes for distributed training (world size = nodes x processes per node)")
+    add("--rank", default=d["rank"], type=int, help="node rank for distributed training")
+    add("--dist-url", default=d["dist_url"], type=str,
+        help="url used to set up distributed training ('env://' reads MASTER_ADDR/PORT); on a single node "
+             "the moco placeholder address is replaced by a free local port")
+    add("--dist-backend", default=d["dist_backend"], type=str,
+        help="distributed backend (nccl on GPU; switched to gloo automatically on CPU)")
+    add("--gpu", default=d["gpu"], type=int, help="GPU id to use (single-process runs)")
+    add("--multiprocessing-distributed", default=d["multiprocessing_distributed"],
+        action=argparse.BooleanOptionalAction,
+        help="launch N processes per node (N = number of GPUs, or --nproc-per-node on CPU), "
+             "the fastest way to use PyTorch for single-node or multi-node training")
+    add("--nproc-per-node", default=d["nproc_per_node"], type=int,
+        help="processes per node when there is no GPU (CPU + gloo); ignored when CUDA is available")
+    return parser
+
+
+# --------------------------------------------------------------------------------------------- launch
+
+def find_free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _torchrun_env() -> bool:
+    return all(k in os.environ for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK"))
+
+
+def _use_cuda(args) -> bool:
+    device = getattr(args, "device", None)
+    if device is not None and torch.device(device).type == "cpu":
+        return False
+    return torch.cuda.is_available()
+
+
+def processes_per_node(args) -> int:
+    """GPUs on this node when CUDA is used, else ``--nproc-per-node``."""
+    if _use_cuda(args):
+        return max(torch.cuda.device_count(), 1)
+    return max(int(getattr(args, "nproc_per_node", 1) or 1), 1)
+
+
+def _resolve_single_node_url(args, nodes: int) -> None:
+    """On one node, make the rendezvous address local: the moco placeholder host becomes 127.0.0.1 with a
+    free port, and ``env://`` without MASTER_ADDR gets 127.0.0.1 and a free port."""
+    if nodes > 1:
+        return
+    url = args.dist_url or "env://"
+    if url.startswith("env://"):
+        os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+        os.environ.setdefault("MASTER_PORT", str(find_free_port()))
+    elif urlparse(url).hostname == _MOCO_PLACEHOLDER_HOST:
+        args.dist_url = f"tcp://127.0.0.1:{find_free_port()}"
+
+
+def launch(main_worker, args) -> None:
+    """Run ``main_worker(local_index, args)`` in every process of this node.
+
+    ``main_worker`` must be a module-level function (it is pickled by ``mp.spawn``) and the entry script
+    must guard its call with ``if __name__ == '__main__'``. ``args.ngpus_per_node`` is set to the number
+    of processes on this node (the moco name, also used for the per-process batch size).
+    """
+    if _torchrun_env():
+        args.multiprocessing_distributed = False
+        args.ngpus_per_node = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
+        main_worker(int(os.environ["LOCAL_RANK"]), args)
+        return
+    nprocs = processes_per_node(args)
+    args.ngpus_per_node = nprocs
+    if getattr(args, "multiprocessing_distributed", False):
+        nodes = args.world_size if args.world_size and args.world_size > 0 else 1
+        if nodes > 1 and args.rank < 0:
+            raise UserError("--multiprocessing-distributed with --world-size > 1 needs --rank (this node's rank)")
+        _resolve_single_node_url(args, nodes)
+        import torch.multiprocessing as mp
+        try:
+            mp.spawn(_spawned_worker, nprocs=nprocs, args=(main_worker, args), join=True)
+        except mp.ProcessExitedException as e:
+            if e.exit_code in (2, 130):   # a worker already printed "error: ..." (or was interrupted)
+                sys.exit(e.exit_code)
+            raise
+    else:
+        args.ngpus_per_node = 1
+        gpu = getattr(args, "gpu", None)
+        main_worker(gpu if gpu is not None else 0, args)
+
+
+def _spawned_worker(index, main_worker, args):
+    """Entry of each ``mp.spawn`` process: a ``UserError`` prints one ``error: ...`` line and exits 2
+    instead of a traceback relayed through the parent."""
+    try:
+        main_worker(index, args)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+def init_distributed(args, local_rank: int = 0) -> torch.device:
+    """Join the process group (if any) and pick this process's device.
+
+    Sets ``args.rank`` (global), ``args.world_size`` (processes), ``args.local_rank``, ``args.distributed``,
+    ``args.device`` (torch.device) and ``args.gpu`` (CUDA index or None). Returns the device.
+    """
+    use_cuda = _use_cuda(args)
+    backend = getattr(args, "dist_backend", None) or ("nccl" if use_cuda else "gloo")
+    if not use_cuda and backend == "nccl":
+        backend = "gloo"
+    init_method = getattr(args, "dist_url", None) or "env://"
+
+    if _torchrun_env():
+        rank = int(os.environ["RANK"])
+        world_size = int(os.environ["WORLD_SIZE"])
+        local_rank = int(os.environ["LOCAL_RANK"])
+        init_method = "env://"
+        distributed = world_size > 1
+    elif getattr(args, "multiprocessing_distributed", False):
+        per_node = getattr(args, "ngpus_per_node", None) or processes_per_node(args)
+        nodes = args.world_size if args.world_size and args.world_size > 0 else 1
+        node_rank = args.rank if args.rank is not None and args.rank >= 0 else 0
+        if init_method.startswith("env://") and "RANK" in os.environ and args.rank < 0:
+            node_rank = int(os.environ["RANK"])
+        rank = node_rank * per_node + local_rank
+        world_size = per_node * nodes
+        distributed = True
+    else:
+        world_size = args.world_size if args.world_size and args.world_size > 0 else 1
+        if init_method.startswith("env://") and "WORLD_SIZE" in os.environ and args.world_size < 0:
+            world_size = int(os.environ["WORLD_SIZE"])
+        rank = args.rank if args.rank is not None and args.rank >= 0 else 0
+        if init_method.startswith("env://") and "RANK" in os.environ and args.rank < 0:
+            rank = int(os.environ["RANK"])
+        distributed = world_size > 1
+
+    if use_cuda:
+        gpu = local_rank if distributed or getattr(args, "gpu", None) is None else args.gpu
+        torch.cuda.set_device(gpu)
+        device = torch.device("cuda", gpu)
+    else:
+        gpu = None
+        device = torch.device("cpu")
+        per_node = getattr(args, "ngpus_per_node", 1) or 1
+        if distributed and per_node > 1:
+            # share the cores between the local processes instead of oversubscribing them
+            torch.set_num_threads(max(1, (os.cpu_count() or 1) // per_node))
+
+    if distributed and not (dist.is_available() and dist.is_initialized()):
+        try:
+            dist.init_process_group(backend=backend, init_method=init_method,
+                                    world_size=world_size, rank=rank)
+        except (RuntimeError, ValueError) as e:
+            raise UserError(f"could not join the process group at {init_method} (backend {backend}, rank "
+                            f"{rank}/{world_size}): {e}. Check --dist-url / MASTER_ADDR / MASTER_PORT and "
+                            "that every node uses the same --world-size") from None
+
+    args.rank = rank
+    args.world_size = world_size
+    args.local_rank = local_rank
+    args.distributed = distributed
+    args.dist_backend = backend
+    args.device = device
+    args.gpu = gpu
+    return device
+
+
+def per_process_batch_size(batch_size: int, args) -> int:
+    """The originals' split of the global batch over the processes of one node (moco: ``batch / ngpus``)."""
+    if not getattr(args, "distributed", False):
+        return batch_size
+    per_node = getattr(args, "ngpus_per_node", 1) or 1
+    local = int(batch_size / per_node)
+    if local < 1:
+        raise UserError(f"--batch-size {batch_size} is smaller than the {per_node} processes per node")
+    return local
+
+
+def cleanup() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+# ------------------------------------------------------------------------------------------- queries
+
+def is_dist_initialized() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+def get_rank() -> int:
+    return dist.get_rank() if is_dist_initialized() else 0
+
+
+def get_world_size() -> int:
+    return dist.get_world_size() if is_dist_initialized() else 1
+
+
+def is_main_process() -> bool:
+    return get_rank() == 0
+
+
+def rank0_print(*args, **kwargs) -> None:
+    if is_main_process():
+        kwargs.setdefault("flush", True)
+        print(*args, **kwargs)
+
+
+def barrier() -> None:
+    if is_dist_initialized() and get_world_size() > 1:
+        dist.barrier()
+
+
+# ------------------------------------------------------------------------------------------- gathers
+
+@torch.no_grad()
+def concat_all_gather(tensor: torch.Tensor) -> torch.Tensor:
+    """Concatenate ``tensor`` (same shape on every rank) from all ranks along dim 0, no gradient.
+
+    World size 1 → ``tensor`` itself.
+    """
+    world_size = get_world_size()
+    if world_size == 1:
+        return tensor
+    tensors_gather = [torch.empty_like(tensor) for _ in range(world_size)]
+    dist.all_gather(tensors_gather, tensor.contiguous(), async_op=False)
+    return torch.cat(tensors_gather, dim=0)
+
+
+@torch.no_grad()
+def concat_all_gather_uneven(tensor: torch.Tensor) -> torch.Tensor:
+    """Like :func:`concat_all_gather` but the first dimension may differ between ranks (evaluation)."""
+    world_size = get_world_size()
+    if world_size == 1:
+        return tensor
+    n = torch.tensor([tensor.shape[0]], device=tensor.device)
+    sizes = [torch.zeros_like(n) for _ in range(world_size)]
+    dist.all_gather(sizes, n)
+    sizes = [int(s.item()) for s in sizes]
+    padded = tensor.new_zeros((max(sizes),) + tuple(tensor.shape[1:]))
+    padded[: tensor.shape[0]] = tensor
+    out = [torch.empty_like(padded) for _ in range(world_size)]
+    dist.all_gather(out, padded.contiguous())
+    return torch.cat([o[:s] for o, s in zip(out, sizes)], dim=0)
+
+
+class _AllGatherWithGrad(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, tensor):
+        world_size = get_world_size()
+        ctx.rank = get_rank()
+        ctx.local_size = tensor.shape[0]
+        gathered = [torch.empty_like(tensor) for _ in range(world_size)]
+        dist.all_gather(gathered, tensor.contiguous())
+        return torch.cat(gathered, dim=0)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        grad = grad_output.contiguous().clone()
+        dist.all_reduce(grad, op=dist.ReduceOp.SUM)
+        start = ctx.rank * ctx.local_size
+        return grad[start: start + ctx.local_size]
+
+
+def all_gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
+    """Concatenate ``tensor`` (B, ...) from all ranks → (world·B, ...) with gradient to every rank's slice.
+
+    Backward sums the incoming gradient over ranks (all-reduce) and returns this rank's slice, i.e. the
+    gradient of Σ_r L_r, where L_r is the loss computed on rank r. DDP then *averages* parameter gradients
+    over the W ranks, so the parameters receive the gradient of (1/W)·Σ_r L_r. Hence the gradients equal
+    the single-process ones when the single-process loss is the mean of the per-rank losses: e.g. each rank
+    averages its loss over its own B anchors (global loss = mean over all W·B anchors), or every rank
+    computes the same full-batch loss. World size 1 → identity.
+    """
+    if get_world_size() == 1:
+        return tensor
+    return _AllGatherWithGrad.apply(tensor)
+
+
+@torch.no_grad()
+def all_reduce_mean(tensor: torch.Tensor) -> torch.Tensor:
+    """Mean of ``tensor`` over ranks (a new tensor; identity copy at world size 1)."""
+    out = tensor.detach().clone()
+    if get_world_size() > 1:
+        dist.all_reduce(out, op=dist.ReduceOp.SUM)
+        out /= get_world_size()
+    return out
+
+
+@torch.no_grad()
+def batch_shuffle_ddp(x: torch.Tensor):
+    """MoCo shuffle-BN: gather the batch from all ranks, permute it with a permutation drawn on rank 0 and
+    broadcast, hand each rank its slice of the permuted batch. Returns ``(x_shuffled_local, idx_unshuffle)``.
+
+    At world size 1 the batch is still permuted (same random permutation semantics as one GPU of a
+    shuffled batch; matters for SplitBatchNorm); :func:`batch_unshuffle_ddp` restores the order.
+    """
+    batch_size_this = x.shape[0]
+    x_gather = concat_all_gather(x)
+    batch_size_all = x_gather.shape[0]
+    num_gpus = batch_size_all // batch_size_this
+
+    idx_shuffle = torch.randperm(batch_size_all, device=x.device)
+    if get_world_size() > 1:
+        dist.broadcast(idx_shuffle, src=0)
+    idx_unshuffle = torch.argsort(idx_shuffle)
+    gpu_idx = get_rank()
+    idx_this = idx_shuffle.view(num_gpus, -1)[gpu_idx]
+    return x_gather[idx_this], idx_unshuffle
+
+
+@torch.no_grad()
+def batch_unshuffle_ddp(x: torch.Tensor, idx_unshuffle: torch.Tensor) -> torch.Tensor:
+    """Undo :func:`batch_shuffle_ddp` for the (encoded) local batch ``x``."""
+    batch_size_this = x.shape[0]
+    x_gather = concat_all_gather(x)
+    batch_size_all = x_gather.shape[0]
+    num_gpus = batch_size_all // batch_size_this
+    gpu_idx = get_rank()
+    idx_this = idx_unshuffle.view(num_gpus, -1)[gpu_idx]
+    return x_gather[idx_this]
+
+
+# ----------------------------------------------------------------------------------- model and data
+
+def wrap_ddp(model: torch.nn.Module, args, **ddp_kwargs) -> torch.nn.Module:
+    """Move ``model`` to ``args.device`` and wrap it in DDP when ``args.distributed``
+    (``device_ids=[args.gpu]`` on CUDA, no device ids on CPU). Non-distributed → the model itself."""
+    device = getattr(args, "device", None) or torch.device("cpu")
+    model = model.to(device)
+    if not getattr(args, "distributed", False):
+        return model
+    from torch.nn.parallel import DistributedDataParallel as DDP
+    if torch.device(device).type == "cuda":
+        return DDP(model, device_ids=[args.gpu], **ddp_kwargs)
+    return DDP(model, **ddp_kwargs)
+
+
+def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
+    """The module inside DDP / DataParallel (for saving state dicts without the ``module.`` prefix)."""
+    return model.module if hasattr(model, "module") and isinstance(
+        model, (torch.nn.parallel.DistributedDataParallel, torch.nn.DataParallel)) else model
+
+
+def distributed_sampler(dataset, args, shuffle: bool = True, drop_last: bool = False, seed: int = 0):
+    """``DistributedSampler`` over the run's ranks, or ``None`` when not distributed (then build the loader
+    with ``shuffle=(sampler is None)`` like the originals). Call ``sampler.set_epoch(epoch)`` every epoch."""
+    if not getattr(args, "distributed", False):
+        return None
+    from torch.utils.data.distributed import DistributedSampler
+    return DistributedSampler(dataset, num_replicas=get_world_size(), rank=get_rank(),
+                              shuffle=shuffle, drop_last=drop_last, seed=seed)
+
+
+def set_sampler_epoch(sampler, epoch: int) -> None:
+    if sampler is not None and hasattr(sampler, "set_epoch"):
+        sampler.set_epoch(epoch)

@@ -1,0 +1,53 @@
+"""Feature extraction from a frozen network."""
+from __future__ import annotations
+
+import contextlib
+
+import torch
+import torch.nn.functional as F
+
+from common.utils import autocast
+
+
+@contextlib.contextmanager
+def eval_mode(model):
+    """Put an ``nn.Module`` in eval mode inside the block and restore its previous mode afterwards."""
+    if not isinstance(model, torch.nn.Module):
+        yield model
+        return
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
+@torch.no_grad()
+def extract_features(model_fn, loader, device, normalize: bool = False, amp: bool = False,
+                     progress: bool = False, desc: str = "features"):
+    """Run ``model_fn`` (an ``nn.Module`` is switched to eval mode) over ``loader`` without gradient.
+
+    Batches are ``(images, labels, ...)``. Returns ``(features (N, D) float32, labels (N,) int64)`` on
+    ``device``, L2-normalised rows with ``normalize``.
+    """
+    device = torch.device(device)
+    feats, labels = [], []
+    iterable = loader
+    if progress:
+        from common.training import progress as bar
+        iterable = bar(loader, desc=desc)
+    with eval_mode(model_fn):
+        for batch in iterable:
+            images, target = batch[0], batch[1]
+            images = images.to(device, non_blocking=True)
+            with autocast(device, amp):
+                out = model_fn(images)
+            out = out.float().flatten(1)
+            if normalize:
+                out = F.normalize(out, dim=1)
+            feats.append(out)
+            labels.append(torch.as_tensor(target).to(device, non_blocking=True).long())
+    if not feats:
+        raise ValueError("extract_features: the loader yielded no batch")
+    return torch.cat(feats), torch.cat(labels)

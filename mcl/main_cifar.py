@@ -1,0 +1,295 @@
+"""Supervised Mutual Contrastive Learning on CIFAR-100 (spec §b.1, §d.1, §g.1).
+
+N networks are trained jointly with Σ_i CE + optional logit distillation + α·VCL + γ·soft VCL + β·ICL +
+λ·soft ICL (in-batch, ``mcl.losses.cifar_sup_mcl_loss``); every epoch each network, their mean and the
+ensemble (sum of logits) are evaluated on the test set.
+
+    python main_cifar.py --arch resnet32 --number-net 2 --alpha 0.1 --gamma 1 --beta 0.1 --lam 1 --data ./data/
+
+Differences from the original, all documented in README.md: ``--dataset`` selects the data (cifar100,
+cifar10 or the embedded digits) instead of only naming the log; checkpoints and logs go to the run
+directory ``runs/mcl/<name>/``; ``--num-workers`` is used and ``--arch`` defaults to resnet32 (quirk 16);
+heads are checkpointed (quirk 15); auto-resume; DDP through ``common.distributed`` (embeddings are
+gathered so the in-batch loss sees the global batch, as with the original's ``nn.DataParallel``).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+if __package__ in (None, ""):  # run as a script from inside mcl/: make the package importable
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import BatchSampler, DataLoader
+
+from common.augment import cifar_train_transform, test_transform
+from common.checkpoint import save_checkpoint
+from common.data import build_dataset
+from common.distributed import (add_distributed_args, cleanup, init_distributed, is_main_process, launch,
+                                unwrap_model, wrap_ddp)
+from common.logger import RunLogger, make_run_dir
+from common.training import progress
+from common.utils import UserError, check_finite, run_main, seed_everything
+from mcl.builder import SupervisedMCL, freeze_batchnorm, gather_batch
+from mcl.dataset.class_sampler import MPerClassSampler
+from mcl.engine import (evaluate, evaluate_keeping_rng, format_eval, load_for_evaluation, resolve_resume, resume,
+                        training_state)
+from mcl.losses.cifar_sup_mcl_loss import SupMCLLoss, check_same_class_partner
+from mcl.losses.kd import logit_distillation
+from mcl.models import CIFAR_ARCHS, get_model
+from mcl.utils import adjust_lr, cal_multi_adds, cal_param_size
+
+DATASETS = {"cifar100": "cifar100", "cifar10": "cifar10", "digits": "digits"}  # name -> NORMALIZE key
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description="Supervised MCL on CIFAR-100 (main_cifar.py)",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--data", default="./data/", type=str, help="dataset root (CIFAR python pickles)")
+    p.add_argument("--dataset", default="cifar100", type=str, choices=sorted(DATASETS),
+                   help="dataset to train on (the original always used CIFAR-100 and only put this in the log "
+                        "name); 'digits' is the embedded scikit-learn digits set (no --data needed)")
+    p.add_argument("--arch", default="resnet32", type=str, choices=CIFAR_ARCHS,
+                   help="network factory (the original default 'resnet32_n' does not exist; quirk 16)")
+    p.add_argument("--init-lr", default=0.1, type=float, help="initial learning rate")
+    p.add_argument("--weight-decay", default=5e-4, type=float, help="weight decay")
+    p.add_argument("--lr-type", default="cosine", type=str, choices=["cosine", "multistep"],
+                   help="learning rate strategy (per epoch, no warm-up)")
+    p.add_argument("--milestones", default=[150, 225], type=int, nargs="+", help="epochs of x0.1 for multistep")
+    p.add_argument("--epochs", type=int, default=300, help="number of epochs to train")
+    p.add_argument("--batch-size", type=int, default=128, help="batch size (global, train and test)")
+    p.add_argument("--num-workers", type=int, default=8,
+                   help="data loader workers (used here; the original ignored it, quirk 16)")
+    p.add_argument("--gpu-id", type=str, default="0", help="written to CUDA_VISIBLE_DEVICES when CUDA is present")
+    p.add_argument("--manual_seed", type=int, default=0, help="seed of numpy / torch / python")
+    p.add_argument("--resume", "-r", action="store_true", help="resume from --resume-checkpoint")
+    p.add_argument("--resume-checkpoint", default=None, type=str,
+                   help="checkpoint to resume from (default: <checkpoint-dir>/<arch>.pth.tar)")
+    p.add_argument("--evaluate", "-e", action="store_true", help="only evaluate --evaluate-checkpoint")
+    p.add_argument("--evaluate-checkpoint", default=None, type=str,
+                   help="checkpoint to evaluate (default: <checkpoint-dir>/<arch>_best.pth.tar)")
+    p.add_argument("--number-net", type=int, default=2,
+                   help="number of networks N (2: independent networks; other N: shared-stem multi-branch)")
+    p.add_argument("--logit-distill", action="store_true",
+                   help="add KL distillation from the detached ensemble logits (N=2: both nets, N>2: last net)")
+    p.add_argument("--checkpoint-dir", default=None, type=str,
+                   help="where checkpoints are written (default: the run directory runs/mcl/<name>/; "
+                        "the original used ./checkpoint)")
+    p.add_argument("--kd_T", type=float, default=3, help="temperature of every KL term")
+    p.add_argument("--tau", type=float, default=0.1, help="contrastive temperature")
+    p.add_argument("--alpha", type=float, default=0.0, help="weight of VCL")
+    p.add_argument("--gamma", type=float, default=0.0, help="weight of soft VCL")
+    p.add_argument("--beta", type=float, default=0.0, help="weight of ICL")
+    p.add_argument("--lam", type=float, default=0.0, help="weight of soft ICL")
+    p.add_argument("--feat-dim", default=128, type=int, help="embedding head output dimension")
+    # additions (not in the original)
+    p.add_argument("--name", default=None, type=str,
+                   help="run name (default main_cifar_arch_<arch>_dataset_<dataset>_seed<seed>)")
+    p.add_argument("--no-auto-resume", dest="auto_resume", action="store_false",
+                   help="do not continue from the newest checkpoint found in the run directory")
+    p.add_argument("--device", default=None, type=str, help="cpu / cuda (default: cuda if available)")
+    p.add_argument("--max-iters", default=0, type=int, help="stop each epoch after this many iterations (0: all)")
+    p.add_argument("--print-freq", default=20, type=int, help="progress / NaN check every N iterations")
+    p.add_argument("--freeze-bn", action="store_true",
+                   help="keep BatchNorm layers in eval mode while training (testing aid: makes 1-process and "
+                        "multi-process runs numerically comparable)")
+    p.add_argument("--no-augment", dest="augment", action="store_false",
+                   help="train on un-augmented images (testing aid: makes 1-process and multi-process runs see "
+                        "identical inputs)")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no tqdm bars")
+    add_distributed_args(p)
+    return p
+
+
+def check_args(args) -> None:
+    if args.number_net < 2:
+        raise UserError(f"--number-net {args.number_net}: MCL needs at least 2 networks (quirk 21)")
+    if args.batch_size % 2:
+        raise UserError(f"--batch-size {args.batch_size} must be even: the MPerClassSampler draws 2 images per "
+                        "class so every anchor has a same-class partner")
+    if args.epochs < 1:
+        raise UserError("--epochs must be >= 1")
+    if args.resume and args.evaluate:
+        raise UserError("--resume and --evaluate are mutually exclusive")
+
+
+def build_data(args):
+    normalize = DATASETS[args.dataset]
+    root = None if args.dataset == "digits" else args.data
+    train_transform = cifar_train_transform(normalize) if args.augment else test_transform(normalize)
+    train_set = build_dataset(args.dataset, root, "train", train_transform)
+    test_set = build_dataset(args.dataset, root, "test", test_transform(normalize))
+    return train_set, test_set
+
+
+class RankSlice:
+    """Every rank iterates the same global MPerClassSampler batches (same numpy seed) and keeps its slice."""
+
+    def __init__(self, batch_sampler, rank: int, world_size: int):
+        self.batch_sampler, self.rank, self.world_size = batch_sampler, rank, world_size
+
+    def __iter__(self):
+        for batch in self.batch_sampler:
+            per_rank = len(batch) // self.world_size
+            yield batch[self.rank * per_rank:(self.rank + 1) * per_rank]
+
+    def __len__(self):
+        return len(self.batch_sampler)
+
+
+def worker_init_fn(worker_id: int) -> None:
+    np.random.seed(torch.initial_seed() % 2 ** 32)
+
+
+def make_train_loader(args, train_set):
+    num_classes = len(train_set.classes)
+    if 2 * num_classes < args.batch_size:
+        raise UserError(f"--batch-size {args.batch_size} needs at least {args.batch_size // 2} classes "
+                        f"(2 images per class per batch) but {args.dataset} has {num_classes}; lower --batch-size")
+    if args.batch_size % args.world_size:
+        raise UserError(f"--batch-size {args.batch_size} is not divisible by the {args.world_size} processes")
+    sampler = MPerClassSampler(train_set.targets, m=2, batch_size=args.batch_size,
+                               length_before_new_iter=len(train_set))
+    batches = RankSlice(BatchSampler(sampler, args.batch_size, drop_last=False), args.rank, args.world_size)
+    return DataLoader(train_set, batch_sampler=batches, num_workers=args.num_workers,
+                      pin_memory=args.device.type == "cuda", worker_init_fn=worker_init_fn,
+                      persistent_workers=False)
+
+
+def train_one_epoch(epoch, model, criterion, optimizer, loader, args, logger):
+    model.train()
+    if args.freeze_bn:
+        freeze_batchnorm(model)
+    lr = adjust_lr(optimizer, epoch, args)
+    N = args.number_net
+    sums = torch.zeros(7, device=args.device)  # total, ce, kd, vcl, soft vcl, icl, soft icl (weighted)
+    correct = torch.zeros(N, device=args.device)
+    seen = 0
+    weights = (args.alpha, args.gamma, args.beta, args.lam)
+    total_iters = len(loader) if not args.max_iters else min(len(loader), args.max_iters)
+    bar = progress(loader, desc=f"epoch {epoch}", enabled=args.progress, total=total_iters)
+    start = time.time()
+    for step, (inputs, targets) in enumerate(bar):
+        if args.max_iters and step >= args.max_iters:
+            break
+        if not args.distributed:
+            check_same_class_partner(targets)  # quirk 3: clear error instead of NaN (CPU labels, no sync)
+        inputs = inputs.to(args.device, non_blocking=True)
+        targets = targets.to(args.device, non_blocking=True)
+        logits, z = model(inputs)
+        loss_cls = F.cross_entropy(logits.flatten(0, 1), targets.repeat(N)) * N
+        loss_kd = logit_distillation(logits, args.kd_T, "cifar") if args.logit_distill else logits.new_zeros(())
+        z_all, targets_all = gather_batch(z.float(), targets)
+        terms = criterion.contrast(z_all, targets_all)
+        weighted = [w * t for w, t in zip(weights, terms)]
+        loss = loss_cls + loss_kd + sum(weighted)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+        batch = targets.shape[0]
+        seen += batch
+        sums += torch.stack([loss, loss_cls, loss_kd, *weighted]).detach() * batch
+        correct += (logits.argmax(dim=-1) == targets).sum(dim=1)
+        if (step + 1) % args.print_freq == 0 or step + 1 == total_iters:
+            check_finite(loss, f"{epoch}:{step}", hint="Try a lower --init-lr or a higher --tau.")
+            if hasattr(bar, "set_postfix"):
+                bar.set_postfix(loss=f"{loss.item():.3f}")
+    avg = (sums / max(seen, 1)).tolist()
+    train_acc = (correct / max(seen, 1)).tolist()
+    names = ("loss", "loss_ce", "loss_kd", "loss_vcl", "loss_soft_vcl", "loss_icl", "loss_soft_icl")
+    logger.info(f"Epoch:{epoch}\t lr:{lr:.5f}\t duration:{time.time() - start:.3f}\t "
+                + "\t ".join(f"{n}:{v:.5f}" for n, v in zip(names, avg))
+                + f"\t Train Acc:{[round(a, 4) for a in train_acc]}")
+    for n, v in zip(names, avg):
+        logger.scalar(f"train/{n}", v, epoch)
+    for i, a in enumerate(train_acc):
+        logger.scalar(f"train/top1_net{i}", 100 * a, epoch)
+    logger.scalar("train/lr", lr, epoch)
+    return avg
+
+
+def main_worker(local_rank, args):
+    device = init_distributed(args, local_rank)
+    seed_everything(args.manual_seed)
+    run_dir = make_run_dir("mcl", args.name, create=is_main_process())
+    checkpoint_dir = args.checkpoint_dir or run_dir
+    logger = RunLogger(run_dir, enabled=is_main_process())
+    if is_main_process():
+        logger.info(f"args: {vars(args)}")
+
+    train_set, test_set = build_data(args)
+    num_classes = len(train_set.classes)
+    net = get_model(args.arch, num_classes, args.number_net, choices=CIFAR_ARCHS)
+    logger.info(f"Arch: {args.arch}, Params: {cal_param_size(net) / 1e6:.2f}M, "
+                f"Multi-adds: {cal_multi_adds(net, (1, 3, 32, 32)) / 1e6:.2f}M")
+    rep_dims = [e.shape[1] for e in net.eval()(torch.zeros(1, 3, 32, 32))[1]]
+    criterion = SupMCLLoss(rep_dims, args.feat_dim, args.tau, args.kd_T)
+    model = wrap_ddp(SupervisedMCL(net, criterion), args)
+    criterion.to(device)
+    test_loader = DataLoader(test_set, batch_size=args.batch_size, shuffle=False, num_workers=args.num_workers)
+
+    if args.evaluate:
+        path = args.evaluate_checkpoint or os.path.join(checkpoint_dir, f"{args.arch}_best.pth.tar")
+        load_for_evaluation(path, net)
+        result = evaluate(net, test_loader, args)
+        logger.info(f"evaluate {path}: {format_eval(result)}")
+        logger.info(f"top-1: {result['max']:.2f}")
+        return
+
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=args.weight_decay,
+                                nesterov=True)
+    start_epoch, best_acc = 0, -1.0
+    last_name = f"{args.arch}.pth.tar"
+    resume_path = resolve_resume(args, checkpoint_dir, last_name)
+    if resume_path:
+        start_epoch, best_acc = resume(resume_path, net, criterion, optimizer, logger)
+
+    initial = evaluate_keeping_rng(net, test_loader, args)
+    logger.info(f"initial evaluation: {format_eval(initial)}")
+    logger.info(f"initial top-1: {initial['max']:.2f}")
+
+    for epoch in range(start_epoch, args.epochs):
+        train_one_epoch(epoch, model, criterion, optimizer, make_train_loader(args, train_set), args, logger)
+        result = evaluate(net, test_loader, args)
+        logger.info(f"Epoch:{epoch}\t Test top-1: {format_eval(result)}\t test loss {result['loss']:.4f}")
+        for i, a in enumerate(result["per_net"]):
+            logger.scalar(f"test/top1_net{i}", a, epoch)
+        logger.scalar("test/top1_ensemble", result["ensemble"], epoch)
+        logger.scalar("test/top1_mean", result["mean"], epoch)
+        is_best = result["max"] > best_acc
+        best_acc = max(best_acc, result["max"])
+        if is_main_process():
+            save_checkpoint(training_state(net, criterion, optimizer, epoch, result["max"], best_acc, args),
+                            os.path.join(checkpoint_dir, last_name), is_best=is_best,
+                            best_name=f"{args.arch}_best.pth.tar")
+    logger.flush()
+
+    best_path = os.path.join(checkpoint_dir, f"{args.arch}_best.pth.tar")
+    if is_main_process() and os.path.isfile(best_path):
+        load_for_evaluation(best_path, net)
+    final = evaluate(net, test_loader, args)
+    logger.info(f"final evaluation (best epoch, selected on the test set like the original): {format_eval(final)}")
+    logger.info(f"Test top-1 best_accuracy: {final['max']:.2f}")
+    logger.info(f"final top-1: {final['max']:.2f}")
+    logger.close()
+    cleanup()
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    check_args(args)
+    if args.name is None:
+        args.name = f"main_cifar_arch_{args.arch}_dataset_{args.dataset}_seed{args.manual_seed}"
+    if torch.cuda.is_available() and args.device != "cpu":
+        os.environ.setdefault("CUDA_VISIBLE_DEVICES", args.gpu_id)
+    launch(main_worker, args)
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,232 @@
+"""Supervised Mutual Contrastive Learning on ImageNet with per-network memory banks (spec §b.2, §d.3, §g.2).
+
+    python main_imagenet.py --arch resnet18 --number-net 2 --alpha 0.1 --gamma 1 --beta 0.1 --lam 1 \
+        --data ./data/ImageNet/
+
+Differences from the original (README.md): true best-epoch tracking (quirk 8), memory-efficient negative
+sampling (quirk 18), per-worker numpy seeds (quirk 24 not reproduced), heads and memory banks in the
+checkpoint (quirk 15), run directory ``runs/mcl/<name>/`` with auto-resume, DDP through
+``common.distributed`` (memory updates see every rank's anchors).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+if __package__ in (None, ""):
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import torch
+import torch.nn.functional as F
+
+from common.checkpoint import save_checkpoint
+from common.distributed import (add_distributed_args, cleanup, concat_all_gather, distributed_sampler,
+                                init_distributed, is_main_process, launch, per_process_batch_size,
+                                set_sampler_epoch, wrap_ddp)
+from common.logger import RunLogger, make_run_dir
+from common.training import progress
+from common.utils import UserError, check_finite, run_main, seed_everything
+from mcl.builder import SupervisedMCL, freeze_batchnorm
+from mcl.dataset.imagenet import get_imagenet_dataloader_sample
+from mcl.engine import (evaluate, evaluate_keeping_rng, format_eval, load_for_evaluation, resolve_resume, resume,
+                        training_state)
+from mcl.losses.imagenet_sup_mcl_loss import SupMCLLoss
+from mcl.losses.kd import logit_distillation
+from mcl.models import IMAGENET_ARCHS, get_model
+from mcl.utils import adjust_lr, cal_param_size
+
+WEIGHT_DECAY = 1e-4  # hard-coded in the original (quirk 17)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description="Supervised MCL on ImageNet (main_imagenet.py)",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--data", default="./data/ImageNet/", type=str, help="root holding train/ and val/ class folders")
+    p.add_argument("--dataset", default="ImageNet", type=str, help="dataset name (log / run name only)")
+    p.add_argument("--arch", default="resnet18", type=str, choices=IMAGENET_ARCHS, help="network factory")
+    p.add_argument("--init-lr", default=0.1, type=float, help="initial learning rate")
+    p.add_argument("--lr-type", default="multistep", type=str, choices=["multistep", "cosine"],
+                   help="learning rate strategy (per epoch)")
+    p.add_argument("--milestones", default=[30, 60, 90], type=int, nargs="+", help="epochs of x0.1")
+    p.add_argument("--epochs", type=int, default=90, help="number of epochs to train")
+    p.add_argument("--batch-size", type=int, default=256, help="batch size (global)")
+    p.add_argument("--num-workers", type=int, default=16, help="data loader workers")
+    p.add_argument("--gpu-id", type=str, default="0", help="written to CUDA_VISIBLE_DEVICES when CUDA is present")
+    p.add_argument("--manual_seed", type=int, default=0)
+    p.add_argument("--resume", "-r", action="store_true", help="resume from --resume-checkpoint")
+    p.add_argument("--resume-checkpoint", default=None, type=str,
+                   help="checkpoint to resume (default <checkpoint-dir>/<arch>.pth.tar)")
+    p.add_argument("--evaluate", "-e", action="store_true", help="only evaluate --evaluate-checkpoint")
+    p.add_argument("--evaluate-checkpoint", default=None, type=str,
+                   help="checkpoint to evaluate (default <checkpoint-dir>/<arch>_best.pth.tar)")
+    p.add_argument("--checkpoint-dir", default=None, type=str,
+                   help="checkpoint directory (default: the run directory runs/mcl/<name>/)")
+    p.add_argument("--number-net", type=int, default=2, help="number of networks N")
+    p.add_argument("--logit-distill", action="store_true",
+                   help="KL distillation of the LAST network from the ensemble mean, teacher NOT detached "
+                        "(the original's ImageNet rule, quirk 5)")
+    p.add_argument("--kd_T", type=float, default=3, help="temperature of every KL term")
+    p.add_argument("--alpha", type=float, default=0.0, help="weight of VCL")
+    p.add_argument("--gamma", type=float, default=0.0, help="weight of soft VCL")
+    p.add_argument("--beta", type=float, default=0.0, help="weight of ICL")
+    p.add_argument("--lam", type=float, default=0.0, help="weight of soft ICL")
+    p.add_argument("--rep-dim", default=1024, type=int,
+                   help="ignored: the head input dim is measured from the backbone (quirk 17)")
+    p.add_argument("--feat-dim", default=128, type=int, help="embedding head output dimension")
+    p.add_argument("--pos_k", default=1, type=int, help="sampled same-class positives per anchor")
+    p.add_argument("--neg_k", default=8192, type=int, help="sampled other-class negatives per anchor")
+    p.add_argument("--tau", default=0.07, type=float, help="contrastive temperature")
+    p.add_argument("--nce_m", default=0.5, type=float, help="momentum of the memory-bank update")
+    # additions
+    p.add_argument("--image-size", default=224, type=int, help="train / val crop size (smaller for smoke tests)")
+    p.add_argument("--resize", default=256, type=int, help="validation resize before the center crop")
+    p.add_argument("--name", default=None, type=str,
+                   help="run name (default main_imagenet_arch<arch>_dataset_<dataset>_seed<seed>)")
+    p.add_argument("--no-auto-resume", dest="auto_resume", action="store_false",
+                   help="do not continue from the newest checkpoint of the run directory")
+    p.add_argument("--device", default=None, type=str, help="cpu / cuda (default: cuda if available)")
+    p.add_argument("--max-iters", default=0, type=int, help="stop each epoch after this many iterations (0: all)")
+    p.add_argument("--print-freq", default=20, type=int, help="NaN check / progress every N iterations")
+    p.add_argument("--freeze-bn", action="store_true", help="(testing aid) BatchNorm in eval mode while training")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no tqdm bars")
+    add_distributed_args(p)
+    return p
+
+
+def train_one_epoch(epoch, model, criterion, optimizer, loader, args, logger):
+    model.train()
+    if args.freeze_bn:
+        freeze_batchnorm(model)
+    lr = adjust_lr(optimizer, epoch, args)
+    N = args.number_net
+    weights = (args.alpha, args.gamma, args.beta, args.lam)
+    sums = torch.zeros(7, device=args.device)
+    correct = torch.zeros(2, N + 1, device=args.device)  # top-1 / top-5 of each network and the ensemble
+    seen = 0
+    total = min(len(loader), args.max_iters) if args.max_iters else len(loader)
+    bar = progress(loader, desc=f"epoch {epoch}", enabled=args.progress, total=total)
+    start = time.time()
+    for step, (inputs, targets, pos_idx, neg_idx) in enumerate(bar):
+        if args.max_iters and step >= args.max_iters:
+            break
+        inputs, targets = inputs.to(args.device, non_blocking=True), targets.to(args.device, non_blocking=True)
+        pos_idx, neg_idx = pos_idx.to(args.device, non_blocking=True), neg_idx.to(args.device, non_blocking=True)
+        logits, z = model(inputs)
+        loss_cls = F.cross_entropy(logits.flatten(0, 1), targets.repeat(N)) * N
+        loss_kd = logit_distillation(logits, args.kd_T, "imagenet") if args.logit_distill else logits.new_zeros(())
+        terms = criterion.contrast(z.float(), pos_idx, neg_idx)
+        weighted = [w * t for w, t in zip(weights, terms)]
+        loss = loss_cls + loss_kd + sum(weighted)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        # memory update with every rank's anchors (indices are distinct across ranks)
+        criterion.contrast_memory.update(concat_all_gather(z.detach().float().transpose(0, 1).contiguous())
+                                         .transpose(0, 1), concat_all_gather(pos_idx[:, 0].contiguous()))
+
+        batch = targets.shape[0]
+        seen += batch
+        sums += torch.stack([loss, loss_cls, loss_kd, *weighted]).detach() * batch
+        all_logits = torch.cat([logits, logits.mean(dim=0, keepdim=True)]).detach()
+        top5 = all_logits.topk(min(5, all_logits.shape[-1]), dim=-1).indices == targets[None, :, None]
+        correct[0] += top5[..., :1].any(-1).sum(1)
+        correct[1] += top5.any(-1).sum(1)
+        if (step + 1) % args.print_freq == 0 or step + 1 == total:
+            check_finite(loss, f"{epoch}:{step}", hint="Try a lower --init-lr.")
+    avg = (sums / max(seen, 1)).tolist()
+    acc = (100 * correct / max(seen, 1)).tolist()
+    names = ("loss", "loss_ce", "loss_kd", "loss_vcl", "loss_soft_vcl", "loss_icl", "loss_soft_icl")
+    logger.info(f"Epoch:{epoch}\t lr:{lr:.5f}\t duration:{time.time() - start:.3f}\t "
+                + "\t ".join(f"{n}:{v:.5f}" for n, v in zip(names, avg))
+                + f"\t Train top-1 (nets + ensemble):{[round(a, 2) for a in acc[0]]}"
+                + f"\t top-5:{[round(a, 2) for a in acc[1]]}")
+    for n, v in zip(names, avg):
+        logger.scalar(f"train/{n}", v, epoch)
+    logger.scalar("train/lr", lr, epoch)
+
+
+def main_worker(local_rank, args):
+    device = init_distributed(args, local_rank)
+    seed_everything(args.manual_seed)
+    run_dir = make_run_dir("mcl", args.name, create=is_main_process())
+    checkpoint_dir = args.checkpoint_dir or run_dir
+    logger = RunLogger(run_dir, enabled=is_main_process())
+    logger.info(f"args: {vars(args)}")
+    args.local_batch_size = per_process_batch_size(args.batch_size, args)
+
+    train_loader, val_loader, n_data, train_sampler = get_imagenet_dataloader_sample(
+        args.data, args, image_size=args.image_size, resize=args.resize, train=not args.evaluate,
+        train_sampler=(lambda ds: distributed_sampler(ds, args, shuffle=True)) if args.distributed else None)
+    num_classes = len(val_loader.dataset.classes)
+    if train_loader is not None and len(train_loader.dataset.classes) != num_classes:
+        raise UserError(f"train/ has {len(train_loader.dataset.classes)} classes but val/ has {num_classes}; "
+                        "both must hold the same class folders")
+    net = get_model(args.arch, num_classes, args.number_net, choices=IMAGENET_ARCHS)
+    logger.info(f"Arch: {args.arch}, Params: {cal_param_size(net) / 1e6:.2f}M")
+    net.eval()
+    args.rep_dim = net(torch.zeros(1, 3, args.image_size, args.image_size))[1][0].shape[1]  # quirk 17
+    criterion = SupMCLLoss([args.rep_dim] * args.number_net, max(n_data, 1), args.feat_dim, args.tau, args.kd_T, args.nce_m)
+    model = wrap_ddp(SupervisedMCL(net, criterion), args)
+    criterion.to(device)
+
+    if args.evaluate:
+        path = args.evaluate_checkpoint or os.path.join(checkpoint_dir, f"{args.arch}_best.pth.tar")
+        load_for_evaluation(path, net)
+        result = evaluate(net, val_loader, args, ensemble="mean", topk=(1, 5))
+        logger.info(f"evaluate {path}: {format_eval(result)}; top-5 {[round(a, 2) for a in result['top5']]}")
+        logger.info(f"top-1: {result['max']:.2f}")
+        return
+
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=WEIGHT_DECAY, nesterov=True)
+    start_epoch, best_acc = 0, -1.0
+    last_name = f"{args.arch}.pth.tar"
+    resume_path = resolve_resume(args, checkpoint_dir, last_name)
+    if resume_path:
+        start_epoch, best_acc = resume(resume_path, net, criterion, optimizer, logger)
+
+    initial = evaluate_keeping_rng(net, val_loader, args, ensemble="mean", topk=(1, 5))
+    logger.info(f"initial evaluation: {format_eval(initial)}")
+    logger.info(f"initial top-1: {initial['max']:.2f}")
+    for epoch in range(start_epoch, args.epochs):
+        set_sampler_epoch(train_sampler, epoch)
+        train_one_epoch(epoch, model, criterion, optimizer, train_loader, args, logger)
+        result = evaluate(net, val_loader, args, ensemble="mean", topk=(1, 5))
+        logger.info(f"Epoch:{epoch}\t Test top-1: {format_eval(result)}\t top-5 (nets + ensemble): "
+                    f"{[round(a, 2) for a in result['top5']]}")
+        for i, a in enumerate(result["per_net"]):
+            logger.scalar(f"test/top1_net{i}", a, epoch)
+        logger.scalar("test/top1_ensemble", result["ensemble"], epoch)
+        is_best = result["max"] > best_acc  # quirk 8 fixed: the original reset best_acc every epoch
+        best_acc = max(best_acc, result["max"])
+        if is_main_process():
+            save_checkpoint(training_state(net, criterion, optimizer, epoch, result["max"], best_acc, args),
+                            os.path.join(checkpoint_dir, last_name), is_best=is_best,
+                            best_name=f"{args.arch}_best.pth.tar")
+    best_path = os.path.join(checkpoint_dir, f"{args.arch}_best.pth.tar")
+    if os.path.isfile(best_path):
+        load_for_evaluation(best_path, net)
+    final = evaluate(net, val_loader, args, ensemble="mean", topk=(1, 5))
+    logger.info(f"final evaluation (best epoch): {format_eval(final)}")
+    logger.info(f"Test top-1 best_accuracy: {final['max']:.2f}")
+    logger.info(f"final top-1: {final['max']:.2f}")
+    logger.close()
+    cleanup()
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    if args.number_net < 2:
+        raise UserError(f"--number-net {args.number_net}: MCL needs at least 2 networks (quirk 21)")
+    if args.resume and args.evaluate:
+        raise UserError("--resume and --evaluate are mutually exclusive")
+    if args.name is None:
+        args.name = f"main_imagenet_arch{args.arch}_dataset_{args.dataset}_seed{args.manual_seed}"
+    if torch.cuda.is_available() and args.device != "cpu":
+        os.environ.setdefault("CUDA_VISIBLE_DEVICES", args.gpu_id)
+    launch(main_worker, args)
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,133 @@
+"""Loss math beyond the golden files: a direct per-pair re-implementation of spec §f (other sizes and
+temperatures), the quirk-3 guard and the memory update."""
+import itertools
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from common.utils import UserError
+from mcl.losses.cifar_sup_mcl_loss import SupMCLLoss, check_same_class_partner, sup_mcl_losses
+from mcl.losses.imagenet_sup_mcl_loss import memory_mcl_losses, update_memory
+from mcl.losses.kd import logit_distillation
+from mcl.moco.losses import dequeue_and_enqueue, moco_mcl_logits, moco_mcl_losses
+
+
+def kl(u, v, T):
+    return F.kl_div(F.log_softmax(u / T, 1), F.softmax(v.detach() / T, 1), reduction="batchmean") * T * T
+
+
+def supcon_rows(L, labels):
+    B = L.shape[0]
+    eye = torch.eye(B, dtype=torch.bool)
+    pos = (labels[:, None] == labels[None]) & ~eye
+    exp = torch.exp(L) * (~eye)
+    log_prob = L - torch.log(exp.sum(1, keepdim=True))
+    return -((pos * log_prob).sum(1) / pos.sum(1)).mean()
+
+
+def reference_cifar(z, labels, tau, T):
+    N = z.shape[0]
+    S = lambda i, j: z[i] @ z[j].T / tau  # noqa: E731
+    vcl = sum(supcon_rows(S(i, i), labels) for i in range(N))
+    icl = sum(supcon_rows(S(i, j), labels) + supcon_rows(S(j, i), labels) for i, j in itertools.combinations(range(N), 2))
+    soft_vcl = sum(kl(S(i, i), S(j, j), T) for i in range(N) for j in range(N) if i != j)
+    soft_icl = sum(kl(S(i, j), S(j, i), T) + kl(S(j, i), S(i, j), T) for i, j in itertools.combinations(range(N), 2))
+    return vcl, soft_vcl, icl, soft_icl
+
+
+@pytest.mark.parametrize("N,B,D,tau,T", [(3, 12, 8, 0.2, 4.0), (2, 6, 5, 0.05, 1.0)])
+def test_cifar_losses_match_per_pair_reference(N, B, D, tau, T):
+    g = torch.Generator().manual_seed(N * 100 + B)
+    z = F.normalize(torch.randn(N, B, D, generator=g, dtype=torch.float64), dim=-1)
+    labels = torch.arange(B // 2).repeat_interleave(2)[torch.randperm(B, generator=g)]
+    ours = sup_mcl_losses(z, labels, tau, T)
+    ref = reference_cifar(z, labels, tau, T)
+    for a, b in zip(ours, ref):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_lonely_anchor_is_a_clear_error_not_nan():
+    labels = torch.tensor([0, 0, 1, 2, 2])
+    with pytest.raises(UserError, match="no other sample of the same class"):
+        check_same_class_partner(labels)
+    loss = SupMCLLoss([4, 4], feat_dim=3)
+    with pytest.raises(UserError):
+        loss([torch.randn(5, 4), torch.randn(5, 4)], labels)
+    check_same_class_partner(torch.tensor([1, 1, 0, 0]))  # fine
+
+
+def test_single_network_is_refused():
+    with pytest.raises(UserError, match="at least two|≥ 2"):
+        SupMCLLoss([4], feat_dim=3)
+
+
+def test_memory_losses_against_loop_reference():
+    g = torch.Generator().manual_seed(0)
+    N, B, D, n_data, pos_k, neg_k, tau, T = 3, 5, 6, 40, 2, 7, 0.1, 3.0
+    z = F.normalize(torch.randn(N, B, D, generator=g, dtype=torch.float64), dim=-1)
+    memory = torch.randn(N, n_data, D, generator=g, dtype=torch.float64)
+    pos_idx = torch.randint(0, n_data, (B, 1 + pos_k), generator=g)
+    neg_idx = torch.randint(0, n_data, (B, neg_k), generator=g)
+    ours = memory_mcl_losses(z, memory, pos_idx, neg_idx, tau, T)
+    idx = torch.cat([pos_idx, neg_idx], 1)
+
+    def A(i, j, columns):  # memory of i, anchors of j
+        return torch.einsum("bkd,bd->bk", memory[i][columns], z[j]) / tau
+
+    def nce(L, P):
+        return -(L[:, :P] - torch.logsumexp(L, 1, keepdim=True)).mean()
+
+    icl = sum(nce(A(i, j, idx), 1 + pos_k) for i in range(N) for j in range(N) if i != j)
+    soft_icl = sum(kl(A(i, j, idx), A(j, i, idx), T) for i in range(N) for j in range(N) if i != j)
+    vcl = sum(nce(A(i, i, idx[:, 1:]), pos_k) for i in range(N))
+    soft_vcl = sum(kl(A(i, i, idx[:, 1:]), A(j, j, idx[:, 1:]), T) for i in range(N) for j in range(N) if i != j)
+    for a, b in zip(ours, (vcl, soft_vcl, icl, soft_icl)):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+    before = memory.clone()
+    anchors = torch.tensor([3, 9, 1, 30, 22])
+    update_memory(memory, z, anchors, 0.3)
+    expected = F.normalize(0.3 * before[:, anchors] + 0.7 * z, dim=-1)
+    torch.testing.assert_close(memory[:, anchors], expected)
+    untouched = torch.ones(n_data, dtype=torch.bool)
+    untouched[anchors] = False
+    assert torch.equal(memory[:, untouched], before[:, untouched])
+
+
+def test_moco_losses_and_queue():
+    g = torch.Generator().manual_seed(1)
+    N, B, C, K = 3, 4, 5, 12
+    q = F.normalize(torch.randn(N, B, C, generator=g, dtype=torch.float64), dim=-1)
+    k = F.normalize(torch.randn(N, B, C, generator=g, dtype=torch.float64), dim=-1)
+    queue = F.normalize(torch.randn(N, C, K, generator=g, dtype=torch.float64), dim=1)
+    intra, vcl, soft_vcl, icl, soft_icl = moco_mcl_losses(moco_mcl_logits(q, k, queue, 0.2), 3.0)
+
+    def G(a, b):
+        return torch.cat([(q[a] * k[b]).sum(1, keepdim=True), q[a] @ queue[b]], 1) / 0.2
+
+    zeros = torch.zeros(B, dtype=torch.long)
+    torch.testing.assert_close(vcl, sum(F.cross_entropy(G(i, i), zeros) for i in range(N)))
+    torch.testing.assert_close(icl, sum(F.cross_entropy(G(i, j), zeros) for i in range(N) for j in range(N) if i != j))
+    torch.testing.assert_close(soft_vcl, sum(kl(G(i, i), G(j, j), 3.0) for i in range(N) for j in range(N) if i != j))
+    torch.testing.assert_close(soft_icl, sum(kl(G(i, j), G(j, i), 3.0) for i in range(N) for j in range(N) if i != j))
+    ptr = torch.full((N,), 8, dtype=torch.long)
+    dequeue_and_enqueue(queue, ptr, k)
+    assert torch.equal(queue[:, :, 8:12], k.transpose(1, 2)) and ptr.tolist() == [0] * N
+    with pytest.raises(ValueError, match="not divisible"):
+        dequeue_and_enqueue(queue, ptr, torch.cat([k, k[:, :1]], 1))
+
+
+def test_logit_distillation_rules():
+    g = torch.Generator().manual_seed(2)
+    logits = torch.randn(4, 6, 5, generator=g, requires_grad=True)
+    cifar = logit_distillation(logits, 3.0, "cifar")
+    torch.testing.assert_close(cifar, kl(logits[3], logits.mean(0), 3.0))
+    (grad,) = torch.autograd.grad(cifar, logits)
+    assert grad[:3].abs().sum() == 0  # teacher detached, only the last network is distilled
+    imagenet = logit_distillation(logits, 3.0, "imagenet")
+    (grad,) = torch.autograd.grad(imagenet, logits)
+    assert grad[:3].abs().sum() > 0  # teacher not detached (quirk 5)
+    two = logits[:2].detach()
+    torch.testing.assert_close(logit_distillation(two, 3.0, "cifar"),
+                               kl(two[0], two.mean(0), 3.0) + kl(two[1], two.mean(0), 3.0))

@@ -1,0 +1,37 @@
+"""A run interrupted after epoch 1 and auto-resumed ends with the same parameters as an uninterrupted one."""
+import sys
+
+import torch
+
+from mcl.tests.helpers import run
+
+FLAGS = ["--max-iters", "3", "--batch-size", "8", "--num-workers", "0", "--no-progress", "--lr-type", "multistep",
+         "--milestones", "1", "--alpha", "0.1", "--gamma", "1", "--beta", "0.1", "--lam", "1", "--feat-dim", "16",
+         "--arch", "ShuffleNetV2_05x"]
+
+
+def load(path):
+    return torch.load(path, weights_only=False)
+
+
+def test_auto_resume_equals_uninterrupted(tmp_path, cifar100_root):
+    base = [sys.executable, "main_cifar.py", "--data", cifar100_root, *FLAGS]
+    run(base + ["--epochs", "2", "--name", "straight"], tmp_path)
+    # "killed" after epoch 0 (the LR schedule does not depend on --epochs with multistep), then restarted
+    run(base + ["--epochs", "1", "--name", "resumed"], tmp_path)
+    _, out = run(base + ["--epochs", "2", "--name", "resumed"], tmp_path)
+    assert "resumed from" in out
+    a = load(tmp_path / "runs/mcl/straight/ShuffleNetV2_05x.pth.tar")
+    b = load(tmp_path / "runs/mcl/resumed/ShuffleNetV2_05x.pth.tar")
+    assert a["epoch"] == b["epoch"] == 1
+    for part in ("net", "criterion"):
+        for k in a[part]:
+            assert torch.equal(a[part][k], b[part][k]), f"{part}.{k} differs"
+
+
+def test_explicit_resume_flag(tmp_path, cifar100_root):
+    base = [sys.executable, "main_cifar.py", "--data", cifar100_root, *FLAGS, "--max-iters", "1"]
+    run(base + ["--epochs", "1", "--name", "first"], tmp_path)
+    ckpt = tmp_path / "runs/mcl/first/ShuffleNetV2_05x.pth.tar"
+    _, out = run(base + ["--epochs", "2", "--name", "second", "--resume", "--resume-checkpoint", ckpt], tmp_path)
+    assert "at epoch 1" in out and load(tmp_path / "runs/mcl/second/ShuffleNetV2_05x.pth.tar")["epoch"] == 1
