@@ -28,7 +28,7 @@ def evaluate(net, loader, args, ensemble: str = "sum", topk=(1,)):
         loss += F.cross_entropy(logits.flatten(0, 1), targets.repeat(N), reduction="sum")
         combined = logits.sum(dim=0, keepdim=True) if ensemble == "sum" else logits.mean(dim=0, keepdim=True)
         all_logits = torch.cat([logits, combined])                            # (N+1, B, C)
-        top = all_logits.topk(max(topk), dim=-1).indices == targets[None, :, None]
+        top = all_logits.topk(min(max(topk), all_logits.shape[-1]), dim=-1).indices == targets[None, :, None]
         for t, k in enumerate(topk):
             correct[t] += top[..., :k].any(dim=-1).sum(dim=1)
         total += targets.shape[0]

@@ -27,3 +27,16 @@ def load_state(path) -> dict:
 
 def run_dir(runs: Path, name: str) -> Path:
     return runs / "runs" / "attentionce" / name
+
+
+def loss_gradient_worker(rank: int, world_size: int, port: int, views, out_dir: str) -> None:
+    """One rank of the 2-process loss check: its slice of the batch, anchors gathered with gradient."""
+    import torch.distributed as dist
+    from attentionce.losses import AttentioNCE
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size)
+    local = views.shape[1] // world_size
+    leaf = views[:, rank * local:(rank + 1) * local].clone().requires_grad_(True)
+    loss = AttentioNCE(0.5, 2.0, 0.5)(leaf)
+    loss.backward()
+    torch.save({"loss": loss.detach(), "grad": leaf.grad}, os.path.join(out_dir, f"rank{rank}.pt"))
+    dist.destroy_process_group()

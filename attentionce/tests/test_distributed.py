@@ -20,27 +20,46 @@ from common.distributed import find_free_port
 from attentionce.tests.helpers import TINY, load_state, run_dir
 
 pytestmark = pytest.mark.distributed
-FLAGS = ["--dataset_name", "digits", "--batch_size", "8", "--epochs", "1", "--steps_per_epoch", "3",
-         "--freeze_bn", "--d_neg", "0.5", "--device", "cpu", *TINY]
 
 
 def assert_close_params(a, b):
+    # float reduction order differs between 1 and 2 processes; Adam's first steps (~lr * sign(grad)) amplify
+    # that on near-zero gradients to ~1e-6, far below one step (1e-3)
     for key, value in a.items():
-        torch.testing.assert_close(b[key], value, rtol=1e-5, atol=1e-6, msg=key)
+        torch.testing.assert_close(b[key], value, rtol=1e-4, atol=1e-5, msg=key)
 
 
-def test_two_processes_equal_one(tmp_path):
-    run_python("attentionce", "image/main.py", *FLAGS, "--name", "single", runs_dir=tmp_path)
-    run_python("attentionce", "image/main.py", *FLAGS, "--name", "spawn", "--multiprocessing-distributed",
-               "--world-size", "1", "--rank", "0", "--dist-url", f"tcp://127.0.0.1:{find_free_port()}",
-               "--dist-backend", "gloo", "--nproc-per-node", "2", runs_dir=tmp_path)
-    env = smoke_env(tmp_path)
+def test_two_processes_equal_one(reference_runs):
+    runs, flags = reference_runs
+    run_python("attentionce", "image/main.py", *flags, "--epochs", "2", "--name", "spawn",
+               "--multiprocessing-distributed", "--world-size", "1", "--rank", "0",
+               "--dist-url", f"tcp://127.0.0.1:{find_free_port()}", "--dist-backend", "gloo",
+               "--nproc-per-node", "2", runs_dir=runs)
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                           "image/main.py", *FLAGS, "--name", "torchrun"], cwd=ROOT / "attentionce", env=env,
-                          capture_output=True, text=True, timeout=600)
+                           "image/main.py", *flags, "--epochs", "2", "--name", "torchrun"],
+                          cwd=ROOT / "attentionce", env=smoke_env(runs), capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    single = load_state(run_dir(tmp_path, "single") / "checkpoint.pth")["state_dict"]
+    single = load_state(run_dir(runs, "full") / "checkpoint.pth")["state_dict"]
     for name in ("spawn", "torchrun"):
-        state = load_state(run_dir(tmp_path, name) / "checkpoint.pth")
-        assert state["args"]["world_size"] == 2
+        state = load_state(run_dir(runs, name) / "checkpoint.pth")
+        assert state["args"]["world_size"] == 2 and state["epoch"] == 2
         assert_close_params(single, state["state_dict"])
+
+
+def test_loss_gradient_across_processes(tmp_path):
+    """The loss module under 2 gloo processes: mean of the per-rank losses = the full-batch loss, and the
+    per-rank input gradients averaged as DDP does (1/W) = the full-batch gradient.  (Adam hides a constant
+    gradient scale, so this pins the scale the end-to-end test above cannot.)"""
+    import torch.multiprocessing as mp
+    from attentionce.losses import AttentioNCE
+    from attentionce.tests.helpers import loss_gradient_worker
+    torch.manual_seed(0)
+    views = torch.nn.functional.normalize(torch.randn(6, 8, 5, dtype=torch.float64), dim=-1)
+    mp.start_processes(loss_gradient_worker, args=(2, find_free_port(), views, str(tmp_path)), nprocs=2,
+                       start_method="fork")
+    parts = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
+    full_views = views.clone().requires_grad_(True)
+    full = AttentioNCE(0.5, 2.0, 0.5)(full_views)
+    full.backward()
+    torch.testing.assert_close((parts[0]["loss"] + parts[1]["loss"]) / 2, full.detach())
+    torch.testing.assert_close(torch.cat([p["grad"] for p in parts], dim=1) / 2, full_views.grad)

@@ -1,43 +1,37 @@
 """A run interrupted after epoch 1 and continued (auto-resume from the run dir, or --resume) ends with the
-same parameters as the uninterrupted run."""
+same parameters and optimiser state as the uninterrupted run."""
 from __future__ import annotations
 
 import shutil
 
-import pytest
 import torch
 
 from ci.smoke import run_python
-from attentionce.tests.helpers import TINY, load_state, run_dir
-
-FLAGS = ["--dataset_name", "digits", "--batch_size", "8", "--steps_per_epoch", "2", *TINY]
-
-
-def params(runs, name):
-    return load_state(run_dir(runs, name) / "checkpoint.pth")
+from attentionce.tests.helpers import load_state, run_dir
 
 
 def assert_same(a, b):
     assert a["epoch"] == b["epoch"] == 2
     for key, value in a["state_dict"].items():
         torch.testing.assert_close(b["state_dict"][key], value, rtol=0, atol=0, msg=key)
-    # the optimiser state continues too
     for sa, sb in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values()):
         torch.testing.assert_close(sb["exp_avg"], sa["exp_avg"], rtol=0, atol=0)
+        torch.testing.assert_close(sb["exp_avg_sq"], sa["exp_avg_sq"], rtol=0, atol=0)
 
 
-def test_resume_equals_uninterrupted(tmp_path):
-    run_python("attentionce", "image/main.py", *FLAGS, "--epochs", "2", "--name", "full", runs_dir=tmp_path)
-    run_python("attentionce", "image/main.py", *FLAGS, "--epochs", "1", "--name", "cut", runs_dir=tmp_path)
-    saved = tmp_path / "epoch1.pth"
-    shutil.copy(run_dir(tmp_path, "cut") / "checkpoint.pth", saved)
-    # auto-resume: same run name, more epochs
-    proc = run_python("attentionce", "image/main.py", *FLAGS, "--epochs", "2", "--name", "cut", runs_dir=tmp_path)
+def test_resume_equals_uninterrupted(reference_runs):
+    runs, flags = reference_runs
+    run_python("attentionce", "image/main.py", *flags, "--epochs", "1", "--name", "cut", runs_dir=runs)
+    saved = runs / "epoch1.pth"
+    shutil.copy(run_dir(runs, "cut") / "checkpoint.pth", saved)
+    # auto-resume: the same run name again with the full epoch count (as after a kill)
+    proc = run_python("attentionce", "image/main.py", *flags, "--epochs", "2", "--name", "cut", runs_dir=runs)
     assert "resumed from" in proc.stdout
     # explicit --resume into another run directory
-    run_python("attentionce", "image/main.py", *FLAGS, "--epochs", "2", "--name", "explicit", "--resume", saved,
-               runs_dir=tmp_path)
-    full = params(tmp_path, "full")
-    assert_same(full, params(tmp_path, "cut"))
-    assert_same(full, params(tmp_path, "explicit"))
+    run_python("attentionce", "image/main.py", *flags, "--epochs", "2", "--name", "explicit", "--resume", saved,
+               runs_dir=runs)
+    full = load_state(run_dir(runs, "full") / "checkpoint.pth")
+    assert_same(full, load_state(run_dir(runs, "cut") / "checkpoint.pth"))
+    assert_same(full, load_state(run_dir(runs, "explicit") / "checkpoint.pth"))
+    # and epoch 2 did change the parameters
     assert not torch.equal(full["state_dict"]["g.3.weight"], load_state(saved)["state_dict"]["g.3.weight"])

@@ -25,7 +25,7 @@ from common.utils import UserError, check_finite, get_device, run_main, seed_eve
 from cacr.small_scale_experiments import util
 from cacr.small_scale_experiments.encoder import build_encoder
 from cacr.small_scale_experiments.losses import CHOICES, CACRLoss
-from cacr.small_scale_experiments.monitor import linear_probe_accuracy
+from cacr.small_scale_experiments.monitor import monitor_accuracy
 
 
 def parse_option(argv=None, dataset_default: str = "cifar10"):
@@ -38,11 +38,12 @@ def parse_option(argv=None, dataset_default: str = "cifar10"):
     parser.add_argument("--Ns", type=int, default=128, help="batch size (Ns-1 in-batch negatives per sample)")
     parser.add_argument("--tau_pos", type=float, default=1.0, help="temperature of the attraction weights")
     parser.add_argument("--tau_neg", type=float, default=None,
-                        help="temperature of the repulsion weights (default: the README value of the dataset: "
-                             "cifar10 0.9, cifar100 2.0, stl10 2.0; see --flag-defaults)")
+                        help="temperature of the repulsion weights (default as the original files: 1.0, "
+                             "cifar100 2.0; the README commands use 0.9 for cifar10 and 2.0 for stl10, see sh/)")
     parser.add_argument("--alpha", type=float, default=1.0, help="scale of the attraction cost")
     parser.add_argument("--beta", type=float, default=None,
-                        help="scale of the repulsion cost (default 1.0; original flag default for stl10: 2.0)")
+                        help="scale of the repulsion cost (default as the original files: 1.0, stl10 2.0; the "
+                             "README STL-10 command uses 1.0)")
     parser.add_argument("--choice", type=str, default="full", choices=CHOICES,
                         help="full / without_w1 (uniform attraction) / without_w2 (uniform repulsion) / none")
     parser.add_argument("--tau_plus", type=float, default=0.1, help="class prior of the debiased variant")
@@ -51,9 +52,6 @@ def parse_option(argv=None, dataset_default: str = "cifar10"):
                         help="repulsion cost: euclidean (the original's active code) or rbf (its commented-out "
                              "variant, exp(-t*d))")
     parser.add_argument("--rbf_t", type=float, default=2.0, help="t of the rbf cost")
-    parser.add_argument("--flag-defaults", type=str, default="readme", choices=("readme", "original"),
-                        help="where --tau_neg/--beta defaults come from: the README commands (default) or the "
-                             "original files' argparse defaults (cifar10 tau_neg 1.0; stl10 beta 2.0, tau_neg 1.0)")
     parser.add_argument("--data_folder", type=str, default=os.environ.get("DATA", "./data"),
                         help="dataset root (env DATA); nothing is downloaded")
     parser.add_argument("--imbalanced", action="store_true", help="cifar10 / cifar100: the imbalanced subset")
@@ -83,10 +81,12 @@ def parse_option(argv=None, dataset_default: str = "cifar10"):
     parser.add_argument("--no-auto-resume", dest="auto_resume", action="store_false",
                         help="start from scratch even if the run directory holds a checkpoint")
     parser.add_argument("--max-iters", type=int, default=0, help="stop each epoch after this many iterations (smoke tests)")
-    parser.add_argument("--monitor", type=str, default="linear", choices=("linear", "none"),
-                        help="print the linear-probe top-1 of the untrained and the trained encoder "
-                             "('initial/final linear top-1'); linear = logistic regression on frozen "
-                             "--monitor-layer features of the train split, tested on the test split")
+    parser.add_argument("--monitor", type=str, default="linear", choices=("linear", "knn", "none"),
+                        help="print the evaluation of the untrained and of the trained encoder as "
+                             "'initial/final <metric>: <value>': linear = logistic regression on frozen "
+                             "--monitor-layer features of the train split tested on the test split; knn = "
+                             "weighted kNN (k=--monitor-knn-k, T=0.1) on the L2-normalised features")
+    parser.add_argument("--monitor-knn-k", type=int, default=20, help="k of the kNN monitor")
     parser.add_argument("--monitor-epochs", type=int, default=100, help="epochs of the monitor's linear probe")
     parser.add_argument("--monitor-max-images", type=int, default=10000,
                         help="use at most this many train / test images for the monitor")
@@ -94,7 +94,7 @@ def parse_option(argv=None, dataset_default: str = "cifar10"):
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="disable tqdm")
     args = parser.parse_args(argv)
 
-    defaults = (util.README_DEFAULTS if args.flag_defaults == "readme" else util.FLAG_DEFAULTS)[args.dataset]
+    defaults = util.FLAG_DEFAULTS[args.dataset]
     if args.tau_neg is None:
         args.tau_neg = defaults["tau_neg"]
     if args.beta is None:
@@ -196,10 +196,10 @@ def main(argv=None, dataset_default: str = "cifar10"):
     start_epoch = resume_or_start(args.resume, run_dir, encoder, optimizer, extra={"scheduler": scheduler},
                                   auto=args.auto_resume, printer=logger.info)
 
-    if args.monitor == "linear" and start_epoch == 0:
-        acc = linear_probe_accuracy(encoder, args)
-        logger.info(f"initial linear top-1: {acc:.2f}")
-        logger.scalar("eval/linear_top1", acc, 0)
+    if args.monitor != "none" and start_epoch == 0:
+        metric, acc = monitor_accuracy(encoder, args)
+        logger.info(f"initial {metric}: {acc:.2f}")
+        logger.scalar(f"eval/{metric.replace(' ', '_')}", acc, 0)
 
     for epoch in range(start_epoch, args.epochs):
         # the shuffling order depends only on (seed, epoch), so a resumed run sees the same batches
@@ -212,10 +212,10 @@ def main(argv=None, dataset_default: str = "cifar10"):
     # the original's only artefact: the bare encoder's state_dict
     atomic_torch_save(encoder.state_dict(), os.path.join(run_dir, "encoder.pth"))
     logger.info(f"saved {os.path.join(run_dir, 'encoder.pth')}")
-    if args.monitor == "linear":
-        acc = linear_probe_accuracy(encoder, args)
-        logger.info(f"final linear top-1: {acc:.2f}")
-        logger.scalar("eval/linear_top1", acc, args.epochs)
+    if args.monitor != "none":
+        metric, acc = monitor_accuracy(encoder, args)
+        logger.info(f"final {metric}: {acc:.2f}")
+        logger.scalar(f"eval/{metric.replace(' ', '_')}", acc, args.epochs)
     logger.close()
     return encoder
 

@@ -42,3 +42,26 @@ def linear_probe_accuracy(encoder, args) -> float:
                              batch_size=256, optimizer="adam", schedule="none", standardize=True, seed=args.seed)
     torch.set_rng_state(rng_state)
     return float(acc)
+
+
+def knn_accuracy(encoder, args) -> float:
+    """Weighted kNN top-1 (%) on L2-normalised ``--monitor-layer`` features (train split as the bank)."""
+    from common.eval.knn import knn_accuracy as _knn
+    rng_state = torch.get_rng_state()
+    transform = util.val_transform(args.dataset)
+    train = _limited(build_dataset(args.dataset, args.data_folder, "train", transform), args.monitor_max_images)
+    test = _limited(build_dataset(args.dataset, args.data_folder, "test", transform), args.monitor_max_images)
+    train_x, train_y = encoder_features(encoder, train, args.device, args.monitor_layer)
+    test_x, test_y = encoder_features(encoder, test, args.device, args.monitor_layer)
+    train_x, test_x = torch.nn.functional.normalize(train_x, dim=1), torch.nn.functional.normalize(test_x, dim=1)
+    num_classes = int(max(train_y.max(), test_y.max())) + 1
+    acc = _knn(test_x, test_y, train_x, train_y, num_classes, k=args.monitor_knn_k, temperature=0.1, topk=(1,))[0]
+    torch.set_rng_state(rng_state)
+    return float(acc)
+
+
+def monitor_accuracy(encoder, args):
+    """(metric name, value in %) of the monitor selected by ``--monitor``."""
+    if args.monitor == "knn":
+        return "knn top-1", knn_accuracy(encoder, args)
+    return "linear top-1", linear_probe_accuracy(encoder, args)

@@ -40,7 +40,7 @@ def test_two_processes_equal_one(tmp_path, cifar100_root):
     single = params(tmp_path, "single")
     assert_same(single, params(tmp_path, "spawn"))
     # the parameters did move (the comparison is not trivially true)
-    untrained = [sys.executable, "main_cifar.py", "--data", cifar100_root, *FLAGS, "--name", "zero", "--max-iters", "0"]
+    untrained = [sys.executable, "main_cifar.py", "--data", cifar100_root, *FLAGS, "--name", "zero", "--init-lr", "0"]
     run(untrained, tmp_path)
     zero = params(tmp_path, "zero")
     assert any(not torch.allclose(single[k], zero[k]) for k in single if single[k].is_floating_point())

@@ -206,7 +206,7 @@ def train(loader, model, optimizer, epoch, args, logger):
     prog = ProgressMeter(n_iters, meters, prefix=f"Epoch: [{epoch}]")
     model.train()
     end = time.time()
-    for i, images in enumerate(progress(loader, f"epoch {epoch}", args.progress, total=n_iters)):
+    for i, (images, _) in enumerate(progress(loader, f"epoch {epoch}", args.progress, total=n_iters)):
         if args.max_iters and i >= args.max_iters:
             break
         images = [im.to(args.device, non_blocking=True) for im in images]

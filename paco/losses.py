@@ -1,0 +1,111 @@
+"""The PaCo loss (spec §f): one softmax over C parametric class centres and all other samples.
+
+`paco_loss` is the pure function; `PaCoLoss` is the module shell holding the class prior. The LT original
+(`LT/losses.py`) adds the log class-frequency prior to the classifier logits (pass ``cls_num_list``); the
+Full-ImageNet original (`Full-ImageNet/losses.py`) does not (``cls_num_list=None``). Nothing is gathered here:
+only the queue carries other processes' keys (spec §i).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def log_class_prior(cls_num_list, dtype=torch.float32, device=None) -> torch.Tensor:
+    """log(π_c + 1e-9) with π_c = n_c / Σ n. A class without training images gets log(1e-9) ≈ −20.7.
+
+    cls_num_list: (C,) counts. Returns (C,).
+    """
+    counts = torch.as_tensor(cls_num_list, dtype=dtype, device=device).flatten()
+    return torch.log(counts / counts.sum() + 1e-9)
+
+
+def paco_loss(features: torch.Tensor, labels: torch.Tensor, sup_logits: torch.Tensor, queue_size: int,
+              alpha: float, beta: float = 1.0, gamma: float = 1.0, temperature: float = 0.2,
+              base_temperature: float | None = None, supt: float = 1.0, log_prior: torch.Tensor | None = None,
+              num_anchors: int | None = None, smooth: float = 0.0, reduction: str = "mean",
+              return_intermediates: bool = False):
+    """PaCo loss as a pure function of tensors.
+
+    Args:
+        features: (N, d) with N = 2B + K: rows [q (anchors); k (other views); queue].
+        labels: (N,) int64, [labels; labels; queue labels].
+        sup_logits: (A, C) raw classifier outputs of the A anchors (no prior).
+        queue_size: K; the anchor count defaults to B = (N − K) // 2 like the original.
+        alpha, beta, gamma: weight of sample positives, of the class-centre positive, of the sample terms in
+            the denominator (spec §f steps 4, 6).
+        temperature, base_temperature: T and T_b (None → T); the loss is scaled by T / T_b.
+        supt: divisor of the classifier logits (1 in every script).
+        log_prior: (C,) log(π + 1e-9) added to ``sup_logits`` (LT variant) or None (Full variant).
+        num_anchors: A; GPaCo uses every non-queue row (A = N − K).
+        smooth: ε, label smoothing of the class-centre target β((1−ε)onehot + ε/(C−1)(1−onehot)) (GPaCo).
+        reduction: 'mean' → scalar, 'none' → (A,) per-anchor losses.
+
+    Returns the loss (and, with ``return_intermediates``, a dict of the (A, C + N) tensors named as in the
+    golden README: anchor_dot_contrast, logits_max, pos_weights, denom_weights, log_prob, per_anchor_loss).
+    """
+    n = features.shape[0]
+    anchors = (n - queue_size) // 2 if num_anchors is None else int(num_anchors)
+    num_classes = sup_logits.shape[1]
+    dtype, device = features.dtype, features.device
+    base_temperature = temperature if base_temperature is None else base_temperature
+
+    labels = labels.reshape(-1)
+    anchor_labels = labels[:anchors]
+    same_label = torch.eq(anchor_labels[:, None], labels[None, :]).to(dtype)
+    # the self column j = i stays in the logits (and in their max); only the weights drop it (quirk §k.2)
+    not_self = torch.ones_like(same_label)
+    not_self[torch.arange(anchors, device=device), torch.arange(anchors, device=device)] = 0
+
+    contrast = torch.matmul(features[:anchors], features.T) / temperature
+    class_logits = sup_logits if log_prior is None else sup_logits + log_prior.to(sup_logits.dtype)
+    anchor_dot_contrast = torch.cat((class_logits / supt, contrast), dim=1)
+    logits_max = anchor_dot_contrast.max(dim=1, keepdim=True).values
+    logits = anchor_dot_contrast - logits_max.detach()
+
+    one_hot = F.one_hot(anchor_labels, num_classes).to(dtype)
+    if smooth > 0:
+        one_hot = (1 - smooth) * one_hot + smooth / (num_classes - 1) * (1 - one_hot)
+    pos_weights = torch.cat((beta * one_hot, alpha * same_label * not_self), dim=1)
+    denom_weights = torch.cat((torch.ones(anchors, num_classes, dtype=dtype, device=device),
+                               gamma * not_self), dim=1)
+
+    exp_logits = torch.exp(logits) * denom_weights
+    log_prob = logits - torch.log(exp_logits.sum(1, keepdim=True) + 1e-12)
+    mean_log_prob_pos = (pos_weights * log_prob).sum(1) / pos_weights.sum(1)
+    per_anchor = -(temperature / base_temperature) * mean_log_prob_pos
+    loss = per_anchor.mean() if reduction == "mean" else per_anchor
+    if not return_intermediates:
+        return loss
+    return loss, {"anchor_dot_contrast": anchor_dot_contrast, "logits_max": logits_max.squeeze(1),
+                  "pos_weights": pos_weights, "denom_weights": denom_weights, "log_prob": log_prob,
+                  "per_anchor_loss": per_anchor}
+
+
+class PaCoLoss(nn.Module):
+    """PaCo loss module (spec §f). ``cls_num_list`` given → LT variant with the log prior (computed at
+    construction and kept as a buffer, so it follows the module's device; fixes quirk §k.26); None → Full.
+
+    forward(features (2B+K, d), labels (2B+K,), sup_logits (B, C)) → scalar loss.
+    """
+
+    def __init__(self, alpha: float, beta: float = 1.0, gamma: float = 1.0, supt: float = 1.0,
+                 temperature: float = 0.2, base_temperature: float | None = None, K: int = 8192,
+                 num_classes: int = 1000, cls_num_list=None):
+        super().__init__()
+        self.alpha, self.beta, self.gamma, self.supt = alpha, beta, gamma, supt
+        self.temperature = temperature
+        self.base_temperature = temperature if base_temperature is None else base_temperature
+        self.K = K
+        self.num_classes = num_classes
+        if cls_num_list is not None:
+            if len(cls_num_list) != num_classes:
+                raise ValueError(f"cls_num_list has {len(cls_num_list)} entries, expected {num_classes}")
+            self.register_buffer("log_prior", log_class_prior(cls_num_list), persistent=False)
+        else:
+            self.log_prior = None
+
+    def forward(self, features, labels, sup_logits):
+        return paco_loss(features, labels, sup_logits, self.K, self.alpha, self.beta, self.gamma,
+                         self.temperature, self.base_temperature, self.supt, self.log_prior)

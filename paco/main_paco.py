@@ -1,0 +1,470 @@
+"""Training / evaluation loop shared by PaCo's four entry points (spec §b, §g, §h, §i).
+
+The entry files keep the originals' names and are thin: ``LT/paco_lt.py`` (ImageNet-LT, iNaturalist 2018),
+``LT/paco_fp16_places.py`` (Places-LT), ``LT/paco_cifar.py`` (CIFAR-100-LT) and
+``Full-ImageNet/paco_imagenet.py`` (full ImageNet) each call :func:`main` with their variant, which selects the
+flag defaults of spec §b, the datasets, the LR schedule and the checkpoint habits of that script. Every
+variant also accepts ``--dataset digits`` (the embedded scikit-learn digits, 32×32) for CPU runs.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from common.checkpoint import capture_rng_state, code_version, load_checkpoint, save_checkpoint
+from common.distributed import (add_distributed_args, find_free_port, init_distributed, is_main_process, launch,
+                                per_process_batch_size, set_sampler_epoch, unwrap_model, wrap_ddp,
+                                distributed_sampler, processes_per_node)
+from common.eval import accuracy, shot_accuracy
+from common.logger import RunLogger, make_run_dir
+from common.meters import AverageMeter
+from common.schedules import paco_cifar_lr, paco_lr, set_lr
+from common.training import progress, resume_or_start
+from common.utils import UserError, autocast, check_finite, grad_scaler, seed_everything
+from paco.augmentations import AUG_CHOICES, test_transform, train_transform
+from paco.losses import PaCoLoss
+from paco.moco.builder import PaCo
+
+VARIANTS = ("lt", "places", "cifar", "imagenet")
+TORCHVISION_ARCHS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnext50_32x4d",
+                     "resnext101_32x8d", "wide_resnet50_2", "wide_resnet101_2")
+DEFAULT_DIST_URL = "tcp://localhost:9996"
+CHECKPOINT = "moco_ckpt.pth.tar"
+BEST_CHECKPOINT = "moco_ckpt.best.pth.tar"
+
+# list files relative to --list-dir (the originals hard-code ./imagenet_inat/data/...)
+LIST_FILES = {
+    "imagenet": ("ImageNet_LT/ImageNet_LT_train.txt", "ImageNet_LT/ImageNet_LT_test.txt"),
+    "inat": ("iNaturalist18/iNaturalist18_train.txt", "iNaturalist18/iNaturalist18_val.txt"),
+    "places": ("Places_LT/Places_LT_train.txt", "Places_LT/Places_LT_val.txt"),
+}
+NORMALIZATION = {"imagenet": "imagenet", "inat": "inat2018", "places": "places_lt",
+                 "cifar100": "cifar100_lt_paco", "digits": "digits"}
+
+
+# ------------------------------------------------------------------------------------------------------ flags
+
+def build_parser(variant: str) -> argparse.ArgumentParser:
+    """The flags of spec §b with the defaults of ``variant``; the originals' ``type=bool`` flags are real
+    switches (``--mlp`` / ``--no-mlp`` …) with the same defaults (quirk §k.8)."""
+    lt, places, cifar, full = (variant == v for v in VARIANTS)
+    d = lambda lt_v, places_v, cifar_v, full_v: {"lt": lt_v, "places": places_v, "cifar": cifar_v,  # noqa: E731
+                                                 "imagenet": full_v}[variant]
+    p = argparse.ArgumentParser(description={
+        "lt": "PaCo on ImageNet-LT / iNaturalist 2018 (LT/paco_lt.py)",
+        "places": "PaCo on Places-LT, fp16, frozen-stage fine-tuning (LT/paco_fp16_places.py)",
+        "cifar": "PaCo on CIFAR-100-LT (LT/paco_cifar.py)",
+        "imagenet": "PaCo on full ImageNet (Full-ImageNet/paco_imagenet.py)"}[variant],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    datasets = d(("imagenet", "inat"), ("imagenet", "places"), ("cifar100", "inat", "imagenet"), ("imagenet", "inat"))
+    p.add_argument("--dataset", default=datasets[0], choices=datasets + ("digits",),
+                   help="digits = embedded 32x32 scikit-learn digits (CPU runs)")
+    p.add_argument("--data", metavar="DIR", default=d("./data", "./data", "./cifar", "./data"),
+                   help="image root the list paths are joined to (ImageFolder root with train/ val/ for full "
+                        "ImageNet; CIFAR-100 python folder for CIFAR — the original ignored --data and read ./cifar)")
+    p.add_argument("--list-dir", default=os.environ.get("PACO_LISTS", "./imagenet_inat/data"),
+                   help="folder holding ImageNet_LT/, iNaturalist18/, Places_LT/ list files (hard-coded in the original)")
+    p.add_argument("--root_path", type=str, default=None,
+                   help="output root; runs go to <root_path>/runs/paco/<dataset>/<mark> (default $CL_RUNS_DIR or cwd)")
+    archs = d(TORCHVISION_ARCHS + ("resnext101_32x4d",), TORCHVISION_ARCHS, ("resnet32",) + TORCHVISION_ARCHS,
+              TORCHVISION_ARCHS + ("resnet200",))
+    p.add_argument("-a", "--arch", metavar="ARCH", default=d("resnet50", "resnet50", "resnet32", "resnet50"),
+                   choices=archs, help="model architecture: " + " | ".join(archs))
+    p.add_argument("-j", "--workers", default=d(32, 32, 0, 32), type=int, metavar="N",
+                   help="data loading workers per node (divided by the processes per node, rounded up)")
+    p.add_argument("--epochs", default=d(400, 200, 400, 200), type=int, metavar="N")
+    p.add_argument("--start-epoch", default=0, type=int, metavar="N", help="overwritten on resume")
+    p.add_argument("-b", "--batch-size", default=128, type=int, metavar="N",
+                   help="TOTAL batch of one node; each process gets floor(b / processes per node) (quirk §k.23)")
+    p.add_argument("--lr", "--learning-rate", default=d(0.02, 0.02, 0.05, 0.04), type=float, metavar="LR", dest="lr")
+    p.add_argument("--schedule", default=d([120, 160], [120, 160], [160, 180], [120, 160]), nargs="*", type=int,
+                   help="step milestones, only used with --no-cos" + (" (ignored by the CIFAR schedule)" if cifar else ""))
+    p.add_argument("--momentum", default=0.9, type=float, metavar="M")
+    p.add_argument("--wd", "--weight-decay", default=d(5e-4, 1e-4, 5e-4, 1e-4), type=float, metavar="W",
+                   dest="weight_decay", help="weight decay on all parameters")
+    p.add_argument("-p", "--print-freq", default=d(50, 50, 40, 50), type=int, metavar="N",
+                   help="log every N iterations" + (" (and snapshot every N epochs)" if cifar else ""))
+    p.add_argument("-e", "--evaluate", dest="evaluate", action="store_true", help="evaluate once and exit")
+    p.add_argument("--resume", default="", type=str, metavar="PATH",
+                   help="checkpoint to resume; without it <run dir>/moco_ckpt.pth.tar is resumed automatically")
+    p.add_argument("--seed", default=None, type=int, help="seed python, numpy and torch (numpy too: quirk §k.24)")
+    add_distributed_args(p, world_size=1, rank=0, dist_url=DEFAULT_DIST_URL, multiprocessing_distributed=True)
+    p.add_argument("--moco-dim", default=128, type=int, help="projection dimension d")
+    p.add_argument("--moco-k", default=d(8192, 8192, 1024, 8192), type=int,
+                   help="queue size K; must be a multiple of the global batch")
+    p.add_argument("--moco-m", default=0.999, type=float, help="key-encoder momentum")
+    p.add_argument("--moco-t", default=d(0.2, 0.2, 0.07, 0.2), type=float, help="temperature T of the PaCo loss")
+    bool_flag = dict(action=argparse.BooleanOptionalAction)
+    p.add_argument("--mlp", default=True, help="2-layer projection head with BN (a real switch; the original's "
+                   "type=bool flag could not be turned off)", **bool_flag)
+    p.add_argument("--aug-plus", default=True, help="MoCo-v2 recipe for the mocov2 pipelines", **bool_flag)
+    p.add_argument("--cos", default=True, help="cosine LR after warm-up" + (" (ignored by the CIFAR schedule)"
+                                                                            if cifar else ""), **bool_flag)
+    p.add_argument("--normalize", default=False, help="L2-normalise the pooled feature before the classifier",
+                   **bool_flag)
+    p.add_argument("--mark", default=None, type=str, help="run name (default: <arch>_<aug>)")
+    p.add_argument("--reload", default=None, type=str,
+                   help="load the matching tensors of a checkpoint's state_dict (released or ours; 'module.' "
+                        "prefixes accepted)")
+    if places:
+        p.add_argument("--reload_torch", default=None, type=str,
+                       help="torchvision ImageNet state dict loaded into both encoders' backbones")
+        p.add_argument("--test-split", default="val", choices=("val", "test"),
+                       help="Places-LT evaluation list: val (7,300 images, what the original used, quirk §k.14) "
+                            "or test (Places_LT_test.txt, 36,500 images)")
+    p.add_argument("--warmup_epochs", default=d(10, 5, 10, 10), type=int, help="linear warm-up epochs")
+    p.add_argument("--alpha", default=d(1.0, 1.0, None, 1.0), type=float, help="weight of sample-sample positives")
+    p.add_argument("--beta", default=1.0, type=float, help="weight of the sample-centre positive")
+    p.add_argument("--gamma", default=1.0, type=float, help="weight of the sample terms in the denominator")
+    p.add_argument("--aug", default=None, type=str, choices=AUG_CHOICES[variant], help="augmentation pair (§d.3)")
+    if full:
+        p.add_argument("--rand_m", default=10, type=int, help="RandAugment magnitude (clipped to 10, quirk §k.17)")
+        p.add_argument("--rand_n", default=2, type=int, help="RandAugment ops per image")
+    elif not cifar:
+        p.add_argument("--randaug_m", default=10, type=int, help="RandAugment magnitude" +
+                       (" (ignored: the Places pipeline is fixed at n2 m10, quirk §k.15)" if places else ""))
+        p.add_argument("--randaug_n", default=2, type=int, help="RandAugment ops per image")
+    if not full:
+        p.add_argument("--num_classes", default=d(1000, 365, 100, None), type=int, help="number of classes C")
+        p.add_argument("--feat_dim", default=2048, type=int,
+                       help="input dim of the classifier; must equal the backbone's pooled feature "
+                            "(64 for resnet32, 512 for resnet18/34)")
+    if not cifar:
+        p.add_argument("--fp16", action="store_true", help="mixed precision (bfloat16 autocast on CPU)")
+    if cifar:
+        p.add_argument("--imb-factor", default=None, type=float, help="imbalance factor n_min / n_max (required)")
+    p.add_argument("--image-size", default=d(224, 224, 32, 224), type=int,
+                   help="crop size (not in the original; smaller values are for smoke runs only)")
+    return p
+
+
+def parse_args(variant: str, argv=None) -> argparse.Namespace:
+    args = build_parser(variant).parse_args(argv)
+    args.variant = variant
+    if args.dataset == "digits":
+        args.image_size = 32
+    if variant == "imagenet":
+        args.num_classes = 1000
+        args.randaug_n, args.randaug_m = args.rand_n, args.rand_m
+    elif args.dataset == "digits":
+        args.num_classes = 10
+    if variant == "cifar":
+        args.randaug_n, args.randaug_m, args.fp16 = 2, 10, False
+        if args.imb_factor is None:
+            raise UserError("--imb-factor is required (e.g. 0.01 for CIFAR-100-LT with imbalance ratio 100)")
+        if not 0 < args.imb_factor <= 1:
+            raise UserError(f"--imb-factor must be in (0, 1], got {args.imb_factor}")
+        if args.alpha is None:
+            raise UserError("--alpha is required for paco_cifar.py (the scripts pass 0.01)")
+    if args.aug is None:
+        args.aug = AUG_CHOICES[variant][0]
+    if args.mark is None:
+        args.mark = f"{args.arch}_{args.aug}"
+    for name in ("batch_size", "epochs", "moco_k", "moco_dim"):
+        if getattr(args, name) < 1:
+            raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    if args.moco_t <= 0:
+        raise UserError(f"--moco-t must be positive, got {args.moco_t}")
+    per_process = args.batch_size if not args.multiprocessing_distributed else \
+        args.batch_size // processes_per_node(args)
+    global_batch = per_process * max(processes_per_node(args) if args.multiprocessing_distributed else 1, 1) * \
+        max(args.world_size, 1)
+    if per_process < 1:
+        raise UserError(f"--batch-size {args.batch_size} is smaller than the processes per node")
+    if args.moco_k % global_batch != 0:
+        raise UserError(f"--moco-k {args.moco_k} is not a multiple of the global batch {global_batch} "
+                        f"(= floor(b / processes) x processes x nodes); the queue is written one batch at a time. "
+                        f"Choose K = a multiple of {global_batch}")
+    if args.dist_url == DEFAULT_DIST_URL and max(args.world_size, 1) == 1:
+        # a fixed local port collides between concurrent runs; the original scripts draw a random one too
+        args.dist_url = f"tcp://127.0.0.1:{find_free_port()}"
+    return args
+
+
+def main(variant: str, argv=None) -> None:
+    args = parse_args(variant, argv)
+    launch(main_worker, args)
+
+
+# ------------------------------------------------------------------------------------------------------- data
+
+def _class_counts(targets, num_classes: int) -> list:
+    return torch.bincount(torch.as_tensor(list(targets), dtype=torch.long), minlength=num_classes).tolist()
+
+
+def build_datasets(args):
+    """(train two-view dataset, test dataset, cls_num_list). Training items are ([view1, view2], label)."""
+    from common.data import ListFileDataset, TargetSubset, build_dataset, cifar_long_tailed_indices
+    normalize = NORMALIZATION.get(args.dataset, "imagenet")
+    size = args.image_size
+    two_view = train_transform(args.aug, args.variant, normalize, size, args.randaug_n, args.randaug_m,
+                               args.aug_plus)
+    small_images = args.dataset in ("cifar100", "digits")
+    test_tf = test_transform(normalize, size, resize_crop=not small_images)
+    if args.dataset in ("cifar100", "digits"):
+        name = "cifar100" if args.dataset == "cifar100" else "digits"
+        root = args.data if name == "cifar100" else None
+        train = build_dataset(name, root, "train", transform=two_view)
+        test = build_dataset(name, root, "test", transform=test_tf)
+        if args.variant == "cifar" or args.dataset == "digits":
+            # CIFAR-100-LT (spec §d.2); digits gets the same exponential profile so the run is long-tailed
+            imb = args.imb_factor if args.variant == "cifar" else 0.1
+            train = TargetSubset(train, cifar_long_tailed_indices(train.targets, imb, "exp", seed=0,
+                                                                  num_classes=len(train.classes)))
+    elif args.variant == "imagenet":
+        if args.dataset != "imagenet":
+            raise UserError("paco_imagenet.py implements only --dataset imagenet (ImageFolder train/ val/) and digits")
+        train = build_dataset("imagefolder", args.data, "train", transform=two_view)
+        test = build_dataset("imagefolder", args.data, "val", transform=test_tf)
+    else:
+        key = "places" if args.dataset == "places" else args.dataset
+        train_list, test_list = LIST_FILES[key]
+        if key == "places" and getattr(args, "test_split", "val") == "test":
+            test_list = "Places_LT/Places_LT_test.txt"
+        train = ListFileDataset(args.data, os.path.join(args.list_dir, train_list), transform=two_view,
+                                num_classes=args.num_classes)
+        test = ListFileDataset(args.data, os.path.join(args.list_dir, test_list), transform=test_tf,
+                               num_classes=args.num_classes)
+    num_labels = max(max(train.targets), max(test.targets)) + 1
+    if num_labels > args.num_classes:
+        raise UserError(f"the data has label {num_labels - 1} but --num_classes is {args.num_classes}; "
+                        f"pass --num_classes {num_labels} or higher")
+    return train, test, _class_counts(train.targets, args.num_classes)
+
+
+# ------------------------------------------------------------------------------------------------------ model
+
+def build_model(args) -> PaCo:
+    from common.backbones import build_backbone
+    arch = "resnet32_option_a" if args.arch == "resnet32" else args.arch
+
+    def base_encoder(num_classes):
+        return build_backbone(arch, num_classes=num_classes)
+
+    model = PaCo(base_encoder, dim=args.moco_dim, K=args.moco_k, m=args.moco_m, T=args.moco_t, mlp=args.mlp,
+                 feat_dim=getattr(args, "feat_dim", 2048), num_classes=args.num_classes, normalize=args.normalize,
+                 momentum_classifier=args.variant != "imagenet")
+    feature_dim = getattr(model.encoder_q, "feature_dim", None)
+    if args.variant == "imagenet":
+        args.feat_dim = model.linear.in_features
+    if feature_dim is not None and feature_dim != model.linear.in_features:
+        raise UserError(f"--feat_dim {model.linear.in_features} does not match {args.arch}'s pooled feature "
+                        f"({feature_dim}); pass --feat_dim {feature_dim} (quirk §k.28: the original crashes here)")
+    return model
+
+
+def load_matching(model: nn.Module, path: str, printer=print, key_map=None) -> int:
+    """``--reload``: copy every tensor of ``path``'s state_dict whose key and shape match the model.
+    ``module.`` prefixes are accepted on either side (fixes quirk §k.13). Nothing matching is an error, so an
+    eval script can never silently evaluate a random network. Returns the number of tensors loaded."""
+    state = load_checkpoint(path)
+    state = state.get("state_dict", state)
+    state = {(k[len("module."):] if k.startswith("module.") else k): v for k, v in state.items()}
+    own = unwrap_model(model).state_dict()
+    matched = {}
+    for key, value in own.items():
+        source = key_map(key) if key_map else key
+        if source in state and torch.is_tensor(state[source]) and state[source].shape == value.shape:
+            matched[key] = state[source]
+    if not matched:
+        raise UserError(f"--reload '{path}': no tensor matches this model (arch {unwrap_model(model).head_name!r} "
+                        "head); is it a PaCo checkpoint of the same -a/--arch and --num_classes?")
+    unwrap_model(model).load_state_dict(matched, strict=False)
+    printer(f"=> reloaded {len(matched)}/{len(own)} tensors from '{path}'")
+    return len(matched)
+
+
+def freeze_for_places(model: PaCo) -> None:
+    """Places fine-tuning (spec §g): every conv weight frozen except those of the last Bottleneck of
+    encoder_q.layer4; BN affine parameters, the MLP head and the classifier stay trainable (quirk §k.15)."""
+    layer4 = getattr(model.encoder_q, "layer4", None)
+    last = f"encoder_q.layer4.{len(layer4) - 1}." if layer4 is not None else None
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Conv2d) and not (last and name.startswith(last)):
+            module.weight.requires_grad = False
+
+
+# ------------------------------------------------------------------------------------------------------ loops
+
+def adjust_learning_rate(optimizer, epoch: int, args) -> float:
+    if args.variant == "cifar":
+        lr = paco_cifar_lr(args.lr, epoch, args.warmup_epochs)
+    else:
+        lr = paco_lr(args.lr, epoch, args.epochs, args.warmup_epochs, cos=args.cos, milestones=args.schedule)
+    return set_lr(optimizer, lr)
+
+
+def train_one_epoch(loader, model, criterion, optimizer, scaler, epoch, args, logger):
+    model.train()
+    losses, top1 = AverageMeter("Loss", ":.4e"), AverageMeter("Acc@1", ":6.2f")
+    batch_time, end = AverageMeter("Time", ":6.3f"), time.time()
+    num_batches = len(loader)
+    step0 = epoch * num_batches
+    for i, (images, target) in enumerate(progress(loader, desc=f"epoch {epoch}", enabled=is_main_process())):
+        im_q = images[0].to(args.device, non_blocking=True)
+        im_k = images[1].to(args.device, non_blocking=True)
+        target = target.to(args.device, non_blocking=True)
+        with autocast(args.device, enabled=args.fp16):
+            features, labels, sup_logits = model(im_q, im_k, target)
+            loss = criterion(features.float(), labels, sup_logits.float())
+        loss_value = loss.item()  # the meters read it anyway; the finiteness check costs no extra sync
+        check_finite(loss_value, f"epoch {epoch} iteration {i}",
+                     hint="lower --lr, or check the data / --moco-t")
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        acc1 = accuracy(sup_logits.detach(), target, topk=(1,))[0]
+        losses.update(loss_value, im_q.size(0))
+        top1.update(float(acc1), im_q.size(0))
+        batch_time.update(time.time() - end)
+        end = time.time()
+        if i % args.print_freq == 0:
+            logger.scalar("train/loss", loss_value, step0 + i)
+            logger.scalar("train/acc1", float(acc1), step0 + i)
+            with open(logger.log_path, "a") if logger.enabled else _null() as f:
+                f.write(f"Epoch: [{epoch}][{i}/{num_batches}]\t{batch_time}\t{losses}\t{top1}\n")
+    return losses.avg, top1.avg
+
+
+class _null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        return False
+
+    def write(self, *_):
+        pass
+
+
+@torch.no_grad()
+def validate(loader, model, cls_num_list, args):
+    """Top-1 / top-5 of linear(pooled feature of encoder_q) without prior, and many / medium / few-shot
+    accuracy (unweighted means of per-class accuracies, fractions; spec §h). Any number of classes (§k.11)."""
+    model.eval()
+    preds, labels, loss_sum = [], [], 0.0
+    top5_correct, count = 0, 0
+    k = min(5, args.num_classes)
+    for images, target in loader:
+        images, target = images.to(args.device, non_blocking=True), target.to(args.device, non_blocking=True)
+        with autocast(args.device, enabled=args.fp16):
+            logits = model(images).float()
+        loss_sum += F.cross_entropy(logits, target, reduction="sum").item()
+        top5_correct += (logits.topk(k, dim=1).indices == target[:, None]).any(dim=1).sum().item()
+        count += target.numel()
+        preds.append(logits.argmax(dim=1).cpu())
+        labels.append(target.cpu())
+    preds, labels = torch.cat(preds), torch.cat(labels)
+    shots = shot_accuracy(preds, labels, cls_num_list)
+    return {"top1": float(shots["top1"]), "top5": 100.0 * top5_correct / max(count, 1),
+            "loss": loss_sum / max(count, 1), "many": shots["many"], "medium": shots["medium"], "few": shots["few"]}
+
+
+def save_state(run_dir, model, optimizer, scaler, epoch, args, acc, best_acc, is_best, filename=CHECKPOINT):
+    state = {"epoch": epoch, "arch": args.arch, "acc": acc, "best_acc": best_acc,
+             "state_dict": unwrap_model(model).state_dict(), "optimizer": optimizer.state_dict(),
+             "scaler": scaler.state_dict(), "rng_state": capture_rng_state(), "args": vars(args).copy(),
+             "code_version": code_version()}
+    state["args"] = {k: (v if isinstance(v, (int, float, str, bool, list, tuple, type(None))) else str(v))
+                     for k, v in state["args"].items()}
+    return save_checkpoint(state, os.path.join(run_dir, filename), is_best=is_best, best_name=BEST_CHECKPOINT)
+
+
+def _report(logger, tag, metrics, epoch=None):
+    logger.info(f" * Acc@1 {metrics['top1']:.3f} Acc@5 {metrics['top5']:.3f}")
+    logger.info(f"Many_acc: {metrics['many']:.5f}, Medium_acc: {metrics['medium']:.5f} Low_acc: {metrics['few']:.5f}")
+    if epoch is not None:
+        for key in ("top1", "top5", "loss", "many", "medium", "few"):
+            logger.scalar(f"{tag}/{key}", metrics[key], epoch)
+
+
+def main_worker(local_rank, args):
+    device = init_distributed(args, local_rank)
+    if args.seed is not None:
+        seed_everything(args.seed + args.rank, deterministic=True)
+    root = args.root_path or None
+    run_dir = make_run_dir("paco", os.path.join(args.dataset, args.mark), root=root, create=is_main_process())
+    if args.variant == "imagenet":
+        run_dir = os.path.join(run_dir, "checkpoint")
+    if is_main_process():
+        os.makedirs(run_dir, exist_ok=True)
+    logger = RunLogger(run_dir, enabled=is_main_process(), log_name=f"{args.mark}.log")  # rank 0 only (§k.18)
+    logger.info(f"=> run dir {run_dir}")
+
+    train_set, test_set, cls_num_list = build_datasets(args)
+    model = build_model(args)
+    if args.variant == "places":
+        if getattr(args, "reload_torch", None):
+            load_matching(model, args.reload_torch, logger.info, key_map=lambda k: k[len("encoder_q."):])
+        freeze_for_places(model)
+    model = wrap_ddp(model, args, find_unused_parameters=True)
+    criterion = PaCoLoss(alpha=args.alpha, beta=args.beta, gamma=args.gamma, temperature=args.moco_t,
+                         K=args.moco_k, num_classes=args.num_classes,
+                         cls_num_list=None if args.variant == "imagenet" else cls_num_list).to(device)
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], args.lr,
+                                momentum=args.momentum, weight_decay=args.weight_decay)
+    scaler = grad_scaler(device, enabled=args.fp16)
+
+    start_epoch, state = resume_or_start(args.resume, run_dir, model, optimizer, scaler, auto=True,
+                                         return_state=True, printer=logger.info, pattern=CHECKPOINT)
+    best_acc = float(state.get("best_acc", state.get("acc", 0.0)) or 0.0) if state else 0.0  # §k.19
+    if state is None:
+        start_epoch = args.start_epoch
+    if args.reload:
+        load_matching(model, args.reload, logger.info)
+
+    batch = per_process_batch_size(args.batch_size, args)
+    workers = int(math.ceil(args.workers / max(getattr(args, "ngpus_per_node", 1), 1)))
+    sampler = distributed_sampler(train_set, args, shuffle=True, drop_last=True)
+    generator = torch.Generator()
+    generator.manual_seed(args.seed if args.seed is not None else torch.initial_seed() % 2 ** 31)
+    train_loader = torch.utils.data.DataLoader(train_set, batch_size=batch, shuffle=sampler is None,
+                                               num_workers=workers, pin_memory=device.type == "cuda",
+                                               sampler=sampler, drop_last=True, generator=generator,
+                                               persistent_workers=False)
+    test_loader = torch.utils.data.DataLoader(test_set, batch_size=batch, shuffle=False, num_workers=workers,
+                                              pin_memory=device.type == "cuda")
+    if len(train_loader) == 0:
+        raise UserError(f"the training set has {len(train_set)} images, fewer than one per-process batch ({batch}); "
+                        "lower -b/--batch-size")
+
+    if args.evaluate:
+        metrics = validate(test_loader, model, cls_num_list, args)
+        _report(logger, "test", metrics)
+        logger.info(f"top-1: {metrics['top1']:.2f}")
+        return
+
+    if start_epoch == 0:
+        metrics = validate(test_loader, model, cls_num_list, args)
+        _report(logger, "test", metrics, epoch=0)
+        logger.info(f"initial top-1: {metrics['top1']:.2f}")
+    metrics = None
+    for epoch in range(start_epoch, args.epochs):
+        # the loader shuffles from its own generator, re-seeded per epoch so a resumed run sees the same order
+        generator.manual_seed((args.seed or 0) * 1000 + epoch)
+        set_sampler_epoch(sampler, epoch)
+        lr = adjust_learning_rate(optimizer, epoch, args)
+        loss, train_acc = train_one_epoch(train_loader, model, criterion, optimizer, scaler, epoch, args, logger)
+        logger.scalar("train/lr", lr, epoch)
+        metrics = validate(test_loader, model, cls_num_list, args)
+        _report(logger, "test", metrics, epoch=epoch + 1)
+        is_best = metrics["top1"] > best_acc
+        best_acc = max(best_acc, metrics["top1"])
+        logger.info(f"epoch {epoch}: lr {lr:.5f} loss {loss:.4f} train acc@1 {train_acc:.2f} "
+                    f"test acc@1 {metrics['top1']:.2f} (best {best_acc:.2f})")
+        if is_main_process():  # only rank 0 writes (fixes the CIFAR script's every-rank save, §k.10)
+            save_state(run_dir, model, optimizer, scaler, epoch + 1, args, metrics["top1"], best_acc, is_best)
+            if args.variant == "cifar" and (epoch + 1) % args.print_freq == 0:
+                save_state(run_dir, model, optimizer, scaler, epoch + 1, args, metrics["top1"], best_acc, False,
+                           filename=f"moco_ckpt_{epoch + 1:04d}.pth.tar")
+    if metrics is None:
+        metrics = validate(test_loader, model, cls_num_list, args)
+    logger.info(f"final top-1: {metrics['top1']:.2f}")
+    logger.close()
