@@ -171,16 +171,6 @@ def parse_args(variant: str, argv=None) -> argparse.Namespace:
             raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
     if args.moco_t <= 0:
         raise UserError(f"--moco-t must be positive, got {args.moco_t}")
-    per_process = args.batch_size if not args.multiprocessing_distributed else \
-        args.batch_size // processes_per_node(args)
-    global_batch = per_process * max(processes_per_node(args) if args.multiprocessing_distributed else 1, 1) * \
-        max(args.world_size, 1)
-    if per_process < 1:
-        raise UserError(f"--batch-size {args.batch_size} is smaller than the processes per node")
-    if args.moco_k % global_batch != 0:
-        raise UserError(f"--moco-k {args.moco_k} is not a multiple of the global batch {global_batch} "
-                        f"(= floor(b / processes) x processes x nodes); the queue is written one batch at a time. "
-                        f"Choose K = a multiple of {global_batch}")
     if args.dist_url == DEFAULT_DIST_URL and max(args.world_size, 1) == 1:
         # a fixed local port collides between concurrent runs; the original scripts draw a random one too
         args.dist_url = f"tcp://127.0.0.1:{find_free_port()}"
@@ -248,7 +238,7 @@ def build_model(args) -> PaCo:
         return build_backbone(arch, num_classes=num_classes)
 
     model = PaCo(base_encoder, dim=args.moco_dim, K=args.moco_k, m=args.moco_m, T=args.moco_t, mlp=args.mlp,
-                 feat_dim=getattr(args, "feat_dim", 2048), num_classes=args.num_classes, normalize=args.normalize,
+                 feat_dim=getattr(args, "feat_dim", None), num_classes=args.num_classes, normalize=args.normalize,
                  momentum_classifier=args.variant != "imagenet")
     feature_dim = getattr(model.encoder_q, "feature_dim", None)
     if args.variant == "imagenet":
@@ -421,6 +411,11 @@ def main_worker(local_rank, args):
         load_matching(model, args.reload, logger.info)
 
     batch = per_process_batch_size(args.batch_size, args)
+    global_batch = batch * args.world_size
+    if args.moco_k % global_batch != 0:
+        raise UserError(f"--moco-k {args.moco_k} is not a multiple of the global batch {global_batch} "
+                        f"(= floor(b / processes per node) x processes); the queue is written one global batch "
+                        f"at a time. Choose --moco-k as a multiple of {global_batch}")
     workers = int(math.ceil(args.workers / max(getattr(args, "ngpus_per_node", 1), 1)))
     sampler = distributed_sampler(train_set, args, shuffle=True, drop_last=True)
     generator = torch.Generator()

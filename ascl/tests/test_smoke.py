@@ -13,7 +13,7 @@ from common.data import fake
 pytestmark = pytest.mark.slow
 
 TINY = ["--epochs", "1", "--eval_epochs", "1", "--iters_per_epoch", "2", "--batch-size", "16", "--mem_size", "32",
-        "--workers", "0", "--knn_k", "10", "--no_progress"]
+        "--workers", "0", "--knn_k", "10", "--no_progress", "--image_size", "16"]
 
 
 def _metric(out: str, name: str) -> float:
@@ -53,7 +53,7 @@ def test_cifar100_main_simple_script(tmp_path):
 
 def test_imagenet_script(tmp_path):
     data = fake.write_imagefolder(tmp_path / "imagenet", n_classes=2, n_per_class=4, size=40)
-    proc = run_script("ascl", "sh/imagenet_ascl.sh", "-a", "resnet18", "--image-size", "32", "--batch-size", "4",
+    proc = run_script("ascl", "sh/imagenet_ascl.sh", "-a", "resnet18", "--image-size", "16", "--batch-size", "4",
                       "--moco-k", "8", "--moco-dim", "16", "--epochs", "1", "-j", "0", "--nproc-per-node", "1",
                       "--no-progress", env={"DATA": data}, runs_dir=tmp_path)
     run = tmp_path / "runs" / "ascl" / "imagenet_resnet18"
@@ -67,7 +67,7 @@ def test_main_other_datasets_and_byol(tmp_path, dataset, writer):
               "write_tinyimagenet": dict(n_classes=4, n_train_per_class=4, n_val_per_class=2),
               "write_cifar10": dict(n_train=40, n_test=10)}[writer]
     data = getattr(fake, writer)(tmp_path / "data", **kwargs)
-    extra = ["--model", "byol", "--aug", "strong_augment"] if dataset == "cifar10" else ["--image_size", "32"]
+    extra = ["--model", "byol", "--aug", "strong_augment"] if dataset == "cifar10" else []
     proc = run_python("ascl", "main.py", "--dataset", dataset, "--data_path", data, "--arch", "resnet18", *TINY,
                       "--eval_epochs", "0", *extra, runs_dir=tmp_path)
     assert "final knn top-1" in proc.stdout

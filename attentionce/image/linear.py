@@ -87,9 +87,10 @@ def extract_features(model: Model, dataset_name: str, root: str, device, workers
 
 
 def probe_top1(kind: str, train_x, train_y, test_x, test_y, epochs: int = 100, k: int = 200, seed=None):
-    """(metric name, top-1 %) on fixed features: ``kind='linear'``: the paper's classifier (Linear on the
-    un-normalised feature, Adam lr 1e-3, wd 1e-6, no schedule) trained on precomputed test-transform
-    features (no augmentation, last epoch); ``'knn'``: weighted kNN (k, T = 0.1) on L2-normalised features."""
+    """(metric name, top-1 %) on fixed features (no augmentation): ``kind='linear'``: a linear classifier on
+    the standardised un-normalised features (``common.eval.train_linear_probe``: SGD, cosine schedule, last
+    epoch); ``'knn'``: weighted kNN (k, T = 0.1) on L2-normalised features.  A fast stand-in for
+    ``linear.py``'s full protocol, used for the ``initial`` / ``final`` lines of ``main.py --eval``."""
     import torch.nn.functional as F
     from common.eval.knn import knn_accuracy
     from common.eval.linear import train_linear_probe
@@ -98,9 +99,8 @@ def probe_top1(kind: str, train_x, train_y, test_x, test_y, epochs: int = 100, k
         top1 = knn_accuracy(F.normalize(test_x, dim=1), test_y, F.normalize(train_x, dim=1), train_y,
                             num_classes, k=k, topk=(1,))[0]
         return "knn top-1", float(top1)
-    top1 = train_linear_probe(train_x, train_y, test_x, test_y, epochs=epochs, lr=1e-3, optimizer="adam",
-                              weight_decay=1e-6, schedule="none", num_classes=num_classes,
-                              seed=0 if seed is None else seed)
+    top1 = train_linear_probe(train_x, train_y, test_x, test_y, epochs=epochs, num_classes=num_classes,
+                              standardize=True, seed=0 if seed is None else seed)
     return "linear top-1", float(top1)
 
 

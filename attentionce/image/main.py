@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from attentionce.image.model import Model, add_module_prefix, strip_module_prefix
-from attentionce.image.utils import DATASETS, N_VIEWS, canonical_dataset_name, get_pretrain_dataset
+from attentionce.image.utils import DATASETS, N_VIEWS, build_split, canonical_dataset_name, get_pretrain_dataset
 from attentionce.losses import AttentioNCE
 from common import distributed as dist_utils
 from common.checkpoint import (capture_rng_state, find_latest_checkpoint, load_checkpoint, restore_rng_state,
@@ -68,6 +68,10 @@ def get_parser(variant: str = "image") -> argparse.ArgumentParser:
     parser.add_argument("--weight_decay", default=1e-6, type=float, help="Adam weight decay (original: 1e-6)")
     parser.add_argument("--workers", default=d["workers"], type=int, help="data loading workers")
     parser.add_argument("--crop_size", default=32, type=int, help="RandomResizedCrop size of the training views")
+    parser.add_argument("--augment", default="pil", choices=["pil", "batched"],
+                        help="pil: the original per-image PIL pipeline in the DataLoader workers; batched: the same "
+                             "transforms vectorised over the batch on the training device (common.augment.batched; "
+                             "much faster on CPU, same distributions up to uint8 rounding)")
     parser.add_argument("--save_every", default=d["save_every"], type=int,
                         help="write the original-format checkpoint every N epochs (and after the last epoch)")
     parser.add_argument("--repeat_view4_bug", action="store_true",
@@ -140,7 +144,7 @@ def set_bn_eval(module: torch.nn.Module) -> None:
             m.eval()
 
 
-def train_one_epoch(net, criterion, loader, optimizer, args, epoch, logger, global_step):
+def train_one_epoch(net, criterion, loader, optimizer, args, epoch, logger, global_step, batched_views=None):
     """One epoch (the original ``train``): per step one forward pass per view (BatchNorm statistics are per
     view batch, as in the original), the loss on the normalised projections, Adam step.  Returns the mean
     loss weighted by the batch size and the new global step."""
@@ -152,18 +156,26 @@ def train_one_epoch(net, criterion, loader, optimizer, args, epoch, logger, glob
     loss_sum = torch.zeros((), device=args.device)
     seen = 0
     bar = tqdm(loader, total=total_steps, disable=not dist_utils.is_main_process(), dynamic_ncols=True)
-    for step, (views, _) in enumerate(bar):
+    generator = None
+    if args.augment == "batched" and args.seed is not None:
+        # the batched views depend only on (seed, epoch, rank, step): a resumed run sees the same views
+        generator = torch.Generator(device=args.device)
+        generator.manual_seed((args.seed * 1_000_003 + epoch) * 1_009 + args.rank)
+    for step, (images, _) in enumerate(bar):
         if step >= total_steps:
             break
-        views = views.to(args.device, non_blocking=True)
+        images = images.to(args.device, non_blocking=True)
+        # list of the view batches (V x (b, 3, S, S)); the PIL path collates them as (b, V, 3, S, S)
+        views = batched_views(images, generator) if batched_views is not None else images.unbind(1)
         with autocast(args.device, args.amp):
-            projections = [net(views[:, v])[1] for v in order]
+            # one forward pass per view: BatchNorm statistics are per view batch, as in the original
+            projections = [net(views[v])[1] for v in order]
         loss = criterion(torch.stack(projections).float())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        loss_sum += loss.detach() * views.shape[0]
-        seen += views.shape[0]
+        loss_sum += loss.detach() * images.shape[0]
+        seen += images.shape[0]
         global_step += 1
         if (step + 1) % args.print_freq == 0 or step + 1 == total_steps:
             check_finite(loss_sum, global_step, "(AttentioNCE: also try a larger --d_neg or --temperature)")
@@ -197,8 +209,14 @@ def main_worker(local_rank, args):
     logger.info(f"Home device: {args.device}")
     logger.info(str(args))
 
-    dataset = get_pretrain_dataset(args.dataset_name, args.root, args.crop_size, args.seed,
-                                   n_views=2 if args.loss == "simclr" else N_VIEWS)
+    n_views = 2 if args.loss == "simclr" else N_VIEWS
+    batched_views = None
+    if args.augment == "batched":
+        from common.augment.batched import ToUint8Tensor, batched_attentionce_views
+        dataset = build_split(args.dataset_name, args.root, "pretrain", transform=ToUint8Tensor())
+        batched_views = batched_attentionce_views(args.crop_size, "cifar10", n_views)
+    else:
+        dataset = get_pretrain_dataset(args.dataset_name, args.root, args.crop_size, args.seed, n_views=n_views)
     logger.info(f"# Classes: {len(dataset.classes)}")
     if len(dataset) < args.batch_size:
         raise UserError(f"the {args.dataset_name} pre-training split has {len(dataset)} images, fewer than "
@@ -242,8 +260,10 @@ def main_worker(local_rank, args):
 
     for epoch in range(start_epoch, args.epochs + 1):
         sampler.set_epoch(epoch)
-        dataset.set_epoch(epoch)
-        loss, global_step = train_one_epoch(net, criterion, loader, optimizer, args, epoch, logger, global_step)
+        if hasattr(dataset, "set_epoch"):
+            dataset.set_epoch(epoch)
+        loss, global_step = train_one_epoch(net, criterion, loader, optimizer, args, epoch, logger, global_step,
+                                            batched_views)
         logger.scalar("train/epoch_loss", loss, epoch)
         logger.info(f"epoch {epoch}: loss {loss:.4f}")
         if main_process:

@@ -9,7 +9,7 @@ import torch
 METHOD_DIR = Path(__file__).resolve().parents[1]
 # small encoder, few images, one or two steps: every script runs end to end in seconds on a CPU
 SMALL_ARCH = os.environ.get("ATTENTIONCE_TEST_ARCH", "resnet20_option_a")
-TINY = ["--arch", SMALL_ARCH, "--feature_dim", "16", "--workers", "0", "--seed", "0"]
+TINY = ["--arch", SMALL_ARCH, "--feature_dim", "16", "--workers", "0", "--seed", "0", "--crop_size", "16"]
 
 
 def write_all(root: Path) -> Path:

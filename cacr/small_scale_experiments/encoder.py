@@ -10,6 +10,7 @@ import torch
 import torch.nn as nn
 
 from common.backbones import build_backbone
+from common.utils import UserError
 
 
 class L2Norm(nn.Module):
@@ -42,8 +43,14 @@ class ProjectedBackbone(nn.Module):
 def build_encoder(arch: str = "small_alexnet", feat_dim: int = 128, input_size: int = 32) -> nn.Module:
     """SmallAlexNet (``input_size`` 32 for CIFAR / digits, 64 for STL-10) or a projected common backbone."""
     if arch == "small_alexnet":
+        if input_size not in (32, 64):
+            raise UserError(f"SmallAlexNet takes 32- or 64-pixel inputs, not {input_size}; drop --image-size or "
+                            "choose another --arch")
         return build_backbone("small_alexnet", feat_dim=feat_dim, input_size=input_size)
-    return ProjectedBackbone(arch, feat_dim)
+    try:
+        return ProjectedBackbone(arch, feat_dim)
+    except ValueError as e:
+        raise UserError(f"--arch {arch}: {e}") from None
 
 
 @torch.no_grad()

@@ -46,6 +46,7 @@ def parse_option(argv=None, dataset_default: str = "cifar10"):
     parser.add_argument("--print_category_acc", action="store_true",
                         help="print per-class accuracies each epoch (cifar100: mean of each group of 10 classes)")
     parser.add_argument("--arch", type=str, default="small_alexnet", help="encoder architecture of the checkpoint")
+    parser.add_argument("--image-size", type=int, default=None, help="crop size used in pre-training (default 32 / 64)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", type=str, default=None)
     parser.add_argument("--name", type=str, default=None, help="run name for the log (default lincls_<dataset>)")
@@ -67,7 +68,7 @@ def parse_option(argv=None, dataset_default: str = "cifar10"):
 
 
 def load_encoder(args):
-    encoder = build_encoder(args.arch, args.feat_dim, util.image_size(args.dataset))
+    encoder = build_encoder(args.arch, args.feat_dim, util.image_size(args.dataset, args.image_size))
     state = load_checkpoint(args.encoder_checkpoint)
     if "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]  # a training checkpoint works too
@@ -96,8 +97,9 @@ def main(argv=None, dataset_default: str = "cifar10"):
     encoder = load_encoder(args)
 
     train_split = "train"
-    train = build_dataset(args.dataset, args.data_folder, train_split, util.linear_train_transform(args.dataset))
-    test = build_dataset(args.dataset, args.data_folder, "test", util.val_transform(args.dataset))
+    train = build_dataset(args.dataset, args.data_folder, train_split,
+                          util.linear_train_transform(args.dataset, args.image_size))
+    test = build_dataset(args.dataset, args.data_folder, "test", util.val_transform(args.dataset, args.image_size))
     num_classes = len(train.classes)
     pin = args.device.type == "cuda"
     train_loader = torch.utils.data.DataLoader(train, batch_size=args.batch_size, shuffle=True,
@@ -105,7 +107,7 @@ def main(argv=None, dataset_default: str = "cifar10"):
     test_loader = torch.utils.data.DataLoader(test, batch_size=args.batch_size, shuffle=False,
                                               num_workers=args.num_workers, pin_memory=pin)
 
-    classifier = nn.Linear(feature_dim(encoder, args.layer_index, util.image_size(args.dataset)),
+    classifier = nn.Linear(feature_dim(encoder, args.layer_index, util.image_size(args.dataset, args.image_size)),
                            num_classes).to(args.device)
     optimizer = torch.optim.Adam(classifier.parameters(), lr=args.lr, betas=(0.5, 0.999))
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=args.lr_decay_epochs,

@@ -73,6 +73,8 @@ def parse_option(argv=None, dataset_default: str = "cifar10"):
     parser.add_argument("--arch", type=str, default="small_alexnet",
                         help="encoder: small_alexnet (the paper) or any common.backbones name (+ linear head, "
                              "L2 norm) for quick CPU runs")
+    parser.add_argument("--image-size", type=int, default=None,
+                        help="crop size (default 32, STL-10 64); smaller values for quick runs with --arch")
     parser.add_argument("--seed", type=int, default=0, help="random seed (the original did not seed)")
     parser.add_argument("--device", type=str, default=None, help="cpu / cuda (default: cuda if available)")
     parser.add_argument("--name", type=str, default=None, help="run name (default: derived from the flags)")
@@ -119,7 +121,7 @@ def parse_option(argv=None, dataset_default: str = "cifar10"):
 
 
 def set_loader(args):
-    transform = util.pretrain_transform(args.dataset)
+    transform = util.pretrain_transform(args.dataset, args.image_size)
     base = util.pretrain_dataset(args.dataset, args.data_folder, args.imbalanced)
     dataset = util.MultiAugUnsupervisedDataset(base, transform, args.Ny + 1)
     generator = torch.Generator()
@@ -182,7 +184,7 @@ def main(argv=None, dataset_default: str = "cifar10"):
     loader, generator, n_images = set_loader(args)
     logger.info(f"{args.dataset}{' (imbalanced)' if args.imbalanced else ''}: {n_images} images, "
                 f"{args.Ny + 1} views, batch {args.Ns}")
-    input_size = util.image_size(args.dataset)
+    input_size = util.image_size(args.dataset, args.image_size)
     encoder = build_encoder(args.arch, args.feat_dim, input_size).to(args.device)
     model = encoder
     if args.device.type == "cuda" and args.gpus and len(args.gpus) > 1:

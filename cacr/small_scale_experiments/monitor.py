@@ -33,7 +33,7 @@ def encoder_features(encoder, dataset, device, layer_index=-2, batch_size=256):
 def linear_probe_accuracy(encoder, args) -> float:
     """Top-1 (%) of a linear classifier on frozen features (train split → test split of ``args.dataset``)."""
     rng_state = torch.get_rng_state()  # the monitor must not change the training run's random stream
-    transform = util.val_transform(args.dataset)
+    transform = util.val_transform(args.dataset, args.image_size)
     train = _limited(build_dataset(args.dataset, args.data_folder, "train", transform), args.monitor_max_images)
     test = _limited(build_dataset(args.dataset, args.data_folder, "test", transform), args.monitor_max_images)
     train_x, train_y = encoder_features(encoder, train, args.device, args.monitor_layer)
@@ -48,7 +48,7 @@ def knn_accuracy(encoder, args) -> float:
     """Weighted kNN top-1 (%) on L2-normalised ``--monitor-layer`` features (train split as the bank)."""
     from common.eval.knn import knn_accuracy as _knn
     rng_state = torch.get_rng_state()
-    transform = util.val_transform(args.dataset)
+    transform = util.val_transform(args.dataset, args.image_size)
     train = _limited(build_dataset(args.dataset, args.data_folder, "train", transform), args.monitor_max_images)
     test = _limited(build_dataset(args.dataset, args.data_folder, "test", transform), args.monitor_max_images)
     train_x, train_y = encoder_features(encoder, train, args.device, args.monitor_layer)

@@ -21,25 +21,32 @@ FLAG_DEFAULTS = {"cifar10": dict(tau_neg=1.0, beta=1.0), "cifar100": dict(tau_ne
 NORMALIZE_NAME = {"cifar10": "cifar10", "cifar100": "cifar100", "stl10": "stl10_cacr", "digits": "digits"}
 
 
-def image_size(dataset: str) -> int:
-    return 64 if dataset == "stl10" else 32
+def image_size(dataset: str, size: int | None = None) -> int:
+    """The crop size: 64 for STL-10, 32 otherwise (``size`` overrides, for quick runs with small encoders)."""
+    return size or (64 if dataset == "stl10" else 32)
 
 
-def pretrain_transform(dataset: str) -> T.Compose:
+def _crop(dataset, size):
+    scale = (0.08, 1) if dataset == "stl10" else (0.2, 1)
+    return T.RandomResizedCrop(image_size(dataset, size), scale=scale)
+
+
+def pretrain_transform(dataset: str, size: int | None = None) -> T.Compose:
     """RandomResizedCrop(32, 0.2–1) [STL: (64, 0.08–1)] → flip → ColorJitter(0.4, 0.4, 0.4, 0.4) always →
     RandomGrayscale(0.2) → ToTensor → Normalize."""
-    crop = T.RandomResizedCrop(64, scale=(0.08, 1)) if dataset == "stl10" else T.RandomResizedCrop(32, scale=(0.2, 1))
-    return T.Compose([crop, T.RandomHorizontalFlip(), T.ColorJitter(0.4, 0.4, 0.4, 0.4), T.RandomGrayscale(p=0.2),
-                      T.ToTensor(), normalize_transform(NORMALIZE_NAME[dataset])])
+    return T.Compose([_crop(dataset, size), T.RandomHorizontalFlip(), T.ColorJitter(0.4, 0.4, 0.4, 0.4),
+                      T.RandomGrayscale(p=0.2), T.ToTensor(), normalize_transform(NORMALIZE_NAME[dataset])])
 
 
-def linear_train_transform(dataset: str) -> T.Compose:
-    crop = T.RandomResizedCrop(64, scale=(0.08, 1)) if dataset == "stl10" else T.RandomResizedCrop(32, scale=(0.2, 1))
-    return T.Compose([crop, T.RandomHorizontalFlip(), T.ToTensor(), normalize_transform(NORMALIZE_NAME[dataset])])
+def linear_train_transform(dataset: str, size: int | None = None) -> T.Compose:
+    return T.Compose([_crop(dataset, size), T.RandomHorizontalFlip(), T.ToTensor(),
+                      normalize_transform(NORMALIZE_NAME[dataset])])
 
 
-def val_transform(dataset: str) -> T.Compose:
-    resize, crop = (70, 64) if dataset == "stl10" else (32, 32)
+def val_transform(dataset: str, size: int | None = None) -> T.Compose:
+    """Resize(32) + CenterCrop(32) [STL: Resize(70) + CenterCrop(64)]."""
+    crop = image_size(dataset, size)
+    resize = crop * 70 // 64 if dataset == "stl10" else crop
     return T.Compose([T.Resize(resize), T.CenterCrop(crop), T.ToTensor(), normalize_transform(NORMALIZE_NAME[dataset])])
 
 

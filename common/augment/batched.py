@@ -34,8 +34,9 @@ How each step mirrors its PIL / torchvision counterpart (``B`` = batch, ``S`` = 
 * ``RandomGrayscale(p)`` — PIL ``convert('L')`` luma copied to the three channels, per sample.
 * ``GaussianBlur(sigma=(0.1, 2.0), p, kernel_size=None)`` — σ ~ U[0.1, 2] per sample, applied with probability p.
   ``kernel_size=None`` reproduces Pillow's ``ImageFilter.GaussianBlur(radius=σ)`` (MoCo / SimCLR ``GaussianBlur``):
-  Pillow approximates the Gaussian by three passes of an extended box blur (fractional edge weights, replicated
-  border); here the three boxes are convolved into one per-sample 13-tap kernel. ``kernel_size=k`` is
+  Pillow approximates the Gaussian by three passes of an extended box blur (fractional edge weights, edge pixels
+  replicated at each pass); here the three passes are multiplied into one banded matrix per sample and axis
+  (≤ 128 px; larger images: three depth-wise conv passes). ``kernel_size=k`` is
   ``T.GaussianBlur(k, sigma)`` (sampled Gaussian, reflect border; AttentioNCE's 3×3 OpenCV blur). Both run as one
   depth-wise separable convolution with per-sample kernels (samples not blurred get the identity kernel).
 * ``Solarize(threshold=128, p)`` — ``ImageOps.solarize``: values ≥ threshold / 255 become 1 − value.
@@ -43,8 +44,8 @@ How each step mirrors its PIL / torchvision counterpart (``B`` = batch, ``S`` = 
 
 Known differences from the PIL pipelines (measured in ``tests/common/test_batched_augment.py``): the batch stays in
 float32 between steps where PIL rounds to uint8 after every step (≤ 1/255 per step); the crop resize does both
-passes in float where Pillow rounds between the horizontal and the vertical pass; the blur's border is applied once
-to the combined kernel, not once per box pass; PIL's hue works on 8-bit HSV, here on float HSV. All inputs of one
+passes in float where Pillow rounds between the horizontal and the vertical pass; PIL's hue works on 8-bit HSV,
+here on float HSV. All inputs of one
 batch share one size (as any collated batch does).
 
 Builders mirroring ``common.augment.pipelines`` (and each spec's §d): ``batched_simclr_transform``,
@@ -68,7 +69,7 @@ from common.augment.normalize import NormStats, get_normalize_stats
 __all__ = [
     "ToUint8Tensor", "RandomResizedCropFlip", "ColorJitter", "RandomGrayscale", "GaussianBlur", "Solarize",
     "Normalize", "BatchedAugment", "BatchedMultiView", "sample_crop_boxes", "resized_crop", "color_jitter",
-    "pil_blur_kernels", "separable_blur",
+    "pil_box_kernels", "pil_blur_kernels", "separable_blur",
     "batched_simclr_transform", "batched_moco_v1_transform", "batched_moco_v2_transform", "batched_weak_transform",
     "batched_byol_transforms", "batched_simclr_views", "batched_cacr_views", "batched_attentionce_views",
 ]
@@ -348,26 +349,29 @@ class RandomGrayscale:
 
 
 # ------------------------------------------------------------------------------------------------ blur / solarize
-def pil_blur_kernels(sigma: torch.Tensor, passes: int = 3, sigma_max: float | None = None) -> torch.Tensor:
-    """1-D kernels ``(n, K)`` of Pillow's ``GaussianBlur(radius=σ)`` for each σ: ``passes`` box blurs of the
-    "extended box" radius of Gwosdek et al. (Pillow ``BoxBlur.c::_gaussian_blur_radius``: integer part l, edge
-    weight a), convolved into one kernel. K is fixed by ``sigma_max`` (default: max σ) so all rows align."""
+def pil_box_kernels(sigma: torch.Tensor, passes: int = 3, sigma_max: float | None = None) -> torch.Tensor:
+    """The box of Pillow's ``GaussianBlur(radius=σ)`` for each σ, ``(n, K)``: Pillow blurs with ``passes`` box
+    blurs of the "extended box" radius of Gwosdek et al. (``BoxBlur.c::_gaussian_blur_radius``: integer part l,
+    fractional edge weight a, weights 1 for |t| ≤ l and a at |t| = l + 1, normalised). K is fixed by ``sigma_max``
+    (default: the largest σ) so all rows align (K = 5 for σ ≤ 2)."""
     sigma = sigma.to(torch.float64)
     sigma2 = sigma * sigma / passes
-    length = torch.sqrt(12.0 * sigma2 + 1.0)
-    l = torch.floor((length - 1.0) / 2.0)
+    l = torch.floor((torch.sqrt(12.0 * sigma2 + 1.0) - 1.0) / 2.0)
     a = (2 * l + 1) * (l * (l + 1) - 3 * sigma2) / (6 * (sigma2 - (l + 1) ** 2))
     s_max = float(sigma.max()) if sigma_max is None else float(sigma_max)
-    l_max = math.floor((math.sqrt(12.0 * s_max * s_max / passes + 1.0) - 1.0) / 2.0)
-    r = l_max + 1                                                     # box half-width incl. the fractional taps
+    r = math.floor((math.sqrt(12.0 * s_max * s_max / passes + 1.0) - 1.0) / 2.0) + 1
     t = torch.arange(-r, r + 1, device=sigma.device, dtype=torch.float64).abs().view(1, -1)
     box = torch.where(t <= l.view(-1, 1), 1.0, torch.where(t == l.view(-1, 1) + 1, a.view(-1, 1), 0.0))
-    box = box / (2 * (l + a) + 1).view(-1, 1)
-    n = box.shape[0]
-    kernel = box
+    return (box / (2 * (l + a) + 1).view(-1, 1)).to(torch.float32)
+
+
+def pil_blur_kernels(sigma: torch.Tensor, passes: int = 3, sigma_max: float | None = None) -> torch.Tensor:
+    """``pil_box_kernels`` convolved ``passes`` times into one kernel per σ, ``(n, passes·(K − 1) + 1)``."""
+    box = pil_box_kernels(sigma, passes, sigma_max)
+    n, kernel = box.shape[0], box
     for _ in range(passes - 1):           # self-convolution, grouped so every row convolves with its own box
         kernel = F.conv1d(kernel.unsqueeze(0), box.unsqueeze(1), padding=box.shape[1] - 1, groups=n).squeeze(0)
-    return kernel.to(torch.float32)
+    return kernel
 
 
 def _gaussian_kernels(sigma: torch.Tensor, kernel_size: int) -> torch.Tensor:
@@ -395,16 +399,26 @@ def _band_matrix(kernel: torch.Tensor, length: int, padding_mode: str) -> torch.
     return matrix.scatter_add_(2, idx, kernel.view(n, 1, taps).expand(n, length, taps))
 
 
-def separable_blur(x: torch.Tensor, kernel: torch.Tensor, padding_mode: str) -> torch.Tensor:
-    """Per-sample separable convolution: ``x`` (N, C, H, W), ``kernel`` (N, K) applied along H then W.
+def separable_blur(x: torch.Tensor, kernel: torch.Tensor, padding_mode: str, passes: int = 1) -> torch.Tensor:
+    """Per-sample separable convolution, ``passes`` times along H and W, border ``padding_mode`` at every pass:
+    ``x`` (N, C, H, W), ``kernel`` (N, K) (odd K).
 
-    Small images: banded matrices and two batched matmuls (several times faster than a grouped convolution on CPU);
-    large ones: one depth-wise conv2d per axis with per-sample weights (``groups = N·C``)."""
+    Images up to 128 px: each axis' passes are one banded matrix ``(N, L, L)`` (the border rule folded in, the
+    passes multiplied together, so repeated passes cost nothing more), applied as two batched matmuls (several
+    times faster than a grouped convolution on CPU). Larger: ``passes`` depth-wise conv2d per axis with per-sample
+    weights (``groups = N·C``)."""
     n, c, h, w = x.shape
     k = kernel.shape[1]
     if max(h, w) <= 128:
-        rows = _band_matrix(kernel, h, padding_mode)
-        cols = rows if w == h else _band_matrix(kernel, w, padding_mode)
+        def axis_matrix(length: int) -> torch.Tensor:
+            single = _band_matrix(kernel, length, padding_mode)
+            matrix = single
+            for _ in range(passes - 1):
+                matrix = torch.bmm(single, matrix)
+            return matrix
+
+        rows = axis_matrix(h)
+        cols = rows if w == h else axis_matrix(w)
         y = torch.bmm(rows, x.permute(0, 2, 1, 3).reshape(n, h, c * w))           # (N, H, C·W)
         y = y.view(n, h, c, w).permute(0, 2, 1, 3).reshape(n, c * h, w)
         return torch.bmm(y, cols.transpose(1, 2)).view(n, c, h, w)
@@ -413,8 +427,10 @@ def separable_blur(x: torch.Tensor, kernel: torch.Tensor, padding_mode: str) -> 
         padding_mode = "replicate"
     weight = kernel.repeat_interleave(c, 0)                          # (N·C, K): channel c of sample i → row i·C + c
     y = x.reshape(1, n * c, h, w)
-    y = F.conv2d(F.pad(y, (0, 0, pad, pad), mode=padding_mode), weight.view(n * c, 1, k, 1), groups=n * c)
-    y = F.conv2d(F.pad(y, (pad, pad, 0, 0), mode=padding_mode), weight.view(n * c, 1, 1, k), groups=n * c)
+    for _ in range(passes):
+        y = F.conv2d(F.pad(y, (pad, pad, 0, 0), mode=padding_mode), weight.view(n * c, 1, 1, k), groups=n * c)
+    for _ in range(passes):
+        y = F.conv2d(F.pad(y, (0, 0, pad, pad), mode=padding_mode), weight.view(n * c, 1, k, 1), groups=n * c)
     return y.view(n, c, h, w)
 
 
@@ -436,17 +452,15 @@ class GaussianBlur:
         n, device = x.shape[0], x.device
         applied = _rand(n, generator, device) < self.p
         sigma = _uniform(n, *self.sigma, generator, device)
-        if self.kernel_size is None:
-            kernel = pil_blur_kernels(sigma, sigma_max=self.sigma[1])
-            mode = "replicate"
+        if self.kernel_size is None:        # Pillow: 3 box passes per axis, edge pixels replicated at each pass
+            kernel, mode, passes = pil_box_kernels(sigma, 3, sigma_max=self.sigma[1]), "replicate", 3
         else:
-            kernel = _gaussian_kernels(sigma, self.kernel_size)
-            mode = "reflect"
+            kernel, mode, passes = _gaussian_kernels(sigma, self.kernel_size), "reflect", 1
         k = kernel.shape[1]
         identity = torch.zeros(k, device=device)
         identity[k // 2] = 1.0
         kernel = torch.where(applied.view(-1, 1), kernel, identity)
-        return separable_blur(x, kernel, mode)
+        return separable_blur(x, kernel, mode, passes)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(sigma={self.sigma}, p={self.p}, kernel_size={self.kernel_size})"

@@ -36,9 +36,9 @@ def children_params(model):
 @pytest.mark.parametrize("arch", CIFAR + ["resnet18", "resnet34"])
 def test_parameter_counts(arch, archs):
     ref = archs[arch]
-    torch.manual_seed(0)
     for n in (2, 3, 4):
-        model = get_model(arch, ref["num_classes"], n)
+        with torch.device("meta"):  # shapes only: parameter counting needs no memory or initialisation
+            model = get_model(arch, ref["num_classes"], n)
         assert type(model).__name__.endswith("_n" if n == 2 else "_b")
         assert cal_param_size(model) == ref[f"params_number_net_{n}"], (arch, n)
         if n == 4:

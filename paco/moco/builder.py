@@ -11,6 +11,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from common.distributed import batch_shuffle_ddp, batch_unshuffle_ddp, concat_all_gather
+from common.utils import UserError
 
 CLASSIFIER_NAMES = ("fc", "linear", "classifier")
 
@@ -31,7 +32,7 @@ class PaCo(nn.Module):
     """
 
     def __init__(self, base_encoder, dim: int = 128, K: int = 8192, m: float = 0.999, T: float = 0.2,
-                 mlp: bool = True, feat_dim: int = 2048, num_classes: int = 1000, normalize: bool = False,
+                 mlp: bool = True, feat_dim: int | None = 2048, num_classes: int = 1000, normalize: bool = False,
                  momentum_classifier: bool = True):
         super().__init__()
         self.K, self.m, self.T = K, m, T
@@ -39,6 +40,8 @@ class PaCo(nn.Module):
         self.encoder_q = base_encoder(num_classes=dim)
         self.encoder_k = base_encoder(num_classes=dim)
         self.head_name = _classifier_name(self.encoder_q)
+        if feat_dim is None:  # the pooled feature is the head's input
+            feat_dim = getattr(self.encoder_q, self.head_name).weight.shape[1]
         if mlp:  # Linear → BatchNorm1d → ReLU → Linear (the BN deviates from MoCo v2, quirk §k.7)
             for encoder in (self.encoder_q, self.encoder_k):
                 fc = getattr(encoder, self.head_name)
@@ -86,7 +89,8 @@ class PaCo(nn.Module):
         labels = concat_all_gather(labels)
         batch_size = keys.shape[0]
         if self.K % batch_size != 0:
-            raise ValueError(f"queue size K={self.K} is not a multiple of the global batch {batch_size}")
+            raise UserError(f"queue size K={self.K} (--moco-k) is not a multiple of the global batch {batch_size}; "
+                            f"choose --moco-k as a multiple of {batch_size}")
         ptr = int(self.queue_ptr[0])
         self.queue[ptr:ptr + batch_size] = keys.to(self.queue.dtype)
         self.queue_l[ptr:ptr + batch_size] = labels

@@ -1,10 +1,10 @@
-"""Shared by the PaCo tests: run an entry point / sh script as a subprocess on tiny generated data."""
+"""Shared by the PaCo tests: run an entry point / sh script as a subprocess (through ``ci.smoke``) on tiny
+generated data, with runs written under the test's temporary directory."""
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
+
+from ci.smoke import run_python, run_script
 
 PACO_DIR = Path(__file__).resolve().parents[1]
 
@@ -13,15 +13,14 @@ TINY = ["--image-size", "32", "-b", "4", "--moco-k", "16", "--moco-dim", "16", "
         "--seed", "0", "--no-multiprocessing-distributed"]
 
 
-def run(cmd, tmp_path, env=None, timeout=240, check=True):
-    full_env = dict(os.environ, CL_RUNS_DIR=str(tmp_path), OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    full_env.update(env or {})
-    if cmd[0].endswith(".py"):
-        cmd = [sys.executable, *cmd]
-    proc = subprocess.run(cmd, cwd=PACO_DIR, env=full_env, capture_output=True, text=True, timeout=timeout)
-    if check:
-        assert proc.returncode == 0, f"{cmd} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-    return proc
+def run(cmd, tmp_path, env=None, timeout=240, expect_failure=False):
+    """``cmd`` = ``['bash', 'sh/x.sh', *flags]`` or ``['LT/paco_cifar.py', *flags]``, run in ``paco/``."""
+    env = {"PYTHONUNBUFFERED": "1", **(env or {})}
+    if cmd[0] == "bash":
+        return run_script("paco", cmd[1], *cmd[2:], env=env, runs_dir=tmp_path, timeout=timeout,
+                          expect_failure=expect_failure)
+    return run_python("paco", cmd[0], *cmd[1:], env=env, runs_dir=tmp_path, timeout=timeout,
+                      expect_failure=expect_failure)
 
 
 def run_dir(tmp_path, dataset, mark, full=False):

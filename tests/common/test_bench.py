@@ -1,0 +1,79 @@
+"""ci/bench.py: the --quick run writes the documented JSON; an unavailable method is a row, not a crash."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[2]
+METHODS = {"paco", "cacr", "ascl", "mcl_memory", "mcl_moco", "attentionce"}
+
+
+def _status_ok_or_reported(row):
+    status = row["status"]
+    assert status == "ok" or status.startswith(("not available: ", "failed: ")), row
+    return status == "ok"
+
+
+def test_quick_bench_writes_json(tmp_path):
+    out = tmp_path / "bench.json"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "ci/bench.py", "--quick", "--out", str(out)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    for title in ("== loss cost", "== input pipeline", "== method overhead"):
+        assert title in proc.stdout
+    result = json.loads(out.read_text())
+    assert set(result) == {"meta", "loss_cost", "input_pipeline", "method_overhead"}
+    assert result["meta"]["quick"] is True and result["meta"]["devices"][0] == "cpu"
+
+    losses = result["loss_cost"]
+    assert {r["method"] for r in losses} == METHODS
+    for row in losses:
+        if _status_ok_or_reported(row):
+            assert row["method_ms"] > 0 and row["baseline_ms"] > 0 and row["baseline"]
+            assert abs(row["ratio"] - row["method_ms"] / row["baseline_ms"]) < 1e-6 * row["ratio"]
+
+    pipelines = result["input_pipeline"]
+    kinds = {(r["pipeline"], r["kind"]) for r in pipelines}
+    for name in ("SimCLR 2 views", "CACR 5 views", "AttentioNCE 6 views"):
+        assert (name, "per-image PIL") in kinds and (name, "batched") in kinds
+    assert any(r["pipeline"].startswith("PaCo RandAugment") for r in pipelines)
+    for row in pipelines:
+        if _status_ok_or_reported(row):
+            assert row["images_per_s"] > 0 and row["views_per_s"] == row["images_per_s"] * row["views"]
+    batched_ok = [r for r in pipelines if r["kind"] == "batched" and r["status"] == "ok"]
+    assert len(batched_ok) == 6                      # ours: main process and in-worker collate, 3 pipelines
+
+    overhead = result["method_overhead"]
+    assert overhead[0]["method"] == "backbone" and overhead[0]["status"] == "ok" and overhead[0]["ratio"] == 1.0
+    for row in overhead[1:]:
+        if _status_ok_or_reported(row):
+            assert row["step_ms"] > 0 and row["ratio"] > 0
+
+
+def test_help_and_unavailable_method_is_a_row(monkeypatch):
+    proc = subprocess.run([sys.executable, "ci/bench.py", "--help"], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0 and "--quick" in proc.stdout and "--out" in proc.stdout
+    from ci import bench
+
+    def missing(s, device):
+        from paco import no_such_module  # noqa: F401
+
+    def broken(s, device):
+        def boom():
+            raise RuntimeError("shape mismatch")
+        return boom, boom, "-"
+
+    def fine(s, device):
+        x = torch.randn(4, 8, requires_grad=True)
+        return (lambda: x.pow(2).sum().backward()), (lambda: x.sum().backward()), "sum"
+
+    monkeypatch.setattr(bench, "LOSS_CASES", [("missing", "Missing", missing, ""), ("broken", "Broken", broken, ""),
+                                              ("fine", "Fine", fine, "")])
+    rows = bench.bench_losses({"missing": {}, "broken": {}, "fine": {}}, [torch.device("cpu")], 1, 1, False)
+    assert rows[0]["status"].startswith("not available: ImportError") and "no_such_module" in rows[0]["status"]
+    assert rows[1]["status"] == "failed: RuntimeError: shape mismatch"
+    assert rows[2]["status"] == "ok" and rows[2]["ratio"] > 0
