@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import platform
 import statistics
 import sys
@@ -348,7 +349,8 @@ def _per_image_pipelines():
     cases = [
         ("SimCLR 2 views", 2, lambda: A.TwoCropsTransform(A.simclr_transform(32, "cifar10"))),
         ("CACR 5 views", 5, lambda: A.MultiViewTransform(
-            A.simclr_transform(32, "cifar10", scale=(0.2, 1.0), jitter=(0.4, 0.4, 0.4, 0.4), jitter_p=1.0, blur=None), 5)),
+            A.simclr_transform(32, "cifar10", scale=(0.2, 1.0), jitter=(0.4, 0.4, 0.4, 0.4), jitter_p=1.0,
+                               blur=None), 5)),
         ("AttentioNCE 6 views", 6, lambda: A.MultiViewTransform(A.simclr_transform(32, "cifar10", blur=3), 6)),
     ]
 
@@ -598,7 +600,8 @@ def main(argv=None) -> int:
     parser.add_argument("--arch", default=None, help="backbone of the method-overhead section (a common.backbones "
                                                      "name; default resnet32_option_a, quick resnet20_option_a)")
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers for the input pipeline")
-    parser.add_argument("--images", type=int, default=None, help="images per input-pipeline pass (default 4096, quick 64)")
+    parser.add_argument("--images", type=int, default=None,
+                        help="images per input-pipeline pass (default 4096, quick 64)")
     parser.add_argument("--batch-size", type=int, default=None, help="input-pipeline batch (default 256, quick 32)")
     parser.add_argument("--no-cuda", action="store_true", help="do not also time on CUDA when it is present")
     parser.add_argument("--verbose", action="store_true", help="print tracebacks of unavailable / failed rows")
@@ -616,9 +619,11 @@ def main(argv=None) -> int:
 
     result = {
         "meta": {"quick": args.quick, "torch": torch.__version__, "python": platform.python_version(),
-                 "machine": platform.machine(), "cpu_count": __import__("os").cpu_count(),
+                 "machine": platform.machine(), "cpu_count": os.cpu_count(),
                  "cuda": torch.cuda.is_available(), "devices": [str(d) for d in devices], "repeats": repeats,
                  "threads": args.threads, "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                 # the machine may be shared: timings are only comparable at similar load
+                 "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
                  "sections": sorted(sections)},
         "loss_cost": [], "input_pipeline": [], "method_overhead": [],
     }
@@ -637,9 +642,8 @@ def main(argv=None) -> int:
                      ("images/s", "images_per_s", ".0f"), ("views/s", "views_per_s", ".0f"),
                      ("status", "status", "")])
     if "overhead" in sections:
-        result["method_overhead"] = bench_overhead(args.quick, repeats, args.threads, devices[0],
-                                                   args.arch or ("resnet20_option_a" if args.quick else "resnet32_option_a"),
-                                                   args.verbose)
+        arch = args.arch or ("resnet20_option_a" if args.quick else "resnet32_option_a")
+        result["method_overhead"] = bench_overhead(args.quick, repeats, args.threads, devices[0], arch, args.verbose)
         print_table("method overhead: one training step vs bare backbone", result["method_overhead"],
                     [("method", "method", ""), ("config", "config", ""), ("step ms", "step_ms", ".1f"),
                      ("ratio", "ratio", ".2f"), ("status", "status", "")])

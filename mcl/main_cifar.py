@@ -25,6 +25,7 @@ if __package__ in (None, ""):  # run as a script from inside mcl/: make the pack
 import numpy as np
 import torch
 import torch.nn.functional as F
+import torchvision.transforms as T
 from torch.utils.data import BatchSampler, DataLoader
 
 from common.augment import cifar_train_transform, test_transform
@@ -98,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--freeze-bn", action="store_true",
                    help="keep BatchNorm layers in eval mode while training (testing aid: makes 1-process and "
                         "multi-process runs numerically comparable)")
+    p.add_argument("--image-size", default=32, type=int,
+                   help="resize the 32x32 images to this size first (e.g. 16 for the fast digits default; the "
+                        "random crop padding scales with it)")
     p.add_argument("--no-augment", dest="augment", action="store_false",
                    help="train on un-augmented images (testing aid: makes 1-process and multi-process runs see "
                         "identical inputs)")
@@ -121,9 +125,14 @@ def check_args(args) -> None:
 def build_data(args):
     normalize = DATASETS[args.dataset]
     root = None if args.dataset == "digits" else args.data
-    train_transform = cifar_train_transform(normalize) if args.augment else test_transform(normalize)
+    train_transform = (cifar_train_transform(normalize, size=args.image_size, padding=max(1, args.image_size // 8))
+                       if args.augment else test_transform(normalize))
+    test_transform_ = test_transform(normalize)
+    if args.image_size != 32:
+        train_transform = T.Compose([T.Resize(args.image_size), train_transform])
+        test_transform_ = T.Compose([T.Resize(args.image_size), test_transform_])
     train_set = build_dataset(args.dataset, root, "train", train_transform)
-    test_set = build_dataset(args.dataset, root, "test", test_transform(normalize))
+    test_set = build_dataset(args.dataset, root, "test", test_transform_)
     return train_set, test_set
 
 

@@ -46,6 +46,7 @@ def test_cifar100_main_simple_script(tmp_path):
     data = fake.write_cifar100(tmp_path / "data", n_train=40, n_test=20)
     tiny = [a for a in TINY if a not in ("--mem_size", "32")]
     proc = run_script("ascl", "sh/cifar100_ascl_simple.sh", *tiny, "--K", "32", "--type", "ahcl",
+                      "--arch", "resnet20_option_a",
                       env={"DATA": data}, runs_dir=tmp_path)
     assert "final knn top-1" in proc.stdout
     assert (tmp_path / "runs" / "ascl" / "ascl_project" / "cifar100_moco_ahcl_1_weak_augment_5_0.1_0.05").is_dir()
@@ -53,10 +54,10 @@ def test_cifar100_main_simple_script(tmp_path):
 
 def test_imagenet_script(tmp_path):
     data = fake.write_imagefolder(tmp_path / "imagenet", n_classes=2, n_per_class=4, size=40)
-    proc = run_script("ascl", "sh/imagenet_ascl.sh", "-a", "resnet18", "--image-size", "16", "--batch-size", "4",
+    proc = run_script("ascl", "sh/imagenet_ascl.sh", "-a", "resnet20_option_a", "--image-size", "16", "--batch-size", "4",
                       "--moco-k", "8", "--moco-dim", "16", "--epochs", "1", "-j", "0", "--nproc-per-node", "1",
                       "--no-progress", env={"DATA": data}, runs_dir=tmp_path)
-    run = tmp_path / "runs" / "ascl" / "imagenet_resnet18"
+    run = tmp_path / "runs" / "ascl" / "imagenet_resnet20_option_a"
     assert (run / "checkpoint_0001.pth.tar").is_file(), proc.stdout[-2000:]
 
 
@@ -68,6 +69,7 @@ def test_main_other_datasets_and_byol(tmp_path, dataset, writer):
               "write_cifar10": dict(n_train=40, n_test=10)}[writer]
     data = getattr(fake, writer)(tmp_path / "data", **kwargs)
     extra = ["--model", "byol", "--aug", "strong_augment"] if dataset == "cifar10" else []
-    proc = run_python("ascl", "main.py", "--dataset", dataset, "--data_path", data, "--arch", "resnet18", *TINY,
+    proc = run_python("ascl", "main.py", "--dataset", dataset, "--data_path", data, *TINY,
+                      "--arch", "resnet18" if dataset == "stl10" else "resnet20_option_a",
                       "--eval_epochs", "0", *extra, runs_dir=tmp_path)
     assert "final knn top-1" in proc.stdout

@@ -46,7 +46,7 @@ def get_parser(variant: str = "image") -> argparse.ArgumentParser:
     parser.add_argument("--feature_dim", default=128, type=int, help="Feature dim for latent vector")
     parser.add_argument("--temperature", default=0.5, type=float, help="Temperature used in softmax")
     parser.add_argument("--k", default=200, type=int, help="Top k most similar images used to predict the label "
-                        "(no-op, kept for command-line compatibility: the original has no kNN monitor)")
+                        "(the original never used it; here only the k of --eval knn)")
     parser.add_argument("--batch_size", default=256, type=int, help="Number of images in each mini-batch "
                         "(global, over all processes; each image gives 6 views)")
     parser.add_argument("--epochs", default=400, type=int, help="Number of sweeps over the dataset to train")

@@ -119,7 +119,8 @@ def test_crop_boxes_follow_torchvision_law():
         assert (top >= 0).all() and (left >= 0).all() and (top + bh <= h).all() and (left + bw <= w).all()
         torch.manual_seed(0)
         img = torch.zeros(3, h, w)
-        ref = torch.tensor([T.RandomResizedCrop.get_params(img, list(scale), [3 / 4, 4 / 3]) for _ in range(n)]).double()
+        ref = torch.tensor([T.RandomResizedCrop.get_params(img, list(scale), [3 / 4, 4 / 3])
+                            for _ in range(n)]).double()
         for ours, theirs in [(bh * bw / (h * w), ref[:, 2] * ref[:, 3] / (h * w)),
                              (torch.log(bw / bh), torch.log(ref[:, 3] / ref[:, 2])),
                              ((left + bw / 2) / w, (ref[:, 1] + ref[:, 3] / 2) / w)]:
@@ -309,6 +310,7 @@ def test_speedup_over_per_image_pipeline(colour_digits):
         batched(x, g)
         t_ours.append(time.perf_counter() - t0)
     speedup = min(t_pil) / min(t_ours)
-    print(f"\nSimCLR 2 views, {len(images)} images 32x32, 1 thread: per-image PIL {len(images) / min(t_pil):.0f} img/s, "
-          f"batched {len(images) / min(t_ours):.0f} img/s, speed-up {speedup:.1f}x")
+    print(f"\nSimCLR 2 views, {len(images)} images 32x32, 1 thread: "
+          f"per-image PIL {len(images) / min(t_pil):.0f} img/s, batched {len(images) / min(t_ours):.0f} img/s, "
+          f"speed-up {speedup:.1f}x")
     assert speedup >= 1.5

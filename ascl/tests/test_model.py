@@ -1,0 +1,55 @@
+"""Model structure against the original's parameter counts (shared/golden/ascl/archs.json) and checkpoint keys."""
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from ascl.model import ASCL, LinearHead, ModelBase
+from common.utils import count_parameters
+
+ARCHS = Path(os.environ.get("GOLDEN_DIR", Path(__file__).resolve().parents[3] / "shared" / "golden")) / "ascl" / "archs.json"
+
+
+@pytest.mark.skipif(not ARCHS.is_file(), reason="no archs.json")
+@pytest.mark.parametrize("arch", ["resnet18", "resnet50"])
+def test_parameter_counts_match_original(arch):
+    ref = json.loads(ARCHS.read_text())
+    for variant in ("cifar10", "stl10"):
+        entry = ref.get(f"{arch}/{variant}")
+        if entry is None:
+            continue
+        model = ModelBase(variant, 128, arch)
+        assert count_parameters(model.net) == entry["backbone_params"]
+        assert count_parameters(model.projector) == entry["projector_params"]
+        size = entry["input_size"]
+        with torch.no_grad():
+            model.eval()
+            assert model(torch.randn(2, 3, size, size), feat=True).shape == (2, entry["feat_dim"])
+
+
+def test_wrapper_counts_teacher_frozen_and_original_buffer_names():
+    moco = ASCL("cifar10", "moco")
+    assert count_parameters(moco, trainable_only=True) == 12_481_728
+    assert all(not p.requires_grad for p in moco.encoder_k.parameters())
+    state = moco.state_dict()
+    original = {k.replace("criterion.", ""): v for k, v in state.items()}   # queue, labels, queue_ptr at top level
+    moco.load_state_dict(original)
+    byol = ASCL("cifar10", "byol")
+    assert count_parameters(byol, trainable_only=True) == 12_614_464
+    head = LinearHead(moco.encoder_q, 512, 10)
+    assert count_parameters(head, trainable_only=True) == 512 * 10 + 10
+
+
+def test_ema_and_train_step_on_tiny_batch():
+    torch.manual_seed(0)
+    model = ASCL("cifar10", "moco", dim=16, mem_size=32, arch="resnet20_option_a", nn_num=2)
+    before = [p.clone() for p in model.encoder_k.parameters()]
+    x = torch.randn(16, 3, 16, 16)
+    out = model(x, x.flip(3), torch.arange(16))
+    out.loss.backward()
+    assert torch.isfinite(out.loss) and out.soft_labels.shape == (16, 33)
+    assert int(model.criterion.queue_ptr) == 16
+    # teacher starts as a copy, so the first EMA step leaves it unchanged
+    assert all(torch.equal(a, b) for a, b in zip(before, model.encoder_k.parameters()))
