@@ -72,10 +72,12 @@ def build_parser(variant: str) -> argparse.ArgumentParser:
                    help="folder holding ImageNet_LT/, iNaturalist18/, Places_LT/ list files (hard-coded in the original)")
     p.add_argument("--root_path", type=str, default=None,
                    help="output root; runs go to <root_path>/runs/paco/<dataset>/<mark> (default $CL_RUNS_DIR or cwd)")
-    archs = d(TORCHVISION_ARCHS + ("resnext101_32x4d",), TORCHVISION_ARCHS, ("resnet32",) + TORCHVISION_ARCHS,
+    archs = d(TORCHVISION_ARCHS + ("resnext101_32x4d", "resnet32"), TORCHVISION_ARCHS, ("resnet32",) + TORCHVISION_ARCHS,
               TORCHVISION_ARCHS + ("resnet200",))
     p.add_argument("-a", "--arch", metavar="ARCH", default=d("resnet50", "resnet50", "resnet32", "resnet50"),
-                   choices=archs, help="model architecture: " + " | ".join(archs))
+                   choices=archs, help="model architecture: " + " | ".join(archs) +
+                   (" (resnet32 = the CIFAR ResNet-32, not in the original paco_lt.py: for --dataset digits)"
+                    if lt else ""))
     p.add_argument("-j", "--workers", default=d(32, 32, 0, 32), type=int, metavar="N",
                    help="data loading workers per node (divided by the processes per node, rounded up)")
     p.add_argument("--epochs", default=d(400, 200, 400, 200), type=int, metavar="N")
@@ -122,7 +124,7 @@ def build_parser(variant: str) -> argparse.ArgumentParser:
     p.add_argument("--alpha", default=d(1.0, 1.0, None, 1.0), type=float, help="weight of sample-sample positives")
     p.add_argument("--beta", default=1.0, type=float, help="weight of the sample-centre positive")
     p.add_argument("--gamma", default=1.0, type=float, help="weight of the sample terms in the denominator")
-    p.add_argument("--aug", default=None, type=str, choices=AUG_CHOICES[variant], help="augmentation pair (§d.3)")
+    p.add_argument("--aug", default=None, type=str, choices=AUG_CHOICES[variant], help="augmentation pair (§d.3); the original crashed without it, here it falls back to the first choice")
     if full:
         p.add_argument("--rand_m", default=10, type=int, help="RandAugment magnitude (clipped to 10, quirk §k.17)")
         p.add_argument("--rand_n", default=2, type=int, help="RandAugment ops per image")

@@ -13,6 +13,7 @@ last epoch's top-1 is printed too).
 from __future__ import annotations
 
 import argparse
+import os
 
 import torch
 import torch.nn as nn
@@ -52,7 +53,9 @@ class Net(nn.Module):
 
 def load_pretrained(path: str, arch: str | None, device) -> Model:
     """``Model`` from an original-format checkpoint (a state dict with or without ``module.``; the projection
-    dim is read from it, quirk 11) or from this code's ``checkpoint.pth`` (arch / feature_dim from its args)."""
+    dim is read from it, quirk 11) or from this code's ``checkpoint.pth`` (arch / feature_dim from its args).
+    The arch: ``arch``, else the args of that ``checkpoint.pth`` (or of one in the same run folder), else
+    resnet50 (the original)."""
     state = load_checkpoint(path, map_location=device)
     saved_args = {}
     if "state_dict" in state and isinstance(state["state_dict"], dict):
@@ -62,6 +65,14 @@ def load_pretrained(path: str, arch: str | None, device) -> Model:
     if "g.3.weight" not in state:
         raise UserError(f"checkpoint '{path}' is not an AttentioNCE model (no projection head 'g.3.weight'); "
                         "pass a file written by main.py")
+    if not arch and not saved_args:
+        # an original-format file holds no arch; main.py's checkpoint.pth next to it does
+        sibling = os.path.join(os.path.dirname(os.path.abspath(path)), "checkpoint.pth")
+        if os.path.isfile(sibling) and os.path.abspath(sibling) != os.path.abspath(path):
+            try:
+                saved_args = load_checkpoint(sibling).get("args") or {}
+            except UserError:
+                saved_args = {}
     arch = arch or saved_args.get("arch") or "resnet50"
     model = Model(feature_dim=state["g.3.weight"].shape[0], arch=arch)
     try:

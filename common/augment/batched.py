@@ -522,6 +522,9 @@ class BatchedAugment:
         self.normalize = normalize if isinstance(normalize, Normalize) or normalize is None else Normalize(normalize)
 
     def __call__(self, images: torch.Tensor, generator=None, n_views: int = 1) -> torch.Tensor:
+        if generator is not None and generator.device.type != images.device.type:
+            raise ValueError(f"the generator is on {generator.device} but the batch on {images.device}: create it "
+                             f"with torch.Generator(device=images.device)")
         x = self.crop(_to_float(images), n_views, generator)
         for op in self.ops:
             x = op(x, generator)

@@ -83,6 +83,8 @@ def test_builders_shapes_dtype_range(colour_digits, resample):
         raw(x[:, :1])
     with pytest.raises(TypeError):
         BA.BatchedMultiView(raw)
+    with pytest.raises(ValueError, match="generator is on"):
+        raw(x.to("meta"), _gen(0))
 
 
 def test_seeded_generator_is_deterministic_and_views_are_independent(colour_digits):
