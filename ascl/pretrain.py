@@ -398,7 +398,9 @@ def main(variant: str = "main", argv=None) -> None:
     args = build_parser(variant).parse_args(argv)
     if variant == "main_simple":
         args.run_id, args.entity, args.wandb = "ascl_project", None, False   # quirk 3 fixed
-    if torch.cuda.is_available() and args.gpuid and "CUDA_VISIBLE_DEVICES" not in os.environ:
+    single_process = not args.multiprocessing_distributed and "LOCAL_RANK" not in os.environ
+    if single_process and args.gpuid and "CUDA_VISIBLE_DEVICES" not in os.environ:
+        # before any CUDA call, as the original; multi-process launches use every visible GPU instead
         os.environ["CUDA_VISIBLE_DEVICES"] = args.gpuid
     if args.dataset == "digits" and args.data_path in ("cifar10", ""):
         args.data_path = None

@@ -34,7 +34,9 @@ def _is_attentionce(path: str, fixture: dict) -> bool:
     source = str(meta.get("source", ""))
     if "AttentioNCE" in source or meta.get("kind") == "attentionce_loss":
         return True
-    return bool(FILE_NAME.match(os.path.basename(path))) and "d_pos" in (fixture.get("hparams") or {})
+    hparams = fixture.get("hparams") or {}
+    by_content = {"d_pos", "d_neg", "temperature"} <= set(hparams) and "z_1" in fixture["tensors"]
+    return by_content or (bool(FILE_NAME.match(os.path.basename(path))) and "d_pos" in hparams)
 
 
 def _views(tensors: dict, prefix: str) -> list[torch.Tensor]:

@@ -42,6 +42,13 @@ def evaluate(net, loader, args, ensemble: str = "sum", topk=(1,)):
     return result
 
 
+def run_tag(args) -> str:
+    """'baseline' (every MCL weight 0) or 'mcl', plus '_kd' with --logit-distill: part of the default run
+    name, so the scripts' runs (and their auto-resume) never collide."""
+    weights = (args.alpha, args.gamma, args.beta, args.lam)
+    return ("mcl" if any(weights) else "baseline") + ("_kd" if args.logit_distill else "")
+
+
 def format_eval(result) -> str:
     return (f"per-network {[round(a, 2) for a in result['per_net']]}, mean {result['mean']:.2f}, "
             f"ensemble {result['ensemble']:.2f}")

@@ -39,7 +39,7 @@ from common.utils import UserError, check_finite, run_main, seed_everything
 from mcl.builder import SupervisedMCL, freeze_batchnorm, gather_batch
 from mcl.dataset.class_sampler import MPerClassSampler
 from mcl.engine import (evaluate, evaluate_keeping_rng, format_eval, load_for_evaluation, resolve_resume, resume,
-                        training_state)
+                        run_tag, training_state)
 from mcl.losses.cifar_sup_mcl_loss import SupMCLLoss, check_same_class_partner
 from mcl.losses.kd import logit_distillation
 from mcl.models import CIFAR_ARCHS, get_model
@@ -90,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--feat-dim", default=128, type=int, help="embedding head output dimension")
     # additions (not in the original)
     p.add_argument("--name", default=None, type=str,
-                   help="run name (default main_cifar_arch_<arch>_dataset_<dataset>_seed<seed>)")
+                   help="run name (default main_cifar_arch_<arch>_n<N>_<baseline|mcl>[_kd]_dataset_<dataset>_seed<seed>)")
     p.add_argument("--no-auto-resume", dest="auto_resume", action="store_false",
                    help="do not continue from the newest checkpoint found in the run directory")
     p.add_argument("--device", default=None, type=str, help="cpu / cuda (default: cuda if available)")
@@ -294,7 +294,8 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     check_args(args)
     if args.name is None:
-        args.name = f"main_cifar_arch_{args.arch}_dataset_{args.dataset}_seed{args.manual_seed}"
+        args.name = (f"main_cifar_arch_{args.arch}_n{args.number_net}_{run_tag(args)}_dataset_{args.dataset}"
+                     f"_seed{args.manual_seed}")
     if torch.cuda.is_available() and args.device != "cpu":
         os.environ.setdefault("CUDA_VISIBLE_DEVICES", args.gpu_id)
     launch(main_worker, args)

@@ -31,7 +31,7 @@ from common.utils import UserError, check_finite, run_main, seed_everything
 from mcl.builder import SupervisedMCL, freeze_batchnorm
 from mcl.dataset.imagenet import get_imagenet_dataloader_sample
 from mcl.engine import (evaluate, evaluate_keeping_rng, format_eval, load_for_evaluation, resolve_resume, resume,
-                        training_state)
+                        run_tag, training_state)
 from mcl.losses.imagenet_sup_mcl_loss import SupMCLLoss
 from mcl.losses.kd import logit_distillation
 from mcl.models import IMAGENET_ARCHS, get_model
@@ -83,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-size", default=224, type=int, help="train / val crop size (smaller for smoke tests)")
     p.add_argument("--resize", default=256, type=int, help="validation resize before the center crop")
     p.add_argument("--name", default=None, type=str,
-                   help="run name (default main_imagenet_arch<arch>_dataset_<dataset>_seed<seed>)")
+                   help="run name (default main_imagenet_arch<arch>_n<N>_<baseline|mcl>[_kd]_dataset_<dataset>_seed<seed>)")
     p.add_argument("--no-auto-resume", dest="auto_resume", action="store_false",
                    help="do not continue from the newest checkpoint of the run directory")
     p.add_argument("--device", default=None, type=str, help="cpu / cuda (default: cuda if available)")
@@ -222,7 +222,8 @@ def main(argv=None):
     if args.resume and args.evaluate:
         raise UserError("--resume and --evaluate are mutually exclusive")
     if args.name is None:
-        args.name = f"main_imagenet_arch{args.arch}_dataset_{args.dataset}_seed{args.manual_seed}"
+        args.name = (f"main_imagenet_arch{args.arch}_n{args.number_net}_{run_tag(args)}_dataset_{args.dataset}"
+                     f"_seed{args.manual_seed}")
     if torch.cuda.is_available() and args.device != "cpu":
         os.environ.setdefault("CUDA_VISIBLE_DEVICES", args.gpu_id)
     launch(main_worker, args)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import sys
 
 import torch
 from torch.utils.data import DataLoader, DistributedSampler

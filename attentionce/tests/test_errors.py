@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from ci.smoke import run_python, run_script
-from attentionce.tests.helpers import TINY, run_dir, write_all
+from attentionce.tests.helpers import TINY, run_dir
 
 STEPS = ["--batch_size", "4", "--epochs", "1", "--steps_per_epoch", "2"]
 

@@ -75,6 +75,8 @@ def parse_option(argv=None, dataset_default: str = "cifar10"):
                              "L2 norm) for quick CPU runs")
     parser.add_argument("--image-size", type=int, default=None,
                         help="crop size (default 32, STL-10 64); smaller values for quick runs with --arch")
+    parser.add_argument("--crop-min", type=float, default=None,
+                        help="min scale of the RandomResizedCrop (default 0.2, STL-10 0.08)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (the original did not seed)")
     parser.add_argument("--device", type=str, default=None, help="cpu / cuda (default: cuda if available)")
     parser.add_argument("--name", type=str, default=None, help="run name (default: derived from the flags)")
@@ -121,7 +123,7 @@ def parse_option(argv=None, dataset_default: str = "cifar10"):
 
 
 def set_loader(args):
-    transform = util.pretrain_transform(args.dataset, args.image_size)
+    transform = util.pretrain_transform(args.dataset, args.image_size, args.crop_min)
     base = util.pretrain_dataset(args.dataset, args.data_folder, args.imbalanced)
     dataset = util.MultiAugUnsupervisedDataset(base, transform, args.Ny + 1)
     generator = torch.Generator()

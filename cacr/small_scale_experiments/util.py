@@ -26,15 +26,15 @@ def image_size(dataset: str, size: int | None = None) -> int:
     return size or (64 if dataset == "stl10" else 32)
 
 
-def _crop(dataset, size):
-    scale = (0.08, 1) if dataset == "stl10" else (0.2, 1)
+def _crop(dataset, size, crop_min=None):
+    scale = (crop_min if crop_min is not None else (0.08 if dataset == "stl10" else 0.2), 1)
     return T.RandomResizedCrop(image_size(dataset, size), scale=scale)
 
 
-def pretrain_transform(dataset: str, size: int | None = None) -> T.Compose:
+def pretrain_transform(dataset: str, size: int | None = None, crop_min: float | None = None) -> T.Compose:
     """RandomResizedCrop(32, 0.2–1) [STL: (64, 0.08–1)] → flip → ColorJitter(0.4, 0.4, 0.4, 0.4) always →
     RandomGrayscale(0.2) → ToTensor → Normalize."""
-    return T.Compose([_crop(dataset, size), T.RandomHorizontalFlip(), T.ColorJitter(0.4, 0.4, 0.4, 0.4),
+    return T.Compose([_crop(dataset, size, crop_min), T.RandomHorizontalFlip(), T.ColorJitter(0.4, 0.4, 0.4, 0.4),
                       T.RandomGrayscale(p=0.2), T.ToTensor(), normalize_transform(NORMALIZE_NAME[dataset])])
 
 

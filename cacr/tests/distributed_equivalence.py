@@ -1,5 +1,6 @@
 """Run a few DDP steps of the CACR models with BN-free linear encoders in N gloo processes and save rank 0's
-parameters (used by test_distributed.py; run as ``python tests/distributed_equivalence.py MODE N PORT OUT``).
+parameters (used by test_distributed.py; ``python tests/distributed_equivalence.py N PORT OUT``; both models,
+queue MoCo and MoCo-v3 rbf, in one process group).
 
 Why BN-free: with BatchNorm every process normalises its own slice, so N processes and one process with the same
 global batch are different computations; without BN the CACR losses are per-sample (queue MoCo without the
@@ -36,10 +37,19 @@ def step_loss(model, views, mode):
     return model(views[0], views[1], 0.9, views[2:], "rbf", False)
 
 
-def worker(rank, world, port, mode, out):
+def worker(rank, world, port, out):
     if world > 1:
         dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
     torch.set_num_threads(1)
+    results = {mode: train(rank, world, mode) for mode in ("queue", "v3")}
+    if rank == 0:
+        torch.save(results, out)
+    if world > 1:
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+def train(rank, world, mode):
     model = build(mode).double()
     ddp = DDP(model) if world > 1 else model
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.5, momentum=0.9)
@@ -52,16 +62,12 @@ def worker(rank, world, port, mode, out):
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-    if rank == 0:
-        torch.save({k: v.detach().clone() for k, v in model.state_dict().items()}, out)
-    if world > 1:
-        dist.barrier()
-        dist.destroy_process_group()
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
 if __name__ == "__main__":
-    mode, world, port, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+    world, port, out = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
     if world == 1:
-        worker(0, 1, port, mode, out)
+        worker(0, 1, port, out)
     else:
-        mp.spawn(worker, nprocs=world, args=(world, port, mode, out), join=True)
+        mp.spawn(worker, nprocs=world, args=(world, port, out), join=True)

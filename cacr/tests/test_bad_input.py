@@ -4,7 +4,6 @@ from __future__ import annotations
 import glob
 import os
 
-import pytest
 
 TINY = ["--epochs", "1", "--max-iters", "1", "--Ns", "8", "--Ny", "1", "--num_workers", "0", "--monitor", "none",
         "--no-progress", "--arch", "resnet20_option_a"]
@@ -74,8 +73,7 @@ def test_nan_loss_stops_without_checkpoint(cacr_run, runs_dir):
     assert not glob.glob(os.path.join(run_dir, "*.pth*")) and not glob.glob(os.path.join(run_dir, ".*.tmp"))
 
 
-@pytest.mark.parametrize("value", ["0", "0.0"])
-def test_zero_alpha_is_a_clear_error(cacr_run, value):
-    proc = cacr_run(["small_scale_experiments/main_ours.py", "--dataset", "digits", "--alpha", value, *TINY],
+def test_zero_alpha_is_a_clear_error(cacr_run):
+    proc = cacr_run(["small_scale_experiments/main_ours.py", "--dataset", "digits", "--alpha", "0", *TINY],
                     check=False)
     _assert_user_error(proc, "--alpha")

@@ -27,10 +27,3 @@ def test_resume_matches_uninterrupted(cacr_run, runs_dir):
     assert full.keys() == split.keys()
     for k in full:
         assert torch.equal(full[k], split[k]), k
-
-
-def test_explicit_resume_flag(cacr_run, runs_dir):
-    cacr_run([*ARGS, "--epochs", "1", "--name", "resume_flag_a"])
-    ckpt = os.path.join(runs_dir, "runs", "cacr", "resume_flag_a", "checkpoint.pth.tar")
-    out = cacr_run([*ARGS, "--epochs", "2", "--name", "resume_flag_b", "--resume", ckpt]).stdout
-    assert "resumed at epoch 1" in out

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 
 import pytest
 import torch
@@ -25,9 +26,10 @@ STATE = {}
 def test_train_sh_digits_default(cacr_run):
     out = cacr_run(["bash", "sh/train.sh", "--epochs", "1", "--max-iters", "2", "--monitor-epochs", "5",
                     "--num_workers", "0", "--name", "smoke_digits"]).stdout
-    assert "initial linear top-1:" in out and "final linear top-1:" in out
-    run_dir = os.path.join(os.environ.get("CL_RUNS_DIR", ""), "")  # runs under the session runs_dir
-    assert out.index("initial linear top-1") < out.index("final linear top-1")
+    initial = re.search(r"^initial (knn|linear) top-1: (\d+\.\d+)$", out, re.M)
+    final = re.search(r"^final (knn|linear) top-1: (\d+\.\d+)$", out, re.M)
+    assert initial and final and initial.start() < final.start(), out
+    assert 0 <= float(final.group(2)) <= 100
 
 
 @pytest.mark.parametrize("script,dataset,extra", [
