@@ -31,8 +31,7 @@ from torch.utils.data import BatchSampler, DataLoader
 from common.augment import cifar_train_transform, test_transform
 from common.checkpoint import save_checkpoint
 from common.data import build_dataset
-from common.distributed import (add_distributed_args, cleanup, init_distributed, is_main_process, launch,
-                                unwrap_model, wrap_ddp)
+from common.distributed import add_distributed_args, cleanup, init_distributed, is_main_process, launch, wrap_ddp
 from common.logger import RunLogger, make_run_dir
 from common.training import progress
 from common.utils import UserError, check_finite, run_main, seed_everything
@@ -90,7 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--feat-dim", default=128, type=int, help="embedding head output dimension")
     # additions (not in the original)
     p.add_argument("--name", default=None, type=str,
-                   help="run name (default main_cifar_arch_<arch>_n<N>_<baseline|mcl>[_kd]_dataset_<dataset>_seed<seed>)")
+                   help="run name (default main_cifar_arch_<arch>_n<N>_<baseline|mcl>[_kd]_dataset_<dataset>"
+                        "_seed<seed>)")
     p.add_argument("--no-auto-resume", dest="auto_resume", action="store_false",
                    help="do not continue from the newest checkpoint found in the run directory")
     p.add_argument("--device", default=None, type=str, help="cpu / cuda (default: cuda if available)")

@@ -83,7 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-size", default=224, type=int, help="train / val crop size (smaller for smoke tests)")
     p.add_argument("--resize", default=256, type=int, help="validation resize before the center crop")
     p.add_argument("--name", default=None, type=str,
-                   help="run name (default main_imagenet_arch<arch>_n<N>_<baseline|mcl>[_kd]_dataset_<dataset>_seed<seed>)")
+                   help="run name (default main_imagenet_arch<arch>_n<N>_<baseline|mcl>[_kd]_dataset_<dataset>"
+                        "_seed<seed>)")
     p.add_argument("--no-auto-resume", dest="auto_resume", action="store_false",
                    help="do not continue from the newest checkpoint of the run directory")
     p.add_argument("--device", default=None, type=str, help="cpu / cuda (default: cuda if available)")
@@ -167,7 +168,8 @@ def main_worker(local_rank, args):
     logger.info(f"Arch: {args.arch}, Params: {cal_param_size(net) / 1e6:.2f}M")
     net.eval()
     args.rep_dim = net(torch.zeros(1, 3, args.image_size, args.image_size))[1][0].shape[1]  # quirk 17
-    criterion = SupMCLLoss([args.rep_dim] * args.number_net, max(n_data, 1), args.feat_dim, args.tau, args.kd_T, args.nce_m)
+    criterion = SupMCLLoss([args.rep_dim] * args.number_net, max(n_data, 1), args.feat_dim, args.tau, args.kd_T,
+                           args.nce_m)
     model = wrap_ddp(SupervisedMCL(net, criterion), args)
     criterion.to(device)
 

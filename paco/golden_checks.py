@@ -13,7 +13,7 @@ import torch.nn as nn
 
 from common.eval import shot_accuracy
 from common.golden import UnrecognisedFixture, compare
-from paco.losses import log_class_prior, paco_loss
+from paco.losses import PaCoLoss, log_class_prior, paco_loss
 from paco.moco.builder import PaCo
 
 F32 = dict(rtol=1e-5, atol=1e-6)
@@ -95,10 +95,13 @@ def check_builder_step(fixture: dict) -> list:
         raise UnrecognisedFixture(f"fixture state has keys the wrapper does not: {unexpected[:5]}")
     model.train()
     features, target, logits_q = model(t["im_q"], t["im_k"], t["labels"])
-    from paco.losses import PaCoLoss
+    counts = t["cls_num_list"].tolist() if "cls_num_list" in t else hp.get("cls_num_list")
+    if hp.get("variant") == "full" or hp.get("with_prior") is False:
+        counts = None  # the Full-ImageNet loss has no class prior
     criterion = PaCoLoss(alpha=hp["alpha"], beta=hp.get("beta", 1.0), gamma=hp.get("gamma", 1.0),
-                         temperature=hp["moco_t"], K=hp["K"], num_classes=hp["num_classes"],
-                         cls_num_list=t["cls_num_list"].tolist())
+                         supt=hp.get("supt", 1.0) or 1.0, temperature=hp["moco_t"],
+                         base_temperature=hp.get("base_temperature"), K=hp["K"], num_classes=hp["num_classes"],
+                         cls_num_list=counts)
     loss = criterion(features, target, logits_q)
     loss.backward()
     results = [compare("features", features, t["features"], **F32),

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from common.checkpoint import capture_rng_state, code_version, load_checkpoint, save_checkpoint
 from common.distributed import (add_distributed_args, find_free_port, init_distributed, is_main_process, launch,
                                 per_process_batch_size, set_sampler_epoch, unwrap_model, wrap_ddp,
-                                distributed_sampler, processes_per_node)
+                                distributed_sampler)
 from common.eval import accuracy, shot_accuracy
 from common.logger import RunLogger, make_run_dir
 from common.meters import AverageMeter

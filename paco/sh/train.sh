@@ -1,5 +1,5 @@
 #!/bin/bash
-# Embedded default: PaCo on a long-tailed subset of scikit-learn digits (32x32, imbalance 0.1: 135 -> 13 images per
+# Embedded default: PaCo on a long-tailed subset of scikit-learn digits (32x32, imbalance 0.1: 133 -> 13 images per
 # class), tested on the balanced digits test split with top-1 and many / medium / few-shot accuracy.
 # The ImageNet-LT entry point (warm-up + cosine LR, T 0.2, alpha 0.05) scaled down for one CPU process: the CIFAR
 # ResNet-32, batch 32, queue 512, projection 32, 20 epochs, MoCo-v2 views.

@@ -9,7 +9,6 @@ import pytest
 import torch
 import torch.nn as nn
 
-from common.schedules import paco_cifar_lr, paco_lr
 from paco.losses import PaCoLoss, paco_loss
 from paco.main_paco import parse_args
 from paco.moco.builder import PaCo

@@ -8,7 +8,7 @@ import torch
 
 from paco.tests.helpers import run, run_dir
 
-BASE = ["--dataset", "digits", "--imb-factor", "0.05", "--feat_dim", "64", "-b", "32", "--moco-k", "64",
+BASE = ["--dataset", "digits", "--imb-factor", "0.01", "--feat_dim", "64", "-b", "32", "--moco-k", "64",
         "--moco-dim", "16", "--alpha", "0.01", "--moco-t", "0.05", "--warmup_epochs", "1", "-j", "0", "--seed", "0",
         "--no-multiprocessing-distributed"]
 
