@@ -95,6 +95,9 @@ def parse_option(argv=None, dataset_default: str = "cifar10"):
     parser.add_argument("--monitor-max-images", type=int, default=10000,
                         help="use at most this many train / test images for the monitor")
     parser.add_argument("--monitor-layer", type=int, default=-2, help="encoder layer for the monitor (-2 = fc7)")
+    parser.add_argument("--no-monitor-bn-recalibrate", dest="monitor_bn_recalibrate", action="store_false",
+                        help="evaluate with the encoder's own BN running statistics; by default the monitor "
+                             "re-estimates them on the train split (an untrained network has none)")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="disable tqdm")
     args = parser.parse_args(argv)
 
