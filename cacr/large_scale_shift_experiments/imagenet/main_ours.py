@@ -58,9 +58,10 @@ def get_parser(webvision: bool = False):
     parser.add_argument("--moco-contr-tau", default=0.07, type=float, help="leftover of the original; unused")
     parser.add_argument("--moco-unif-no-intra-batch", action="store_true",
                         help="repulsion over the queue only (drop the in-batch negatives)")
-    parser.add_argument("--moco-queue-per-view", action="store_true",
-                        help="corrected queue repulsion: every view uses its own q·queue. The original caches "
-                             "q_0·queue and reuses it for all views (quirk 1, the default, as published)")
+    parser.add_argument("--moco-queue-per-view", action=argparse.BooleanOptionalAction, default=True,
+                        help="queue repulsion with every view's own q·queue (default: the queue-caching bug, "
+                             "quirk 1, is fixed). --no-moco-queue-per-view reproduces the original, which caches "
+                             "q_0·queue and reuses it for every view (the published numbers were trained so)")
     parser.add_argument("--Ny", type=int, default=4, help="positives per sample (Ny+1 views)")
     parser.add_argument("--Ns", type=int, default=128, help="batch size per node (divided over its processes)")
     parser.add_argument("--tau_pos", type=float, default=1.0)
