@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from common.checkpoint import load_checkpoint
 from common.distributed import (add_distributed_args, barrier, cleanup, init_distributed, is_main_process,
                                 launch, unwrap_model, wrap_ddp)
-from common.eval import accuracy, knn_evaluate
+from common.eval import accuracy, knn_evaluate, recalibrated_copy
 from common.logger import RunLogger, make_run_dir
 from common.training import progress, resume_or_start, save_training_state
 from common.utils import UserError, check_finite, seed_everything
@@ -100,6 +100,9 @@ def build_parser(variant: str = "main") -> argparse.ArgumentParser:
                         help="do not shuffle the teacher's batch (shuffle-BN is on in the original)")
     parser.add_argument("--knn_k", default=200, type=int, help="kNN monitor: neighbours")
     parser.add_argument("--knn_t", default=0.1, type=float, help="kNN monitor: temperature")
+    parser.add_argument("--knn_bn_recalibrate", action="store_true",
+                        help="kNN monitor: re-estimate BatchNorm statistics on the memory images before each "
+                             "evaluation (not in the original; makes the untrained network's number meaningful)")
     parser.add_argument("--save_freq", default=50, type=int,
                         help="write ckpts.pth after 0-based epochs that are multiples of this (original: 50)")
     parser.add_argument("--eval_resize", action="store_true",
@@ -119,6 +122,10 @@ def build_parser(variant: str = "main") -> argparse.ArgumentParser:
     add_distributed_args(parser)
     parser.set_defaults(variant=variant)
     return parser
+
+
+def knn_recalibrate_splits(args) -> int:
+    return max(1, args.bn_splits) if args.knn_bn_recalibrate else 0
 
 
 def results_dir_name(args) -> str:
@@ -158,9 +165,18 @@ def validate_args(args) -> None:
 
 @torch.no_grad()
 def knn_test(net, memory_loader, test_loader, num_classes: int, device, knn_k: int = 200,
-             knn_t: float = 0.1) -> float:
+             knn_t: float = 0.1, recalibrate_splits: int = 0) -> float:
     """kNN monitor (spec §h): L2-normalised backbone features (before the projector, eval mode) of the memory
-    set as the bank, top-k cosine neighbours weighted by exp(sim/t); returns test top-1 in %."""
+    set as the bank, top-k cosine neighbours weighted by exp(sim/t); returns test top-1 in %.
+
+    ``recalibrate_splits > 0`` (``--knn_bn_recalibrate``) first re-estimates the BatchNorm statistics on the
+    memory images (batches divisible by the split-BN count), so the untrained network is not evaluated with
+    its initial mean-0 / variance-1 statistics (see ``common.eval.recalibrated_copy``)."""
+    if recalibrate_splits > 0:
+        batch = max(recalibrate_splits, (memory_loader.batch_size // recalibrate_splits) * recalibrate_splits)
+        loader = torch.utils.data.DataLoader(memory_loader.dataset, batch_size=batch, shuffle=False,
+                                             drop_last=True, num_workers=0)
+        net = recalibrated_copy(net, loader, device, forward=lambda m, x: m(x, feat=True))
     was_training = net.training
     net.eval()
     try:
@@ -327,7 +343,7 @@ def main_worker(local_rank: int, args) -> None:
 
     if state is None or "initial_knn" not in state:
         initial = knn_test(net.encoder_q, loaders.memory, loaders.test, loaders.num_classes, device, args.knn_k,
-                           args.knn_t) if main_process else 0.0
+                           args.knn_t, knn_recalibrate_splits(args)) if main_process else 0.0
     else:
         initial = float(state["initial_knn"])
     logger.info(f"initial knn top-1: {initial:.2f}")
@@ -348,7 +364,7 @@ def main_worker(local_rank: int, args) -> None:
         train_loss, lr = train_one_epoch(model, loaders.train, optimizer, epoch, args)
         if main_process:
             acc = knn_test(net.encoder_q, loaders.memory, loaders.test, loaders.num_classes, device, args.knn_k,
-                           args.knn_t)
+                           args.knn_t, knn_recalibrate_splits(args))
             best_acc = max(best_acc, acc)
             logger.info(f"Epoch [{epoch}/{args.epochs}] loss {train_loss:.4f} lr {lr:.5f} "
                         f"knn top-1 {acc:.2f} best {best_acc:.2f}")
@@ -372,7 +388,7 @@ def main_worker(local_rank: int, args) -> None:
     if main_process:
         if start_epoch >= args.epochs and state is not None:
             acc = knn_test(net.encoder_q, loaders.memory, loaders.test, loaders.num_classes, device, args.knn_k,
-                           args.knn_t)
+                           args.knn_t, knn_recalibrate_splits(args))
         logger.info(f"final knn top-1: {acc:.2f}")
         if args.eval_epochs > 0:
             linear_acc = linear_eval(net.encoder_q, loaders, args, logger, run_dir)

@@ -7,13 +7,12 @@ with Adam on the cached features (``common.eval.train_linear_probe``), top-1 (%)
 """
 from __future__ import annotations
 
-import copy
 
 import numpy as np
 import torch
 
 from common.data import build_dataset
-from common.eval.features import eval_mode, extract_features
+from common.eval.features import eval_mode, extract_features, recalibrated_copy
 from common.eval.linear import train_linear_probe
 
 from cacr.small_scale_experiments import util
@@ -26,25 +25,10 @@ def _limited(dataset, n, seed=0):
     return torch.utils.data.Subset(dataset, idx.tolist())
 
 
-@torch.no_grad()
-def recalibrated_copy(encoder, dataset, device, batch_size=256):
-    """A copy of ``encoder`` whose BatchNorm statistics are re-estimated (cumulative average) on ``dataset``.
-
-    Why: an untrained network's running statistics are the initial mean 0 / variance 1, i.e. no normalisation at
-    all, which makes its evaluation a different network from the one it would be after any training step; both the
-    initial and the final evaluation therefore use statistics of the training images.
-    """
-    encoder = copy.deepcopy(encoder)
-    bns = [m for m in encoder.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    if not bns:
-        return encoder
-    for m in bns:
-        m.reset_running_stats()
-        m.momentum = None
-    encoder.train()
-    for images, _ in torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0):
-        encoder(images.to(device))
-    return encoder.eval()
+def recalibrated_encoder(encoder, dataset, device, batch_size=256):
+    """``encoder`` with BatchNorm statistics re-estimated on ``dataset`` (see ``common.eval.recalibrated_copy``)."""
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
+    return recalibrated_copy(encoder, loader, device)
 
 
 def encoder_features(encoder, dataset, device, layer_index=-2, batch_size=256):
@@ -60,7 +44,7 @@ def linear_probe_accuracy(encoder, args) -> float:
     train = _limited(build_dataset(args.dataset, args.data_folder, "train", transform), args.monitor_max_images)
     test = _limited(build_dataset(args.dataset, args.data_folder, "test", transform), args.monitor_max_images)
     if args.monitor_bn_recalibrate:
-        encoder = recalibrated_copy(encoder, train, args.device)
+        encoder = recalibrated_encoder(encoder, train, args.device)
     train_x, train_y = encoder_features(encoder, train, args.device, args.monitor_layer)
     test_x, test_y = encoder_features(encoder, test, args.device, args.monitor_layer)
     acc = train_linear_probe(train_x, train_y, test_x, test_y, epochs=args.monitor_epochs, lr=1e-3,
@@ -77,7 +61,7 @@ def knn_accuracy(encoder, args) -> float:
     train = _limited(build_dataset(args.dataset, args.data_folder, "train", transform), args.monitor_max_images)
     test = _limited(build_dataset(args.dataset, args.data_folder, "test", transform), args.monitor_max_images)
     if args.monitor_bn_recalibrate:
-        encoder = recalibrated_copy(encoder, train, args.device)
+        encoder = recalibrated_encoder(encoder, train, args.device)
     train_x, train_y = encoder_features(encoder, train, args.device, args.monitor_layer)
     test_x, test_y = encoder_features(encoder, test, args.device, args.monitor_layer)
     train_x, test_x = torch.nn.functional.normalize(train_x, dim=1), torch.nn.functional.normalize(test_x, dim=1)

@@ -51,3 +51,34 @@ def extract_features(model_fn, loader, device, normalize: bool = False, amp: boo
     if not feats:
         raise ValueError("extract_features: the loader yielded no batch")
     return torch.cat(feats), torch.cat(labels)
+
+
+@torch.no_grad()
+def recalibrated_copy(model: torch.nn.Module, loader, device, forward=None) -> torch.nn.Module:
+    """A copy of ``model`` in eval mode whose BatchNorm running statistics are re-estimated on ``loader``.
+
+    Why: an untrained network still has the initial running statistics (mean 0, variance 1), i.e. no
+    normalisation at all, so evaluating it "untrained" measures a different network from the one any training
+    step produces; and after training the running averages lag behind the weights. Evaluating both the initial
+    and the final network with statistics of the same images makes the two numbers comparable.
+
+    The statistics are the plain average over the batches of ``loader`` (momentum 1/(i+1) at batch i), which
+    also works for modules that apply the momentum themselves (``SplitBatchNorm``). ``forward(model, images)``
+    defaults to ``model(images)``; batches are ``(images, ...)``. ``model`` itself is not changed.
+    """
+    import copy
+
+    model = copy.deepcopy(model)
+    norms = [m for m in model.modules()
+             if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    if not norms:
+        return model.eval()
+    for m in norms:
+        m.reset_running_stats()
+    model.train()
+    for i, batch in enumerate(loader):
+        images = batch[0] if isinstance(batch, (list, tuple)) else batch
+        for m in norms:
+            m.momentum = 1.0 / (i + 1)
+        (forward or (lambda net, x: net(x)))(model, images.to(device, non_blocking=True))
+    return model.eval()
