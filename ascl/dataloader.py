@@ -7,16 +7,16 @@ processes see exactly the images of an uninterrupted single-process run.
 """
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
 
 import torch
 import torchvision.transforms as T
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 
 from common.augment import NORMALIZE, TwoCropsTransform
 from common.augment.pipelines import linear_train_transform, simclr_transform, test_transform, weak_transform
+from common.data.seeded import SeededTransformDataset
 from common.data import build_dataset
 
 DATASETS = ("cifar10", "cifar100", "stl10", "tinyimagenet", "digits")
@@ -56,36 +56,6 @@ def get_transforms(dataset: str, aug: str = "weak_augment", image_size: int | No
     if eval_resize or (image_size is not None and image_size != native):
         test = T.Compose([T.Resize(size), T.CenterCrop(size), *test.transforms])
     return TwoCropsTransform(strong, key), linear_train_transform(size, normalize), test
-
-
-class SeededTransformDataset(Dataset):
-    """Apply ``transform`` with the global Python / torch RNGs seeded from (seed, epoch, index).
-
-    The caller's RNG state is restored afterwards, so this is safe with ``num_workers=0``.
-    ``set_epoch`` must be called before each epoch (the loader's workers are re-created every epoch).
-    """
-
-    def __init__(self, base: Dataset, transform, seed: int):
-        self.base, self.transform, self.seed, self.epoch = base, transform, int(seed), 0
-        self.targets = getattr(base, "targets", None)
-        self.classes = getattr(base, "classes", None)
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
-    def __len__(self) -> int:
-        return len(self.base)
-
-    def __getitem__(self, index: int):
-        img, target = self.base[index]
-        sample_seed = (self.seed * 1_000_003 + self.epoch) * 10_000_019 + int(index)
-        py_state = random.getstate()
-        with torch.random.fork_rng(devices=[]):
-            random.seed(sample_seed)
-            torch.manual_seed(sample_seed % (2 ** 63))
-            img = self.transform(img)
-        random.setstate(py_state)
-        return img, target
 
 
 @dataclass

@@ -81,3 +81,15 @@ if __name__ == "__main__":
         rest = rest[1:]
     out = run_script(method, script, *rest)
     print(out.stdout)
+
+
+def run_golden(method: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run ``ci/golden.py --method <method>`` on every ``.pt`` fixture of ``golden_dir()/<method>`` and assert
+    that all of them pass (the closing line must be ``N passed, 0 failed`` with N = the number of files)."""
+    files = sorted(str(p) for p in (golden_dir() / method).glob("*.pt"))
+    assert files, f"no .pt fixtures in {golden_dir() / method}"
+    proc = subprocess.run([sys.executable, str(ROOT / "ci" / "golden.py"), "--method", method, *files],
+                          cwd=ROOT, env=smoke_env(), capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == f"{len(files)} passed, 0 failed", proc.stdout
+    return proc

@@ -6,10 +6,10 @@ in where the data comes from); readers come from ``common.data``, pipelines from
 from __future__ import annotations
 
 import torch
-from torch.utils.data import Dataset
 
 from common.augment.pipelines import simclr_transform, test_transform as _test_transform
 from common.augment.views import MultiViewTransform
+from common.data.seeded import SeededTransformDataset
 from common.utils import UserError
 
 N_VIEWS = 6  # v1, v2 anchors; v3 ... v6 positives (hard-coded in the original)
@@ -57,37 +57,14 @@ def build_split(dataset_name: str, root: str, role: str, transform=None):
     return build_dataset(common_name, root, split, transform=transform)
 
 
-class SeededViews(Dataset):
-    """``(views (V, 3, H, W), target)`` of ``base[index]`` with the multi-view ``transform``.
-
-    With ``seed`` set, the random augmentation of an item is a function of ``(seed, epoch, index)`` only (the
-    global torch RNG is forked around it), so a resumed run, a run with other worker counts and a 2-process
-    run that splits the same global batch all see exactly the same views.  ``seed=None``: the original's
-    unseeded behaviour.  Call :meth:`set_epoch` before each epoch (workers are re-created per epoch).
-    """
-
-    def __init__(self, base, transform, seed: int | None = None):
-        self.base = base
-        self.transform = transform
-        self.seed = seed
-        self.epoch = 0
-        self.targets = getattr(base, "targets", None)
-        self.classes = getattr(base, "classes", None)
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
-    def __len__(self) -> int:
-        return len(self.base)
+class SeededViews(SeededTransformDataset):
+    """``(views (V, 3, H, W), target)`` of ``base[index]`` with the multi-view ``transform``; with ``seed`` set
+    the views are a function of ``(seed, epoch, index)`` only (``common.data.seeded``), so resumed, re-workered
+    and 2-process runs see the same views. ``seed=None``: the original's unseeded behaviour."""
 
     def __getitem__(self, index: int):
         image, target = self.base[index]
-        if self.seed is None:
-            return torch.stack(self.transform(image)), target
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed((self.seed * 1_000_003 + self.epoch) * 10_000_019 + int(index))
-            views = self.transform(image)
-        return torch.stack(views), target
+        return torch.stack(self.apply(image, index)), target
 
 
 def get_pretrain_dataset(dataset_name: str, root: str, crop_size: int = 32, seed: int | None = None,

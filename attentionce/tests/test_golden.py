@@ -1,26 +1,17 @@
 """Golden fixtures recorded from the original AttentioNCE loss: every file must pass ``ci/golden.py``."""
-import glob
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[2]
-GOLDEN = Path(os.environ.get("GOLDEN_DIR", ROOT.parent / "shared" / "golden")) / "attentionce"
+from ci.smoke import golden_dir, run_golden
+
+GOLDEN = golden_dir() / "attentionce"
 
 
-@pytest.mark.skipif(not GOLDEN.is_dir(), reason=f"no golden fixtures at {GOLDEN}")
+@pytest.mark.skipif(not (golden_dir() / "attentionce").is_dir(), reason=f"no golden fixtures at {golden_dir()}")
 def test_golden_fixtures_pass():
-    files = sorted(glob.glob(str(GOLDEN / "*.pt")))
-    assert files, f"no .pt fixtures in {GOLDEN}"
-    proc = subprocess.run([sys.executable, str(ROOT / "ci" / "golden.py"), "--method", "attentionce", *files],
-                          capture_output=True, text=True, cwd=ROOT, timeout=300)
-    print(proc.stdout, proc.stderr)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert proc.stdout.splitlines()[-1] == f"{len(files)} passed, 0 failed"
+    run_golden("attentionce")
+
 
 
 @pytest.mark.skipif(not GOLDEN.is_dir(), reason=f"no golden fixtures at {GOLDEN}")
