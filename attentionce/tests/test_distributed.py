@@ -73,7 +73,7 @@ def test_loss_gradient_across_processes(tmp_path):
     torch.manual_seed(0)
     views = torch.nn.functional.normalize(torch.randn(6, 8, 5, dtype=torch.float64), dim=-1)
     mp.start_processes(loss_gradient_worker, args=(2, find_free_port(), views, str(tmp_path)), nprocs=2,
-                       start_method="fork")
+                       start_method="spawn")  # fork deadlocks after OpenMP threads exist in the parent
     parts = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
     full_views = views.clone().requires_grad_(True)
     full = AttentioNCE(0.5, 2.0, 0.5)(full_views)
