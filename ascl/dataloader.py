@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 
 from common.augment import NORMALIZE, TwoCropsTransform
+from common.augment.on_device import DeviceViewLoader, DeviceViews, uint8_collate
 from common.augment.pipelines import linear_train_transform, simclr_transform, test_transform, weak_transform
 from common.data.seeded import SeededTransformDataset
 from common.data import build_dataset
@@ -58,9 +59,19 @@ def get_transforms(dataset: str, aug: str = "weak_augment", image_size: int | No
     return TwoCropsTransform(strong, key), linear_train_transform(size, normalize), test
 
 
+def get_batched_views(dataset: str, aug: str = "weak_augment", image_size: int | None = None):
+    """The two views of :func:`get_transforms` for ``--augment batched``: the same pipelines applied on the device
+    to uint8 batches (``common.augment.batched``), as a ``BatchedMultiView`` → [strong view, ``aug`` view]."""
+    from common.augment import batched as B
+    norm_key, size = _SETUP[dataset][0], image_size or _SETUP[dataset][1]
+    strong = B.batched_simclr_transform(size, norm_key, scale=(0.2, 1.0))
+    key = strong if aug == "strong_augment" else B.batched_weak_transform(size, norm_key, scale=(0.2, 1.0))
+    return B.BatchedMultiView([strong, key])
+
+
 @dataclass
 class Loaders:
-    train: DataLoader
+    train: DeviceViewLoader      # yields ([view 1, view 2] on args.device, labels) for --augment pil and batched
     memory: DataLoader
     linear: DataLoader
     test: DataLoader
@@ -84,6 +95,10 @@ def prepare_dataset(args, rank: int = 0, world_size: int = 1) -> Loaders:
     memory_set = build_dataset(args.dataset, root, memory_split, transform=test_t)
     linear_set = build_dataset(args.dataset, root, memory_split, transform=linear_t)
     test_set = build_dataset(args.dataset, root, test_split, transform=test_t)
+    batched = getattr(args, "augment", "pil") == "batched"
+    if batched:  # the loader only decodes; the two views are made on the device
+        from common.augment.batched import ToUint8Tensor
+        two_view = ToUint8Tensor()
     train_set = SeededTransformDataset(train_base, two_view, args.seed)
     per_process = args.batch_size // world_size
     # one sampler also for a single process: the shuffling order is then identical for any world size
@@ -91,7 +106,11 @@ def prepare_dataset(args, rank: int = 0, world_size: int = 1) -> Loaders:
                                  drop_last=True)
     workers = args.workers
     common = dict(num_workers=workers, pin_memory=torch.cuda.is_available(), persistent_workers=False)
-    train_loader = DataLoader(train_set, batch_size=per_process, sampler=sampler, drop_last=True, **common)
+    train_loader = DataLoader(train_set, batch_size=per_process, sampler=sampler, drop_last=True,
+                              collate_fn=uint8_collate if batched else None, **common)
+    views_of = DeviceViews(get_batched_views(args.dataset, args.aug, getattr(args, "image_size", None))
+                           if batched else None, args.device, args.seed, rank, getattr(args, "channels_last", False))
+    train_loader = DeviceViewLoader(train_loader, views_of, epoch_of=lambda: train_set.epoch)
     eval_bs = getattr(args, "eval_batch_size", None) or args.batch_size
     memory_loader = DataLoader(memory_set, batch_size=eval_bs, shuffle=False, **common)
     linear_loader = DataLoader(linear_set, batch_size=args.batch_size, shuffle=True, **common)

@@ -65,15 +65,23 @@ def _queue_keys(results, t, module, suffix=""):
     _cmp(results, t, "label_buffer_after" + suffix, module.labels)
 
 
-def check_moco_loss(hp: dict, t: dict) -> list:
-    module = _loss_module(hp, t, "moco")
+def _step(hp: dict, t: dict, model: str):
+    """One recorded step: the normalised raw query (gradients of both kept, the fixture records them) and key through
+    the loss, then backward. Returns (module, q_raw, q, k, output)."""
+    module = _loss_module(hp, t, model)
     q_raw = t["q_raw"].clone().requires_grad_(True)
     q = F.normalize(q_raw, dim=1)
     q.retain_grad()
     k = F.normalize(t["k_raw"], dim=1)
     out = module(q, k, t["targets"])
-    out.logits.retain_grad()
+    if out.logits is not None:  # the student logits of MoCo (BYOL has none)
+        out.logits.retain_grad()
     out.loss.backward()
+    return module, q_raw, q, k, out
+
+
+def check_moco_loss(hp: dict, t: dict) -> list:
+    module, q_raw, q, k, out = _step(hp, t, "moco")
     results = []
     for key, value in (("q", q), ("k", k), ("logits_pd", out.logits_pd), ("p", out.p),
                        ("entropy", out.entropy), ("confidence", out.confidence),
@@ -107,13 +115,7 @@ def check_moco_sequence(hp: dict, t: dict) -> list:
 
 
 def check_byol_loss(hp: dict, t: dict) -> list:
-    module = _loss_module(hp, t, "byol")
-    q_raw = t["q_raw"].clone().requires_grad_(True)
-    hq = F.normalize(q_raw, dim=1)
-    hq.retain_grad()
-    k = F.normalize(t["k_raw"], dim=1)
-    out = module(hq, k, t["targets"])
-    out.loss.backward()
+    module, q_raw, hq, k, out = _step(hp, t, "byol")
     results = []
     for key, value in (("hq", hq), ("k", k), ("logits_pd", out.logits_pd), ("entropy", out.entropy),
                        ("confidence", out.confidence), ("neighbor_weights", out.neighbor_weights),

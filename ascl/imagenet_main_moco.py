@@ -16,16 +16,17 @@ import time
 import torch
 
 from common.augment import TwoCropsTransform, moco_v1_transform, moco_v2_transform
-from common.backbones import build_backbone, list_backbones
+from common.backbones import build_backbone, freeze_batchnorm, list_backbones
 from common.data import build_dataset
-from common.distributed import (add_distributed_args, cleanup, init_distributed, is_main_process, launch,
-                                per_process_batch_size, set_sampler_epoch, distributed_sampler, wrap_ddp)
+from common.data.seeded import SeededTransformDataset
+from common.distributed import (add_distributed_args, all_reduce_mean, cleanup, init_distributed, is_main_process,
+                                launch, per_process_batch_size, rank_split_sampler, set_sampler_epoch, wrap_ddp)
 from common.eval import accuracy
 from common.logger import RunLogger, make_run_dir
 from common.meters import AverageMeter, ProgressMeter
 from common.schedules import cosine_lr, set_lr, step_lr
 from common.training import progress, resume_or_start, save_training_state
-from common.utils import UserError, check_finite, seed_everything
+from common.utils import MixedPrecision, UserError, add_precision_args, check_finite, seed_everything
 from ascl.imagenet_builder import MoCo
 from ascl.losses import soft_cross_entropy
 
@@ -55,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="path to latest checkpoint (default: none; the run directory is auto-resumed)")
     parser.add_argument("--no-auto-resume", action="store_true", help="ignore checkpoints in the run directory")
     parser.add_argument("--seed", default=None, type=int, help="seed for initializing training")
+    add_precision_args(parser)
     parser.add_argument("--moco-dim", default=128, type=int, help="feature dimension")
     parser.add_argument("--moco-k", default=65536, type=int, help="queue size; number of negative keys")
     parser.add_argument("--moco-m", default=0.999, type=float, help="moco momentum of updating key encoder")
@@ -66,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--image-size", default=224, type=int, help="crop size (smaller for smoke tests)")
     parser.add_argument("--iters-per-epoch", default=0, type=int, help="stop each epoch after N iterations (0 = all)")
     parser.add_argument("--name", default="", help="run name under runs/ascl/ (default imagenet_<arch>)")
+    parser.add_argument("--freeze-bn", action="store_true",
+                        help="BatchNorm in eval mode while training (testing aid: per-process BN and shuffle-BN make "
+                             "a multi-process run differ from one process; see common.backbones.freeze_batchnorm)")
     parser.add_argument("--no-progress", action="store_true", help="no tqdm bar")
     add_distributed_args(parser)
     return parser
@@ -77,7 +82,7 @@ def adjust_learning_rate(optimizer, epoch: int, args) -> float:
     return set_lr(optimizer, lr)
 
 
-def train(train_loader, model, optimizer, epoch: int, args, logger: RunLogger) -> float:
+def train(train_loader, model, optimizer, epoch: int, args, logger: RunLogger, precision: MixedPrecision) -> float:
     batch_time, data_time = AverageMeter("Time", ":6.3f"), AverageMeter("Data", ":6.3f")
     losses, top1, top5 = AverageMeter("Loss", ":.4e"), AverageMeter("Acc@1", ":6.2f"), AverageMeter("Acc@5", ":6.2f")
     confidence, max_weight = AverageMeter("Conf", ":.3f"), AverageMeter("MaxW", ":.3f")
@@ -85,20 +90,23 @@ def train(train_loader, model, optimizer, epoch: int, args, logger: RunLogger) -
     meter = ProgressMeter(iters, [batch_time, data_time, losses, top1, top5, confidence, max_weight],
                           prefix=f"Epoch: [{epoch}]")
     model.train()
+    if args.freeze_bn:
+        freeze_batchnorm(model)
     end = time.time()
     for i, (images, target) in enumerate(progress(train_loader, desc=f"epoch {epoch}", total=iters,
                                                   enabled=not args.no_progress)):
         if i >= iters:
             break
         data_time.update(time.time() - end)
-        im_q = images[0].to(args.device, non_blocking=True)
-        im_k = images[1].to(args.device, non_blocking=True)
+        im_q = precision.input(images[0].to(args.device, non_blocking=True))
+        im_k = precision.input(images[1].to(args.device, non_blocking=True))
         target = target.to(args.device, non_blocking=True)
-        logits, soft_targets, delta_mean, max_weight_mean = model(im_q=im_q, im_k=im_k, targets=target)
+        with precision.autocast():
+            logits, soft_targets, delta_mean, max_weight_mean = model(im_q=im_q, im_k=im_k, targets=target)
+        logits, soft_targets = logits.float(), soft_targets.float()
         loss = soft_cross_entropy(logits, soft_targets)
         optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+        precision.backward_step(loss, optimizer)
         batch_time.update(time.time() - end)
         end = time.time()
         if i % args.print_freq == 0 or i + 1 == iters:
@@ -106,11 +114,10 @@ def train(train_loader, model, optimizer, epoch: int, args, logger: RunLogger) -
             own_key = torch.zeros(logits.shape[0], dtype=torch.long, device=logits.device)
             acc1, acc5 = accuracy(logits.detach(), own_key, topk=(1, min(5, logits.shape[1])))
             n = im_q.shape[0]
-            losses.update(loss.item(), n)
-            top1.update(acc1, n)
-            top5.update(acc5, n)
-            confidence.update(delta_mean, n)
-            max_weight.update(max_weight_mean, n)
+            # the global batch's values (equal local batches), not rank 0's half
+            values = all_reduce_mean(torch.stack([loss.detach(), acc1, acc5, delta_mean, max_weight_mean])).tolist()
+            for average, value in zip((losses, top1, top5, confidence, max_weight), values):
+                average.update(value, n)
             logger.info(meter.format(i))
     logger.scalars({"loss": losses.avg, "acc1": top1.avg, "confidence": confidence.avg,
                     "max_weight": max_weight.avg}, epoch, prefix="train/")
@@ -128,7 +135,8 @@ def main_worker(local_rank: int, args) -> None:
     # keywords, not positions: the official call would put the temperature into T1 and --mlp into T2 (quirk 6)
     model = MoCo(base_encoder, dim=args.moco_dim, K=args.moco_k, m=args.moco_m, T1=args.moco_t1, T2=args.moco_t2,
                  mlp=args.mlp)
-    model = wrap_ddp(model, args)
+    precision = MixedPrecision(args.device, args.amp, args.channels_last)
+    model = wrap_ddp(precision.prepare(model), args)
     batch_size = per_process_batch_size(args.batch_size, args)
     optimizer = torch.optim.SGD(model.parameters(), args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
 
@@ -138,8 +146,11 @@ def main_worker(local_rank: int, args) -> None:
 
     size = args.image_size
     augmentation = (moco_v2_transform(size, "imagenet") if args.aug_plus else moco_v1_transform(size, "imagenet"))
-    train_dataset = build_dataset("imagefolder", args.data, "train", transform=TwoCropsTransform(augmentation))
-    sampler = distributed_sampler(train_dataset, args, shuffle=True)
+    # with --seed the views of an image depend on (seed, epoch, index) only and the global batches on (seed, epoch):
+    # the same for any number of processes (rank r takes every W-th sample of each global batch)
+    train_dataset = SeededTransformDataset(build_dataset("imagefolder", args.data, "train"),
+                                           TwoCropsTransform(augmentation), args.seed)
+    sampler = rank_split_sampler(train_dataset, shuffle=True, drop_last=True, seed=args.seed or 0)
     train_loader = torch.utils.data.DataLoader(
         train_dataset, batch_size=batch_size, shuffle=(sampler is None), num_workers=args.workers,
         pin_memory=torch.cuda.is_available(), sampler=sampler, drop_last=True)
@@ -149,8 +160,9 @@ def main_worker(local_rank: int, args) -> None:
 
     for epoch in range(start_epoch, args.epochs):
         set_sampler_epoch(sampler, epoch)
+        train_dataset.set_epoch(epoch)
         lr = adjust_learning_rate(optimizer, epoch, args)
-        loss = train(train_loader, model, optimizer, epoch, args, logger)
+        loss = train(train_loader, model, optimizer, epoch, args, logger, precision)
         logger.scalar("train/lr", lr, epoch)
         save_training_state(run_dir, epoch + 1, model, optimizer, args, filename="checkpoint_{epoch:04d}.pth.tar",
                             arch=args.arch)

@@ -128,7 +128,7 @@ def moco_ascl_loss(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, T1: fl
 
 
 def byol_ascl_loss(h: torch.Tensor, k: torch.Tensor, T2: float, relation: str = "ascl",
-                   nn_num: int = 1) -> RelabelOutput:
+                   nn_num: int = 1, k_all: torch.Tensor | None = None, offset: int = 0) -> RelabelOutput:
     """BYOL-path loss: neighbours are the other keys of the batch (no queue).
 
     Args:
@@ -136,22 +136,29 @@ def byol_ascl_loss(h: torch.Tensor, k: torch.Tensor, T2: float, relation: str = 
         k: N×C L2-normalised teacher keys (constant).
         T2: teacher temperature of the neighbour distribution.  relation: ``ascl`` or anything else
             (plain BYOL regression 2 − 2 h·k).  nn_num: k_nn.
+        k_all: M×C keys of the whole (multi-process) batch, rows ``offset … offset+N−1`` being ``k``;
+            None → ``k``. Across processes the neighbours are the other keys of the *global* batch, as on one
+            device.
     Returns:
         RelabelOutput whose ``loss`` is the batch mean (the original returned the per-sample vector, quirk 4;
-        it is kept in ``loss_per_sample``).  For ``ascl``: logits_pd N×(N−1) = k_i·k_j, j ≠ i (row-major,
-        diagonal removed, *not* divided by T2), entropy normalised by ln(N−1).
+        it is kept in ``loss_per_sample``).  For ``ascl``: logits_pd N×(M−1) = k_i·k_j, j ≠ i (row-major,
+        own key removed, *not* divided by T2), entropy normalised by ln(M−1).
     """
     k = k.detach()
     n = k.shape[0]
     if relation == "ascl":
         with torch.no_grad():
-            off_diagonal = ~torch.eye(n, dtype=torch.bool, device=k.device)
-            logits_pd = (k @ k.t()).masked_select(off_diagonal).view(n, n - 1)
-            w, p, entropy, confidence = neighbor_weights(logits_pd / T2, "ascl", nn_num, math.log(n - 1))
-            targets = torch.eye(n, dtype=k.dtype, device=k.device)
-            targets = targets.masked_scatter(off_diagonal, w)
+            k_all = k if k_all is None else k_all.detach()
+            m = k_all.shape[0]
+            rows = torch.arange(n, device=k.device)
+            own = torch.zeros(n, m, dtype=torch.bool, device=k.device)
+            own[rows, rows + offset] = True
+            others = ~own
+            logits_pd = (k @ k_all.t()).masked_select(others).view(n, m - 1)
+            w, p, entropy, confidence = neighbor_weights(logits_pd / T2, "ascl", nn_num, math.log(m - 1))
+            targets = own.to(k.dtype).masked_scatter(others, w)
             targets = targets / targets.sum(dim=1, keepdim=True)
-        loss_per_sample = 2 - 2 * (targets * (h @ k.t())).sum(dim=1)
+        loss_per_sample = 2 - 2 * (targets * (h @ k_all.t())).sum(dim=1)
     else:
         logits_pd = p = entropy = confidence = None
         w = targets = torch.eye(n, dtype=k.dtype, device=k.device)
@@ -190,6 +197,11 @@ class ASCLLoss(nn.Module):
         if self.model == "moco":
             out = moco_ascl_loss(q, k, self.queue.clone(), self.T1, self.T2, self.type, self.nn_num,
                                  self.max_entropy)
+        elif torch.distributed.is_available() and torch.distributed.is_initialized():
+            # neighbours among the keys of every process, as on one device with the global batch
+            from common.distributed import concat_all_gather, get_rank
+            out = byol_ascl_loss(q, k, self.T2, self.type, self.nn_num, k_all=concat_all_gather(k.detach()),
+                                 offset=get_rank() * k.shape[0])
         else:
             out = byol_ascl_loss(q, k, self.T2, self.type, self.nn_num)
         if targets is None:

@@ -23,10 +23,11 @@ class ModelBase(nn.Module):
     removed for CIFAR / digits, kept for STL-10 and Tiny-ImageNet).  Any other ``common.backbones`` name is
     accepted as an extension (small networks for CPU runs); its BatchNorms are converted the same way.
     ``forward(x, feat=True)`` returns the pooled backbone feature, otherwise the (unnormalised) projection.
+    ``projector='linear'`` (not in the original) replaces the MLP by one Linear(feat → dim).
     """
 
     def __init__(self, dataset: str = "cifar10", projection_dim: int = 128, arch: str = "resnet18",
-                 bn_splits: int = 8):
+                 bn_splits: int = 8, projector: str = "mlp"):
         super().__init__()
         if arch in ORIGINAL_ARCHS:
             self.net = build_backbone(f"cifar_{arch}", maxpool=dataset in ("stl10", "tinyimagenet"),
@@ -36,8 +37,15 @@ class ModelBase(nn.Module):
             if bn_splits > 1:
                 self.net = convert_split_batchnorm(self.net, bn_splits)
         self.feature_dim = self.net.feature_dim
-        self.projector = nn.Sequential(nn.Linear(self.feature_dim, 2048), nn.ReLU(inplace=True),
-                                       nn.Linear(2048, projection_dim))
+        if projector == "mlp":
+            self.projector = nn.Sequential(nn.Linear(self.feature_dim, 2048), nn.ReLU(inplace=True),
+                                           nn.Linear(2048, projection_dim))
+        elif projector == "linear":
+            # MoCo-v1-style head (an extension, see --projector): on 1,347 digits with a 64-d backbone the
+            # BN-free MLP head maps every image into a narrow cone and the contrastive loss stalls
+            self.projector = nn.Linear(self.feature_dim, projection_dim)
+        else:
+            raise ValueError(f"projector must be 'mlp' or 'linear', got {projector!r}")
 
     def forward(self, x, feat: bool = False):
         h = self.net(x)
@@ -54,10 +62,10 @@ class ASCL(nn.Module):
 
     def __init__(self, dataset: str = "cifar10", model: str = "moco", dim: int = 128, mem_size: int = 4096,
                  m: float = 0.99, T1: float = 0.1, T2: float = 0.05, arch: str = "resnet18", type: str = "ascl",
-                 nn_num: int = 1, bn_splits: int = 8, shuffle_bn: bool = True):
+                 nn_num: int = 1, bn_splits: int = 8, shuffle_bn: bool = True, projector: str = "mlp"):
         super().__init__()
         self.model, self.m, self.shuffle_bn = model, m, shuffle_bn
-        self.encoder_q = ModelBase(dataset, dim, arch, bn_splits)
+        self.encoder_q = ModelBase(dataset, dim, arch, bn_splits, projector)
         self.encoder_k = copy.deepcopy(self.encoder_q)
         for param_k in self.encoder_k.parameters():
             param_k.requires_grad = False
@@ -97,7 +105,8 @@ class ASCL(nn.Module):
                 k = F.normalize(self.encoder_k(im_k), dim=1)
                 if self.shuffle_bn:
                     k = batch_unshuffle_ddp(k, idx_unshuffle)
-        return self.criterion(q, k, labels)
+        with torch.autocast(q.device.type, enabled=False):   # --amp: the encoders in half precision, the loss not
+            return self.criterion(q.float(), k.float(), labels)
 
 
 class LinearHead(nn.Module):

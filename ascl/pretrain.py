@@ -18,12 +18,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from common.checkpoint import load_checkpoint
-from common.distributed import (add_distributed_args, barrier, cleanup, init_distributed, is_main_process,
-                                launch, unwrap_model, wrap_ddp)
+from common.backbones import freeze_batchnorm
+from common.distributed import (add_distributed_args, all_reduce_mean, barrier, cleanup, init_distributed,
+                                is_main_process, launch, unwrap_model, wrap_ddp)
 from common.eval import accuracy, knn_evaluate, recalibrated_copy
 from common.logger import RunLogger, make_run_dir
 from common.training import progress, resume_or_start, save_training_state
-from common.utils import UserError, check_finite, seed_everything
+from common.augment.on_device import add_augment_arg
+from common.utils import MixedPrecision, UserError, add_precision_args, check_finite, seed_everything
 from ascl.dataloader import DATASETS, prepare_dataset
 from ascl.model import ASCL, LinearHead
 from ascl.utils import adjust_learning_rate
@@ -55,6 +57,9 @@ def build_parser(variant: str = "main") -> argparse.ArgumentParser:
                         help="unused, as in the original (the schedule is always warm-up + cosine; quirk 12)")
     parser.add_argument("--eval_cos", action="store_true",
                         help="linear eval: cosine schedule with lr 1 per iteration instead of multistep lr 10")
+    parser.add_argument("--eval_lr", default=None, type=float,
+                        help="linear-eval learning rate (default: the original's 1 with --eval_cos, else 10; the "
+                             "small digits network needs less)")
     parser.add_argument("--batch-size", default=256, type=int, dest="batch_size",
                         help="(global) batch size of every loader")
     parser.add_argument("--wd", default=5e-4, type=float, help="weight decay of the pre-training")
@@ -98,6 +103,15 @@ def build_parser(variant: str = "main") -> argparse.ArgumentParser:
                              "processes each uses bn_splits/W groups, which keeps the groups identical")
     parser.add_argument("--no_shuffle_bn", dest="shuffle_bn", action="store_false",
                         help="do not shuffle the teacher's batch (shuffle-BN is on in the original)")
+    add_augment_arg(parser)
+    add_precision_args(parser)
+    parser.add_argument("--freeze_bn", action="store_true",
+                        help="BatchNorm in eval mode while pre-training (testing aid: the BYOL predictor's BN needs "
+                             "SyncBN, which has no CPU kernel, to match one process; see "
+                             "common.backbones.freeze_batchnorm)")
+    parser.add_argument("--projector", default="mlp", choices=["mlp", "linear"],
+                        help="projection head: the original's Linear-ReLU-Linear MLP, or one Linear layer (MoCo v1; "
+                             "not in the original, used by the digits default where the MLP head stalls)")
     parser.add_argument("--knn_k", default=200, type=int, help="kNN monitor: neighbours")
     parser.add_argument("--knn_t", default=0.1, type=float, help="kNN monitor: temperature")
     parser.add_argument("--knn_bn_recalibrate", action="store_true",
@@ -191,7 +205,7 @@ def linear_eval(encoder_q, loaders, args, logger: RunLogger, run_dir: str, tag: 
     device = args.device
     feature_dim = encoder_q.feature_dim
     head = LinearHead(encoder_q, feature_dim, loaders.num_classes).to(device)
-    lr = 1.0 if args.eval_cos else 10.0
+    lr = args.eval_lr if args.eval_lr is not None else (1.0 if args.eval_cos else 10.0)
     optimizer = torch.optim.SGD(head.fc.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=0)
     iters = len(loaders.linear) if not args.iters_per_epoch else min(args.iters_per_epoch, len(loaders.linear))
     if args.eval_cos:
@@ -248,9 +262,11 @@ def linear_eval(encoder_q, loaders, args, logger: RunLogger, run_dir: str, tag: 
 
 # --------------------------------------------------------------------------------------------- training
 
-def train_one_epoch(model, loader, optimizer, epoch: int, args) -> tuple[float, float]:
+def train_one_epoch(model, loader, optimizer, epoch: int, args, precision: MixedPrecision) -> tuple[float, float]:
     """One pre-training epoch; returns (mean loss, last lr)."""
     model.train()
+    if args.freeze_bn:
+        freeze_batchnorm(model)
     device = args.device
     iters = len(loader) if not args.iters_per_epoch else min(args.iters_per_epoch, len(loader))
     if iters == 0:
@@ -264,10 +280,10 @@ def train_one_epoch(model, loader, optimizer, epoch: int, args) -> tuple[float, 
             break
         lr = adjust_learning_rate(optimizer, epoch, i, iters, args)
         im_1, im_2, labels = im_1.to(device, non_blocking=True), im_2.to(device, non_blocking=True), labels.to(device)
-        loss = model(im_1, im_2, labels).loss
+        with precision.autocast():
+            loss = model(im_1, im_2, labels).loss
         optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+        precision.backward_step(loss, optimizer)
         # quirk 7 fixed: accumulate a detached value, read it only at print time
         loss_sum += loss.detach() * labels.shape[0]
         seen += labels.shape[0]
@@ -277,7 +293,7 @@ def train_one_epoch(model, loader, optimizer, epoch: int, args) -> tuple[float, 
                 bar.set_postfix(loss=f"{float(loss_sum) / seen:.4f}", lr=f"{lr:.5f}")
     if hasattr(bar, "close"):
         bar.close()
-    mean_loss = float(loss_sum) / max(seen, 1)
+    mean_loss = float(all_reduce_mean(loss_sum)) / max(seen, 1)  # the global batches' loss (equal local batches)
     check_finite(mean_loss, f"(epoch {epoch} mean)")
     return mean_loss, lr
 
@@ -320,8 +336,12 @@ def main_worker(local_rank: int, args) -> None:
     loaders = prepare_dataset(args, rank, world_size)
     local_splits = max(args.bn_splits // world_size, 1) if args.bn_splits > 1 else args.bn_splits
     model = ASCL(args.dataset, args.model, args.dim, args.mem_size, args.m, args.t1, args.t2, args.arch, args.type,
-                 args.K, local_splits, args.shuffle_bn)
-    model = wrap_ddp(model, args)
+                 args.K, local_splits, args.shuffle_bn, args.projector)
+    if args.distributed and device.type == "cuda" and args.model == "byol":
+        # one device normalised the predictor over the whole batch; across processes that is SyncBN
+        model.predictor = nn.SyncBatchNorm.convert_sync_batchnorm(model.predictor)
+    precision = MixedPrecision(device, args.amp, args.channels_last)
+    model = wrap_ddp(precision.prepare(model), args)
     optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, weight_decay=args.wd)
     net = unwrap_model(model)
 
@@ -351,7 +371,7 @@ def main_worker(local_rank: int, args) -> None:
         logger.scalar("knn/top1", initial, 0)
     if args.initial_linear_eval and main_process and start_epoch == 0:
         untrained = ASCL(args.dataset, args.model, args.dim, args.mem_size, args.m, args.t1, args.t2, args.arch,
-                         args.type, args.K, local_splits, args.shuffle_bn).to(device)
+                         args.type, args.K, local_splits, args.shuffle_bn, args.projector).to(device)
         untrained.load_state_dict(net.state_dict())
         acc = linear_eval(untrained.encoder_q, loaders, args, logger, run_dir, tag="initial_eval")
         logger.info(f"initial linear top-1: {acc:.2f}")
@@ -361,7 +381,7 @@ def main_worker(local_rank: int, args) -> None:
     for epoch in range(start_epoch, args.epochs):
         loaders.train_sampler.set_epoch(epoch)
         loaders.train_dataset.set_epoch(epoch)
-        train_loss, lr = train_one_epoch(model, loaders.train, optimizer, epoch, args)
+        train_loss, lr = train_one_epoch(model, loaders.train, optimizer, epoch, args, precision)
         if main_process:
             acc = knn_test(net.encoder_q, loaders.memory, loaders.test, loaders.num_classes, device, args.knn_k,
                            args.knn_t, knn_recalibrate_splits(args))
@@ -389,10 +409,11 @@ def main_worker(local_rank: int, args) -> None:
         if start_epoch >= args.epochs and state is not None:
             acc = knn_test(net.encoder_q, loaders.memory, loaders.test, loaders.num_classes, device, args.knn_k,
                            args.knn_t, knn_recalibrate_splits(args))
-        logger.info(f"final knn top-1: {acc:.2f}")
         if args.eval_epochs > 0:
             linear_acc = linear_eval(net.encoder_q, loaders, args, logger, run_dir)
             logger.info(f"final linear top-1: {linear_acc:.2f}")
+        # last, so the run ends with the same metric it started with ('initial knn top-1')
+        logger.info(f"final knn top-1: {acc:.2f}")
         logger.info(f"run directory: {run_dir}")
     logger.close()
     cleanup()

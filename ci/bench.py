@@ -201,7 +201,7 @@ def _case_mcl_memory(s, device):
 
 
 def _case_mcl_moco(s, device):
-    from mcl.moco.losses import dequeue_and_enqueue, moco_mcl_logits, moco_mcl_losses
+    from mcl.moco.losses import dequeue_and_enqueue, moco_mcl_loss
 
     N, B, K, D = s["N"], s["B"], s["K"], s["D"]
     raw = _leaf(N, B, D, device=device)
@@ -210,8 +210,8 @@ def _case_mcl_moco(s, device):
     ptr = torch.zeros(1, dtype=torch.long, device=device)
 
     def method():
-        logits = moco_mcl_logits(F.normalize(raw, dim=-1), k, queue, 0.07)
-        _, vcl, soft_vcl, icl, soft_icl = moco_mcl_losses(logits)
+        # a copy of the queue, as the builder passes: the loss keeps it for the backward pass
+        _, vcl, soft_vcl, icl, soft_icl = moco_mcl_loss(F.normalize(raw, dim=-1), k, queue.clone(), 0.07)
         (vcl + soft_vcl + icl + soft_icl).backward()
         dequeue_and_enqueue(queue, ptr, k)
 
@@ -252,6 +252,14 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".strip()
 
 
+def _failed_row(row: dict, status: str, exc: BaseException, verbose: bool, **extra) -> dict:
+    """``row`` with ``status`` = ``<status>: <reason>`` ("not available" when a case cannot be built, "failed" when
+    it breaks while running): a benchmark reports a broken method and goes on. ``verbose`` prints the traceback."""
+    if verbose:
+        traceback.print_exc()
+    return {**row, "status": f"{status}: {_reason(exc)}", **extra}
+
+
 def bench_losses(sizes: dict, devices: list, repeats: int, threads: int, verbose: bool) -> list[dict]:
     rows = []
     previous_threads = torch.get_num_threads()
@@ -266,17 +274,13 @@ def bench_losses(sizes: dict, devices: list, repeats: int, threads: int, verbose
                     torch.manual_seed(0)
                     method, baseline, description = build(s, device)
                 except Exception as exc:  # the method folder is still being written: report, don't crash
-                    rows.append({**row, "status": f"not available: {_reason(exc)}"})
-                    if verbose:
-                        traceback.print_exc()
+                    rows.append(_failed_row(row, "not available", exc, verbose))
                     continue
                 try:
                     method_s = time_median(method, device, repeats)
                     baseline_s = time_median(baseline, device, repeats)
                 except Exception as exc:
-                    rows.append({**row, "status": f"failed: {_reason(exc)}", "baseline": description})
-                    if verbose:
-                        traceback.print_exc()
+                    rows.append(_failed_row(row, "failed", exc, verbose, baseline=description))
                     continue
                 rows.append({**row, "status": "ok", "baseline": description, "method_ms": method_s * 1e3,
                              "baseline_ms": baseline_s * 1e3, "ratio": method_s / baseline_s})
@@ -385,39 +389,35 @@ def bench_input(n_images: int, batch_size: int, workers: int, threads_input: int
         try:
             transform = build()
         except Exception as exc:
-            rows.append({**row, "status": f"not available: {_reason(exc)}"})
+            rows.append(_failed_row(row, "not available", exc, verbose))
             continue
         try:
             ips = _loader_throughput(ArrayImages(data, transform), batch_size, workers)
             rows.append({**row, "status": "ok", "images_per_s": ips, "views_per_s": ips * n_views})
         except Exception as exc:
-            rows.append({**row, "status": f"failed: {_reason(exc)}"})
-            if verbose:
-                traceback.print_exc()
+            rows.append(_failed_row(row, "failed", exc, verbose))
     raw = ArrayImages(data, ToUint8Tensor())
     for name, n_views, build in _batched_pipelines():
         views = build()
+        batched = {**base, "pipeline": name, "kind": "batched", "views": n_views}
         generator = torch.Generator().manual_seed(0)
         previous = torch.get_num_threads()
         torch.set_num_threads(threads_input)
         try:
             ips = _loader_throughput(raw, batch_size, workers, on_batch=lambda b: views(b[0], generator))
-            rows.append({**base, "pipeline": name, "kind": "batched", "views": n_views, "status": "ok",
+            rows.append({**batched, "status": "ok",
                          "where": f"main process, {threads_input} threads (loader: {workers} workers, uint8)",
                          "images_per_s": ips, "views_per_s": ips * n_views})
         except Exception as exc:
-            rows.append({**base, "pipeline": name, "kind": "batched", "views": n_views,
-                         "status": f"failed: {_reason(exc)}"})
+            rows.append(_failed_row(batched, "failed", exc, verbose))
         finally:
             torch.set_num_threads(previous)
         try:
             ips = _loader_throughput(raw, batch_size, workers, collate_fn=BatchedCollate(views))
-            rows.append({**base, "pipeline": name, "kind": "batched", "views": n_views, "status": "ok",
-                         "where": f"{workers} DataLoader workers (collate_fn)",
+            rows.append({**batched, "status": "ok", "where": f"{workers} DataLoader workers (collate_fn)",
                          "images_per_s": ips, "views_per_s": ips * n_views})
         except Exception as exc:
-            rows.append({**base, "pipeline": name, "kind": "batched", "views": n_views,
-                         "status": f"failed: {_reason(exc)}"})
+            rows.append(_failed_row(batched, "failed", exc, verbose))
     return rows
 
 
@@ -536,17 +536,13 @@ def bench_overhead(quick: bool, repeats: int, threads: int, device: torch.device
                 torch.manual_seed(0)
                 step, config = build(arch, batch, size, device, quick)
             except Exception as exc:
-                rows.append({**row, "status": f"not available: {_reason(exc)}"})
-                if verbose:
-                    traceback.print_exc()
+                rows.append(_failed_row(row, "not available", exc, verbose))
                 continue
             try:
                 s = time_median(step, device, repeats)
                 rows.append({**row, "status": "ok", "step_ms": s * 1e3, "ratio": s / bare_s, "config": config})
             except Exception as exc:
-                rows.append({**row, "status": f"failed: {_reason(exc)}", "config": config})
-                if verbose:
-                    traceback.print_exc()
+                rows.append(_failed_row(row, "failed", exc, verbose, config=config))
     finally:
         torch.set_num_threads(previous)
     return rows

@@ -12,6 +12,7 @@ import tempfile
 import numpy as np
 import torch
 
+from common import faults
 from common.utils import UserError
 
 
@@ -32,13 +33,16 @@ def atomic_torch_save(obj, path: str) -> None:
     """``torch.save`` to a temp file in the same directory, flush + fsync, then ``os.replace``.
 
     A crash at any point leaves either the old file or the complete new one at ``path``, never a
-    half-written file (the temp file is removed on error).
+    half-written file (the temp file is removed on error; a SIGKILL can leave a ``.<name>.*.tmp``, which
+    auto-resume never picks). ``CL_FAULT_INJECT=kill_in_save=n`` kills the process inside the n-th call
+    (:mod:`common.faults`).
     """
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "wb") as f:
+            faults.before_checkpoint_write(obj, f)
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
@@ -52,11 +56,28 @@ def atomic_torch_save(obj, path: str) -> None:
     _fsync_dir(directory)
 
 
+def refuse_non_finite(state_dict: dict, path: str, epoch=None) -> None:
+    """``UserError`` if a floating tensor of ``state_dict`` holds NaN / inf. A loss that diverges on the last step
+    of an epoch is only caught by the next epoch's loss check; its weights must not replace the last good
+    checkpoint. One fused reduction per save, not per step."""
+    floats = [v for v in state_dict.values() if torch.is_tensor(v) and v.is_floating_point()]
+    if not floats or bool(torch.stack([torch.isfinite(v).all() for v in floats]).all()):
+        return
+    bad = [k for k, v in state_dict.items() if torch.is_tensor(v) and v.is_floating_point()
+           and not bool(torch.isfinite(v).all())]
+    when = f" after epoch {epoch}" if epoch is not None else ""
+    raise UserError(f"the model has NaN / inf weights{when} (e.g. {', '.join(bad[:3])}); not writing '{path}', the "
+                    "previous checkpoint is kept. Likely causes: learning rate too high (lower --lr or add warm-up), "
+                    "float16 overflow with AMP, or bad input data.")
+
+
 def save_checkpoint(state: dict, path: str, is_best: bool = False, best_name: str = "model_best.pth.tar") -> str:
     """Atomically save ``state`` to ``path``; with ``is_best`` also (atomically) copy it to ``best_name``
     in the same directory. ``state['args']`` given as an ``argparse.Namespace`` is stored as a dict so the
     checkpoint does not depend on pickling the namespace. Returns ``path``."""
     state = dict(state)
+    if isinstance(state.get("state_dict"), dict):
+        refuse_non_finite(state["state_dict"], path, state.get("epoch"))
     if "args" in state and state["args"] is not None and not isinstance(state["args"], dict):
         state["args"] = dict(vars(state["args"]))
     atomic_torch_save(state, path)

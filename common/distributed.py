@@ -412,6 +412,18 @@ def distributed_sampler(dataset, args, shuffle: bool = True, drop_last: bool = F
                               shuffle=shuffle, drop_last=drop_last, seed=seed)
 
 
+def rank_split_sampler(dataset, shuffle: bool = True, drop_last: bool = True, seed: int = 0):
+    """``DistributedSampler`` over the current process group, also when there is none (one replica).
+
+    One sampler for every world size makes the global batches independent of the number of processes:
+    with drop_last the epoch's permutation depends only on (seed, epoch), and process r of W takes the
+    samples r, r+W, r+2W, … of each global batch (so ``concat_all_gather`` returns the global batch in
+    rank-major order, a fixed permutation of the single-process batch). Call ``set_epoch`` every epoch."""
+    from torch.utils.data.distributed import DistributedSampler
+    return DistributedSampler(dataset, num_replicas=get_world_size(), rank=get_rank(), shuffle=shuffle,
+                              drop_last=drop_last, seed=seed)
+
+
 def set_sampler_epoch(sampler, epoch: int) -> None:
     if sampler is not None and hasattr(sampler, "set_epoch"):
         sampler.set_epoch(epoch)

@@ -118,6 +118,51 @@ def to_channels_last(module_or_tensor, device=None):
     return module_or_tensor
 
 
+def add_precision_args(parser, amp: bool = True) -> None:
+    """The two GPU-speed switches every training entry point offers: ``--amp`` (omit with ``amp=False`` where the
+    original already has its own switch, e.g. PaCo's ``--fp16``) and ``--channels-last``."""
+    if amp:
+        parser.add_argument("--amp", action="store_true",
+                            help="mixed precision: float16 autocast with loss scaling on CUDA, bfloat16 autocast "
+                                 "on CPU; the losses are computed in float32")
+    parser.add_argument("--channels-last", dest="channels_last", action="store_true",
+                        help="channels_last memory format for the model and its input batches (faster convolutions "
+                             "with --amp on tensor-core GPUs)")
+
+
+class MixedPrecision:
+    """What ``--amp`` / ``--channels-last`` mean for one training loop, so every method applies them alike::
+
+        precision = MixedPrecision(device, args.amp, args.channels_last)
+        model = precision.prepare(model)                 # channels_last parameters (a no-op when off)
+        with precision.autocast():
+            z = model(precision.input(images))
+        loss = criterion(z.float())                       # losses in float32, outside autocast
+        precision.backward_step(loss, optimizer)          # GradScaler on CUDA float16, plain step otherwise
+
+    ``scaler`` is the ``GradScaler`` (disabled unless float16 on CUDA); checkpoint its ``state_dict()``.
+    """
+
+    def __init__(self, device, amp: bool = False, channels_last: bool = False):
+        self.device = torch.device(device)
+        self.amp, self.channels_last = bool(amp), bool(channels_last)
+        self.scaler = grad_scaler(self.device, self.amp)
+
+    def prepare(self, model: torch.nn.Module) -> torch.nn.Module:
+        return to_channels_last(model) if self.channels_last else model
+
+    def input(self, x: torch.Tensor) -> torch.Tensor:
+        return to_channels_last(x) if self.channels_last else x
+
+    def autocast(self):
+        return autocast(self.device, self.amp)
+
+    def backward_step(self, loss: torch.Tensor, optimizer) -> None:
+        self.scaler.scale(loss).backward()
+        self.scaler.step(optimizer)
+        self.scaler.update()
+
+
 def count_parameters(module: torch.nn.Module, trainable_only: bool = False) -> int:
     """Number of parameters (optionally only those with ``requires_grad``)."""
     return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)

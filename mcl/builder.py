@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from common.backbones import freeze_batchnorm  # noqa: F401  (re-exported for the entry points)
 from common.distributed import all_gather_with_grad, concat_all_gather, get_world_size
 
 
@@ -38,10 +39,3 @@ def gather_batch(z: torch.Tensor, *others: torch.Tensor):
         return (z, *others)
     z = all_gather_with_grad(z.transpose(0, 1).contiguous()).transpose(0, 1)
     return (z, *(concat_all_gather(t) for t in others))
-
-
-def freeze_batchnorm(module: nn.Module) -> None:
-    """Put every BatchNorm layer in eval mode (running statistics used and not updated)."""
-    for m in module.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            m.eval()

@@ -1,5 +1,6 @@
-"""Pieces shared by the two supervised entry points (``main_cifar.py``, ``main_imagenet.py``):
-evaluation of N networks + ensemble, checkpoint save / resume of networks, heads, optimizer and RNG."""
+"""Pieces shared by MCL's entry points: the start of a worker (all four), and for the two supervised ones
+(``main_cifar.py``, ``main_imagenet.py``) the loss-weight flags, evaluation of N networks + ensemble, best-epoch
+tracking, checkpoint save / resume of networks, heads, optimizer and RNG, and the final evaluation."""
 from __future__ import annotations
 
 import os
@@ -7,9 +8,36 @@ import os
 import torch
 import torch.nn.functional as F
 
-from common.checkpoint import capture_rng_state, find_latest_checkpoint, load_checkpoint, restore_rng_state
+from common.checkpoint import (capture_rng_state, code_version, find_latest_checkpoint, load_checkpoint,
+                               restore_rng_state, save_checkpoint)
+from common.distributed import cleanup, init_distributed, is_main_process, launch
+from common.logger import RunLogger, make_run_dir
 from common.training import load_model_state
-from common.utils import UserError
+from common.utils import UserError, seed_everything
+
+
+def start_run(local_rank, args, seed, deterministic: bool = False):
+    """Process group, seeds, the run directory ``runs/mcl/<args.name>/`` (rank 0 creates it) and its logger (rank 0
+    only), which records the arguments first. Returns ``(device, run_dir, logger)``."""
+    device = init_distributed(args, local_rank)
+    seed_everything(seed, deterministic=deterministic)
+    run_dir = make_run_dir("mcl", args.name, create=is_main_process())
+    logger = RunLogger(run_dir, enabled=is_main_process())
+    logger.info(f"args: {vars(args)}")
+    return device, run_dir, logger
+
+
+def add_loss_weight_args(p) -> None:
+    """The weights of the four MCL terms (all 0: the cross-entropy baseline, see :func:`run_tag`)."""
+    p.add_argument("--alpha", type=float, default=0.0, help="weight of VCL")
+    p.add_argument("--gamma", type=float, default=0.0, help="weight of soft VCL")
+    p.add_argument("--beta", type=float, default=0.0, help="weight of ICL")
+    p.add_argument("--lam", type=float, default=0.0, help="weight of soft ICL")
+
+
+def loss_weights(args) -> tuple:
+    """(α, γ, β, λ): the weights of (VCL, soft VCL, ICL, soft ICL), the order of ``SupMCLLoss.contrast``'s terms."""
+    return args.alpha, args.gamma, args.beta, args.lam
 
 
 @torch.no_grad()
@@ -42,11 +70,21 @@ def evaluate(net, loader, args, ensemble: str = "sum", topk=(1,)):
     return result
 
 
+def launch_run(main_worker, args, name_prefix: str) -> None:
+    """Name the run unless ``--name`` was given (``<name_prefix><arch>_n<N>_<tag>_dataset_<dataset>_seed<seed>``),
+    show CUDA only ``--gpu-id``'s devices when CUDA will be used, and start the worker processes."""
+    if args.name is None:
+        args.name = (f"{name_prefix}{args.arch}_n{args.number_net}_{run_tag(args)}_dataset_{args.dataset}"
+                     f"_seed{args.manual_seed}")
+    if torch.cuda.is_available() and args.device != "cpu":
+        os.environ.setdefault("CUDA_VISIBLE_DEVICES", args.gpu_id)
+    launch(main_worker, args)
+
+
 def run_tag(args) -> str:
     """'baseline' (every MCL weight 0) or 'mcl', plus '_kd' with --logit-distill: part of the default run
     name, so the scripts' runs (and their auto-resume) never collide."""
-    weights = (args.alpha, args.gamma, args.beta, args.lam)
-    return ("mcl" if any(weights) else "baseline") + ("_kd" if args.logit_distill else "")
+    return ("mcl" if any(loss_weights(args)) else "baseline") + ("_kd" if args.logit_distill else "")
 
 
 def format_eval(result) -> str:
@@ -65,9 +103,11 @@ def evaluate_keeping_rng(*a, **kw):
 
 
 def training_state(net, criterion, optimizer, epoch, acc, best_acc, args) -> dict:
-    """The original's checkpoint {net, acc, epoch, optimizer} plus the heads / memory (quirk 15) and RNG."""
+    """The original's checkpoint {net, acc, epoch, optimizer} plus the heads / memory (quirk 15), RNG and the
+    code version."""
     return {"net": net.state_dict(), "criterion": criterion.state_dict(), "acc": acc, "best_acc": best_acc,
             "epoch": epoch, "optimizer": optimizer.state_dict(), "rng_state": capture_rng_state(),
+            "code_version": code_version(),
             "args": {k: (v if isinstance(v, (int, float, str, bool, list, tuple, type(None))) else str(v))
                      for k, v in vars(args).items()}}
 
@@ -80,6 +120,42 @@ def resolve_resume(args, checkpoint_dir: str, last_name: str):
     if args.auto_resume:
         return find_latest_checkpoint(checkpoint_dir, pattern=last_name)
     return None
+
+
+def resume_training(args, checkpoint_dir: str, net, criterion, optimizer, logger):
+    """``(start_epoch, best_acc)``: from the checkpoint :func:`resolve_resume` names, or ``(0, -1)`` for a new run."""
+    path = resolve_resume(args, checkpoint_dir, f"{args.arch}.pth.tar")
+    return resume(path, net, criterion, optimizer, logger) if path else (0, -1.0)
+
+
+def end_epoch(result, epoch, net, criterion, optimizer, best_acc, args, checkpoint_dir: str, logger) -> float:
+    """After an epoch's evaluation ``result``: the test scalars, then the last checkpoint and, when this epoch is the
+    best so far, the best one (rank 0 writes). Returns the best accuracy so far (quirk 8 fixed: the original reset it
+    every epoch)."""
+    for i, a in enumerate(result["per_net"]):
+        logger.scalar(f"test/top1_net{i}", a, epoch)
+    logger.scalar("test/top1_ensemble", result["ensemble"], epoch)
+    is_best = result["max"] > best_acc
+    best_acc = max(best_acc, result["max"])
+    if is_main_process():
+        save_checkpoint(training_state(net, criterion, optimizer, epoch, result["max"], best_acc, args),
+                        os.path.join(checkpoint_dir, f"{args.arch}.pth.tar"), is_best=is_best,
+                        best_name=f"{args.arch}_best.pth.tar")
+    return best_acc
+
+
+def finish_run(net, loader, args, checkpoint_dir: str, logger, selection: str, **evaluate_kw) -> None:
+    """Evaluate the best epoch's networks (how the epoch was chosen: ``selection``), print ``final top-1`` and close
+    the run. Only rank 0 reloads them: it alone reports (the logger is off on the other ranks)."""
+    best_path = os.path.join(checkpoint_dir, f"{args.arch}_best.pth.tar")
+    if is_main_process() and os.path.isfile(best_path):
+        load_for_evaluation(best_path, net)
+    final = evaluate(net, loader, args, **evaluate_kw)
+    logger.info(f"final evaluation ({selection}): {format_eval(final)}")
+    logger.info(f"Test top-1 best_accuracy: {final['max']:.2f}")
+    logger.info(f"final top-1: {final['max']:.2f}")
+    logger.close()
+    cleanup()
 
 
 def resume(path, net, criterion, optimizer, logger):

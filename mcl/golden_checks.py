@@ -16,7 +16,7 @@ from mcl.dataset.class_sampler import MPerClassSampler
 from mcl.losses import cifar_sup_mcl_loss as cifar_loss
 from mcl.losses import imagenet_sup_mcl_loss as imagenet_loss
 from mcl.losses.kd import logit_distillation
-from mcl.moco.losses import dequeue_and_enqueue, moco_mcl_logits, moco_mcl_losses
+from mcl.moco.losses import dequeue_and_enqueue, moco_mcl_loss
 
 RTOL, ATOL = 1e-8, 1e-10  # README tolerance for a float64 implementation
 TERMS = ("vcl", "soft_vcl", "icl", "soft_icl")
@@ -137,8 +137,7 @@ def _moco(tensors, hp):
     _cmp(results, tensors, "q", q)
     _cmp(results, tensors, "k", k)
     queue = tensors["queue_before"].clone()
-    logits = moco_mcl_logits(q, k, queue, hp["moco_t"])
-    intra, *terms = moco_mcl_losses(logits, hp.get("kl_T", 3.0))
+    intra, *terms = moco_mcl_loss(q, k, queue, hp["moco_t"], hp.get("kl_T", 3.0))
     terms = dict(zip(TERMS, terms))
     total = sum(terms.values())
     _cmp(results, tensors, "intra_logits", intra)

@@ -29,16 +29,15 @@ import torchvision.transforms as T
 from torch.utils.data import BatchSampler, DataLoader
 
 from common.augment import cifar_train_transform, test_transform
-from common.checkpoint import save_checkpoint
+from common.augment.on_device import DeviceViews, add_augment_arg, uint8_collate
 from common.data import build_dataset
-from common.distributed import add_distributed_args, cleanup, init_distributed, is_main_process, launch, wrap_ddp
-from common.logger import RunLogger, make_run_dir
+from common.distributed import add_distributed_args, all_reduce_mean, wrap_ddp
 from common.training import progress
-from common.utils import UserError, check_finite, run_main, seed_everything
+from common.utils import MixedPrecision, UserError, add_precision_args, check_finite, run_main
 from mcl.builder import SupervisedMCL, freeze_batchnorm, gather_batch
 from mcl.dataset.class_sampler import MPerClassSampler
-from mcl.engine import (evaluate, evaluate_keeping_rng, format_eval, load_for_evaluation, resolve_resume, resume,
-                        run_tag, training_state)
+from mcl.engine import (add_loss_weight_args, end_epoch, evaluate, evaluate_keeping_rng, finish_run, format_eval,
+                        launch_run, load_for_evaluation, loss_weights, resume_training, start_run)
 from mcl.losses.cifar_sup_mcl_loss import SupMCLLoss, check_same_class_partner
 from mcl.losses.kd import logit_distillation
 from mcl.models import CIFAR_ARCHS, get_model
@@ -82,10 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "the original used ./checkpoint)")
     p.add_argument("--kd_T", type=float, default=3, help="temperature of every KL term")
     p.add_argument("--tau", type=float, default=0.1, help="contrastive temperature")
-    p.add_argument("--alpha", type=float, default=0.0, help="weight of VCL")
-    p.add_argument("--gamma", type=float, default=0.0, help="weight of soft VCL")
-    p.add_argument("--beta", type=float, default=0.0, help="weight of ICL")
-    p.add_argument("--lam", type=float, default=0.0, help="weight of soft ICL")
+    add_loss_weight_args(p)
     p.add_argument("--feat-dim", default=128, type=int, help="embedding head output dimension")
     # additions (not in the original)
     p.add_argument("--name", default=None, type=str,
@@ -102,9 +98,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-size", default=32, type=int,
                    help="resize the 32x32 images to this size first (e.g. 16 for the fast digits default; the "
                         "random crop padding scales with it)")
-    p.add_argument("--no-augment", dest="augment", action="store_false",
+    p.add_argument("--no-augment", dest="random_augment", action="store_false",
                    help="train on un-augmented images (testing aid: makes 1-process and multi-process runs see "
                         "identical inputs)")
+    add_augment_arg(p)
+    add_precision_args(p)
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no tqdm bars")
     add_distributed_args(p)
     return p
@@ -120,13 +118,20 @@ def check_args(args) -> None:
         raise UserError("--epochs must be >= 1")
     if args.resume and args.evaluate:
         raise UserError("--resume and --evaluate are mutually exclusive")
+    if args.augment == "batched" and not args.random_augment:
+        raise UserError("--augment batched and --no-augment contradict each other (there is nothing to augment); "
+                        "drop one of them")
 
 
 def build_data(args):
     normalize = DATASETS[args.dataset]
     root = None if args.dataset == "digits" else args.data
-    train_transform = (cifar_train_transform(normalize, size=args.image_size, padding=max(1, args.image_size // 8))
-                       if args.augment else test_transform(normalize))
+    if args.augment == "batched":  # the loader only decodes; batched_views() crops and flips on the device
+        from common.augment.batched import ToUint8Tensor
+        train_transform = ToUint8Tensor()
+    else:
+        train_transform = (cifar_train_transform(normalize, size=args.image_size, padding=crop_padding(args))
+                           if args.random_augment else test_transform(normalize))
     test_transform_ = test_transform(normalize)
     if args.image_size != 32:
         train_transform = T.Compose([T.Resize(args.image_size), train_transform])
@@ -134,6 +139,17 @@ def build_data(args):
     train_set = build_dataset(args.dataset, root, "train", train_transform)
     test_set = build_dataset(args.dataset, root, "test", test_transform_)
     return train_set, test_set
+
+
+def crop_padding(args) -> int:
+    return max(1, args.image_size // 8)
+
+
+def batched_views(args):
+    """``--augment batched``: ``cifar_train_transform`` on the device (after the same PIL resize in the loader)."""
+    from common.augment.batched import BatchedMultiView, batched_cifar_train_transform
+    return BatchedMultiView(batched_cifar_train_transform(DATASETS[args.dataset], args.image_size, crop_padding(args)),
+                            1)
 
 
 class RankSlice:
@@ -167,10 +183,11 @@ def make_train_loader(args, train_set):
     batches = RankSlice(BatchSampler(sampler, args.batch_size, drop_last=False), args.rank, args.world_size)
     return DataLoader(train_set, batch_sampler=batches, num_workers=args.num_workers,
                       pin_memory=args.device.type == "cuda", worker_init_fn=worker_init_fn,
-                      persistent_workers=False)
+                      persistent_workers=False, collate_fn=uint8_collate if args.augment == "batched" else None)
 
 
-def train_one_epoch(epoch, model, criterion, optimizer, loader, args, logger):
+def train_one_epoch(epoch, model, criterion, optimizer, loader, args, logger, views_of: DeviceViews,
+                    precision: MixedPrecision):
     model.train()
     if args.freeze_bn:
         freeze_batchnorm(model)
@@ -179,7 +196,7 @@ def train_one_epoch(epoch, model, criterion, optimizer, loader, args, logger):
     sums = torch.zeros(7, device=args.device)  # total, ce, kd, vcl, soft vcl, icl, soft icl (weighted)
     correct = torch.zeros(N, device=args.device)
     seen = 0
-    weights = (args.alpha, args.gamma, args.beta, args.lam)
+    weights = loss_weights(args)
     total_iters = len(loader) if not args.max_iters else min(len(loader), args.max_iters)
     bar = progress(loader, desc=f"epoch {epoch}", enabled=args.progress, total=total_iters)
     start = time.time()
@@ -188,9 +205,11 @@ def train_one_epoch(epoch, model, criterion, optimizer, loader, args, logger):
             break
         if not args.distributed:
             check_same_class_partner(targets)  # quirk 3: clear error instead of NaN (CPU labels, no sync)
-        inputs = inputs.to(args.device, non_blocking=True)
+        (inputs,) = views_of(inputs)
         targets = targets.to(args.device, non_blocking=True)
-        logits, z = model(inputs)
+        with precision.autocast():
+            logits, z = model(inputs)
+        logits = logits.float()
         loss_cls = F.cross_entropy(logits.flatten(0, 1), targets.repeat(N)) * N
         loss_kd = logit_distillation(logits, args.kd_T, "cifar") if args.logit_distill else logits.new_zeros(())
         z_all, targets_all = gather_batch(z.float(), targets)
@@ -198,8 +217,7 @@ def train_one_epoch(epoch, model, criterion, optimizer, loader, args, logger):
         weighted = [w * t for w, t in zip(weights, terms)]
         loss = loss_cls + loss_kd + sum(weighted)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        precision.backward_step(loss, optimizer)
 
         batch = targets.shape[0]
         seen += batch
@@ -209,8 +227,9 @@ def train_one_epoch(epoch, model, criterion, optimizer, loader, args, logger):
             check_finite(loss, f"{epoch}:{step}", hint="Try a lower --init-lr or a higher --tau.")
             if hasattr(bar, "set_postfix"):
                 bar.set_postfix(loss=f"{loss.item():.3f}")
-    avg = (sums / max(seen, 1)).tolist()
-    train_acc = (correct / max(seen, 1)).tolist()
+    # the global batches' values (every process has the same local batch size), not rank 0's halves
+    avg = all_reduce_mean(sums / max(seen, 1)).tolist()
+    train_acc = all_reduce_mean(correct / max(seen, 1)).tolist()
     names = ("loss", "loss_ce", "loss_kd", "loss_vcl", "loss_soft_vcl", "loss_icl", "loss_soft_icl")
     logger.info(f"Epoch:{epoch}\t lr:{lr:.5f}\t duration:{time.time() - start:.3f}\t "
                 + "\t ".join(f"{n}:{v:.5f}" for n, v in zip(names, avg))
@@ -224,17 +243,13 @@ def train_one_epoch(epoch, model, criterion, optimizer, loader, args, logger):
 
 
 def main_worker(local_rank, args):
-    device = init_distributed(args, local_rank)
-    seed_everything(args.manual_seed)
-    run_dir = make_run_dir("mcl", args.name, create=is_main_process())
+    device, run_dir, logger = start_run(local_rank, args, args.manual_seed)
     checkpoint_dir = args.checkpoint_dir or run_dir
-    logger = RunLogger(run_dir, enabled=is_main_process())
-    if is_main_process():
-        logger.info(f"args: {vars(args)}")
 
     train_set, test_set = build_data(args)
     num_classes = len(train_set.classes)
-    net = get_model(args.arch, num_classes, args.number_net, choices=CIFAR_ARCHS)
+    precision = MixedPrecision(device, args.amp, args.channels_last)
+    net = precision.prepare(get_model(args.arch, num_classes, args.number_net, choices=CIFAR_ARCHS))
     logger.info(f"Arch: {args.arch}, Params: {cal_param_size(net) / 1e6:.2f}M, "
                 f"Multi-adds: {cal_multi_adds(net, (1, 3, 32, 32)) / 1e6:.2f}M")
     rep_dims = [e.shape[1] for e in net.eval()(torch.zeros(1, 3, 32, 32))[1]]
@@ -253,52 +268,31 @@ def main_worker(local_rank, args):
 
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=args.weight_decay,
                                 nesterov=True)
-    start_epoch, best_acc = 0, -1.0
-    last_name = f"{args.arch}.pth.tar"
-    resume_path = resolve_resume(args, checkpoint_dir, last_name)
-    if resume_path:
-        start_epoch, best_acc = resume(resume_path, net, criterion, optimizer, logger)
+    start_epoch, best_acc = resume_training(args, checkpoint_dir, net, criterion, optimizer, logger)
 
     initial = evaluate_keeping_rng(net, test_loader, args)
     logger.info(f"initial evaluation: {format_eval(initial)}")
     logger.info(f"initial top-1: {initial['max']:.2f}")
 
+    views_of = DeviceViews(batched_views(args) if args.augment == "batched" else None, device, args.manual_seed,
+                           args.rank, args.channels_last)
     for epoch in range(start_epoch, args.epochs):
-        train_one_epoch(epoch, model, criterion, optimizer, make_train_loader(args, train_set), args, logger)
+        views_of.set_epoch(epoch)
+        train_one_epoch(epoch, model, criterion, optimizer, make_train_loader(args, train_set), args, logger,
+                        views_of, precision)
         result = evaluate(net, test_loader, args)
         logger.info(f"Epoch:{epoch}\t Test top-1: {format_eval(result)}\t test loss {result['loss']:.4f}")
-        for i, a in enumerate(result["per_net"]):
-            logger.scalar(f"test/top1_net{i}", a, epoch)
-        logger.scalar("test/top1_ensemble", result["ensemble"], epoch)
         logger.scalar("test/top1_mean", result["mean"], epoch)
-        is_best = result["max"] > best_acc
-        best_acc = max(best_acc, result["max"])
-        if is_main_process():
-            save_checkpoint(training_state(net, criterion, optimizer, epoch, result["max"], best_acc, args),
-                            os.path.join(checkpoint_dir, last_name), is_best=is_best,
-                            best_name=f"{args.arch}_best.pth.tar")
+        best_acc = end_epoch(result, epoch, net, criterion, optimizer, best_acc, args, checkpoint_dir, logger)
     logger.flush()
-
-    best_path = os.path.join(checkpoint_dir, f"{args.arch}_best.pth.tar")
-    if is_main_process() and os.path.isfile(best_path):
-        load_for_evaluation(best_path, net)
-    final = evaluate(net, test_loader, args)
-    logger.info(f"final evaluation (best epoch, selected on the test set like the original): {format_eval(final)}")
-    logger.info(f"Test top-1 best_accuracy: {final['max']:.2f}")
-    logger.info(f"final top-1: {final['max']:.2f}")
-    logger.close()
-    cleanup()
+    finish_run(net, test_loader, args, checkpoint_dir, logger,
+               "best epoch, selected on the test set like the original")
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
     check_args(args)
-    if args.name is None:
-        args.name = (f"main_cifar_arch_{args.arch}_n{args.number_net}_{run_tag(args)}_dataset_{args.dataset}"
-                     f"_seed{args.manual_seed}")
-    if torch.cuda.is_available() and args.device != "cpu":
-        os.environ.setdefault("CUDA_VISIBLE_DEVICES", args.gpu_id)
-    launch(main_worker, args)
+    launch_run(main_worker, args, "main_cifar_arch_")
 
 
 if __name__ == "__main__":

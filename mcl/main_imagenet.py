@@ -21,17 +21,14 @@ if __package__ in (None, ""):
 import torch
 import torch.nn.functional as F
 
-from common.checkpoint import save_checkpoint
-from common.distributed import (add_distributed_args, cleanup, concat_all_gather, distributed_sampler,
-                                init_distributed, is_main_process, launch, per_process_batch_size,
-                                set_sampler_epoch, wrap_ddp)
-from common.logger import RunLogger, make_run_dir
+from common.distributed import (add_distributed_args, all_reduce_mean, concat_all_gather, per_process_batch_size,
+                                rank_split_sampler, set_sampler_epoch, wrap_ddp)
 from common.training import progress
-from common.utils import UserError, check_finite, run_main, seed_everything
+from common.utils import MixedPrecision, UserError, add_precision_args, check_finite, run_main
 from mcl.builder import SupervisedMCL, freeze_batchnorm
 from mcl.dataset.imagenet import get_imagenet_dataloader_sample
-from mcl.engine import (evaluate, evaluate_keeping_rng, format_eval, load_for_evaluation, resolve_resume, resume,
-                        run_tag, training_state)
+from mcl.engine import (add_loss_weight_args, end_epoch, evaluate, evaluate_keeping_rng, finish_run, format_eval,
+                        launch_run, load_for_evaluation, loss_weights, resume_training, start_run)
 from mcl.losses.imagenet_sup_mcl_loss import SupMCLLoss
 from mcl.losses.kd import logit_distillation
 from mcl.models import IMAGENET_ARCHS, get_model
@@ -68,10 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="KL distillation of the LAST network from the ensemble mean, teacher NOT detached "
                         "(the original's ImageNet rule, quirk 5)")
     p.add_argument("--kd_T", type=float, default=3, help="temperature of every KL term")
-    p.add_argument("--alpha", type=float, default=0.0, help="weight of VCL")
-    p.add_argument("--gamma", type=float, default=0.0, help="weight of soft VCL")
-    p.add_argument("--beta", type=float, default=0.0, help="weight of ICL")
-    p.add_argument("--lam", type=float, default=0.0, help="weight of soft ICL")
+    add_loss_weight_args(p)
     p.add_argument("--rep-dim", default=1024, type=int,
                    help="ignored: the head input dim is measured from the backbone (quirk 17)")
     p.add_argument("--feat-dim", default=128, type=int, help="embedding head output dimension")
@@ -91,18 +85,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-iters", default=0, type=int, help="stop each epoch after this many iterations (0: all)")
     p.add_argument("--print-freq", default=20, type=int, help="NaN check / progress every N iterations")
     p.add_argument("--freeze-bn", action="store_true", help="(testing aid) BatchNorm in eval mode while training")
+    add_precision_args(p)
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no tqdm bars")
     add_distributed_args(p)
     return p
 
 
-def train_one_epoch(epoch, model, criterion, optimizer, loader, args, logger):
+def train_one_epoch(epoch, model, criterion, optimizer, loader, args, logger, precision: MixedPrecision):
     model.train()
     if args.freeze_bn:
         freeze_batchnorm(model)
     lr = adjust_lr(optimizer, epoch, args)
     N = args.number_net
-    weights = (args.alpha, args.gamma, args.beta, args.lam)
+    weights = loss_weights(args)
     sums = torch.zeros(7, device=args.device)
     correct = torch.zeros(2, N + 1, device=args.device)  # top-1 / top-5 of each network and the ensemble
     seen = 0
@@ -114,15 +109,16 @@ def train_one_epoch(epoch, model, criterion, optimizer, loader, args, logger):
             break
         inputs, targets = inputs.to(args.device, non_blocking=True), targets.to(args.device, non_blocking=True)
         pos_idx, neg_idx = pos_idx.to(args.device, non_blocking=True), neg_idx.to(args.device, non_blocking=True)
-        logits, z = model(inputs)
+        with precision.autocast():
+            logits, z = model(precision.input(inputs))
+        logits = logits.float()
         loss_cls = F.cross_entropy(logits.flatten(0, 1), targets.repeat(N)) * N
         loss_kd = logit_distillation(logits, args.kd_T, "imagenet") if args.logit_distill else logits.new_zeros(())
         terms = criterion.contrast(z.float(), pos_idx, neg_idx)
         weighted = [w * t for w, t in zip(weights, terms)]
         loss = loss_cls + loss_kd + sum(weighted)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        precision.backward_step(loss, optimizer)
         # memory update with every rank's anchors (indices are distinct across ranks)
         criterion.contrast_memory.update(concat_all_gather(z.detach().float().transpose(0, 1).contiguous())
                                          .transpose(0, 1), concat_all_gather(pos_idx[:, 0].contiguous()))
@@ -136,8 +132,9 @@ def train_one_epoch(epoch, model, criterion, optimizer, loader, args, logger):
         correct[1] += top5.any(-1).sum(1)
         if (step + 1) % args.print_freq == 0 or step + 1 == total:
             check_finite(loss, f"{epoch}:{step}", hint="Try a lower --init-lr.")
-    avg = (sums / max(seen, 1)).tolist()
-    acc = (100 * correct / max(seen, 1)).tolist()
+    # the global batches' values (every process has the same local batch size), not rank 0's halves
+    avg = all_reduce_mean(sums / max(seen, 1)).tolist()
+    acc = all_reduce_mean(100 * correct / max(seen, 1)).tolist()
     names = ("loss", "loss_ce", "loss_kd", "loss_vcl", "loss_soft_vcl", "loss_icl", "loss_soft_icl")
     logger.info(f"Epoch:{epoch}\t lr:{lr:.5f}\t duration:{time.time() - start:.3f}\t "
                 + "\t ".join(f"{n}:{v:.5f}" for n, v in zip(names, avg))
@@ -149,22 +146,21 @@ def train_one_epoch(epoch, model, criterion, optimizer, loader, args, logger):
 
 
 def main_worker(local_rank, args):
-    device = init_distributed(args, local_rank)
-    seed_everything(args.manual_seed)
-    run_dir = make_run_dir("mcl", args.name, create=is_main_process())
+    device, run_dir, logger = start_run(local_rank, args, args.manual_seed)
     checkpoint_dir = args.checkpoint_dir or run_dir
-    logger = RunLogger(run_dir, enabled=is_main_process())
-    logger.info(f"args: {vars(args)}")
     args.local_batch_size = per_process_batch_size(args.batch_size, args)
 
     train_loader, val_loader, n_data, train_sampler = get_imagenet_dataloader_sample(
         args.data, args, image_size=args.image_size, resize=args.resize, train=not args.evaluate,
-        train_sampler=(lambda ds: distributed_sampler(ds, args, shuffle=True)) if args.distributed else None)
+        # one sampler and per-item seeds for any number of processes: the same global batches and items
+        train_sampler=lambda ds: rank_split_sampler(ds, shuffle=True, drop_last=False, seed=args.manual_seed),
+        seed=args.manual_seed)
     num_classes = len(val_loader.dataset.classes)
     if train_loader is not None and len(train_loader.dataset.classes) != num_classes:
         raise UserError(f"train/ has {len(train_loader.dataset.classes)} classes but val/ has {num_classes}; "
                         "both must hold the same class folders")
-    net = get_model(args.arch, num_classes, args.number_net, choices=IMAGENET_ARCHS)
+    precision = MixedPrecision(device, args.amp, args.channels_last)
+    net = precision.prepare(get_model(args.arch, num_classes, args.number_net, choices=IMAGENET_ARCHS))
     logger.info(f"Arch: {args.arch}, Params: {cal_param_size(net) / 1e6:.2f}M")
     net.eval()
     args.rep_dim = net(torch.zeros(1, 3, args.image_size, args.image_size))[1][0].shape[1]  # quirk 17
@@ -182,39 +178,20 @@ def main_worker(local_rank, args):
         return
 
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=WEIGHT_DECAY, nesterov=True)
-    start_epoch, best_acc = 0, -1.0
-    last_name = f"{args.arch}.pth.tar"
-    resume_path = resolve_resume(args, checkpoint_dir, last_name)
-    if resume_path:
-        start_epoch, best_acc = resume(resume_path, net, criterion, optimizer, logger)
+    start_epoch, best_acc = resume_training(args, checkpoint_dir, net, criterion, optimizer, logger)
 
     initial = evaluate_keeping_rng(net, val_loader, args, ensemble="mean", topk=(1, 5))
     logger.info(f"initial evaluation: {format_eval(initial)}")
     logger.info(f"initial top-1: {initial['max']:.2f}")
     for epoch in range(start_epoch, args.epochs):
         set_sampler_epoch(train_sampler, epoch)
-        train_one_epoch(epoch, model, criterion, optimizer, train_loader, args, logger)
+        train_loader.dataset.set_epoch(epoch)
+        train_one_epoch(epoch, model, criterion, optimizer, train_loader, args, logger, precision)
         result = evaluate(net, val_loader, args, ensemble="mean", topk=(1, 5))
         logger.info(f"Epoch:{epoch}\t Test top-1: {format_eval(result)}\t top-5 (nets + ensemble): "
                     f"{[round(a, 2) for a in result['top5']]}")
-        for i, a in enumerate(result["per_net"]):
-            logger.scalar(f"test/top1_net{i}", a, epoch)
-        logger.scalar("test/top1_ensemble", result["ensemble"], epoch)
-        is_best = result["max"] > best_acc  # quirk 8 fixed: the original reset best_acc every epoch
-        best_acc = max(best_acc, result["max"])
-        if is_main_process():
-            save_checkpoint(training_state(net, criterion, optimizer, epoch, result["max"], best_acc, args),
-                            os.path.join(checkpoint_dir, last_name), is_best=is_best,
-                            best_name=f"{args.arch}_best.pth.tar")
-    best_path = os.path.join(checkpoint_dir, f"{args.arch}_best.pth.tar")
-    if os.path.isfile(best_path):
-        load_for_evaluation(best_path, net)
-    final = evaluate(net, val_loader, args, ensemble="mean", topk=(1, 5))
-    logger.info(f"final evaluation (best epoch): {format_eval(final)}")
-    logger.info(f"Test top-1 best_accuracy: {final['max']:.2f}")
-    logger.info(f"final top-1: {final['max']:.2f}")
-    logger.close()
-    cleanup()
+        best_acc = end_epoch(result, epoch, net, criterion, optimizer, best_acc, args, checkpoint_dir, logger)
+    finish_run(net, val_loader, args, checkpoint_dir, logger, "best epoch", ensemble="mean", topk=(1, 5))
 
 
 def main(argv=None):
@@ -223,12 +200,7 @@ def main(argv=None):
         raise UserError(f"--number-net {args.number_net}: MCL needs at least 2 networks (quirk 21)")
     if args.resume and args.evaluate:
         raise UserError("--resume and --evaluate are mutually exclusive")
-    if args.name is None:
-        args.name = (f"main_imagenet_arch{args.arch}_n{args.number_net}_{run_tag(args)}_dataset_{args.dataset}"
-                     f"_seed{args.manual_seed}")
-    if torch.cuda.is_available() and args.device != "cpu":
-        os.environ.setdefault("CUDA_VISIBLE_DEVICES", args.gpu_id)
-    launch(main_worker, args)
+    launch_run(main_worker, args, "main_imagenet_arch")
 
 
 if __name__ == "__main__":

@@ -25,14 +25,13 @@ from common.backbones import build_backbone
 from common.checkpoint import (capture_rng_state, find_latest_checkpoint, load_checkpoint, restore_rng_state,
                                save_checkpoint)
 from common.data import ImageFolder
-from common.distributed import (add_distributed_args, cleanup, distributed_sampler, init_distributed,
-                                is_main_process, launch, per_process_batch_size, set_sampler_epoch, unwrap_model,
-                                wrap_ddp)
+from common.distributed import (add_distributed_args, cleanup, distributed_sampler, is_main_process, launch,
+                                per_process_batch_size, set_sampler_epoch, unwrap_model, wrap_ddp)
 from common.eval.metrics import accuracy
-from common.logger import RunLogger, make_run_dir
 from common.meters import AverageMeter
 from common.training import load_model_state, progress
-from common.utils import UserError, check_finite, run_main, seed_everything
+from common.utils import UserError, check_finite, run_main
+from mcl.engine import start_run
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -143,12 +142,8 @@ def run_epoch(loader, model, criterion, optimizer, epoch, args, train: bool):
 
 
 def main_worker(local_rank, args):
-    init_distributed(args, local_rank)
-    seed_everything(args.seed, deterministic=args.seed is not None)
-    run_dir = make_run_dir("mcl", args.name, create=is_main_process())
+    _, run_dir, logger = start_run(local_rank, args, args.seed, deterministic=args.seed is not None)
     out_dir = args.checkpoint or run_dir
-    logger = RunLogger(run_dir, enabled=is_main_process())
-    logger.info(f"args: {vars(args)}")
     args.local_batch_size = per_process_batch_size(args.batch_size, args)
     workers = int((args.workers + args.ngpus_per_node - 1) / args.ngpus_per_node) if args.distributed else args.workers
 

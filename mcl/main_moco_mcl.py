@@ -23,18 +23,19 @@ import torch
 from torch.utils.data import DataLoader
 
 from common.augment import moco_v1_transform, moco_v2_transform
-from common.backbones import build_backbone
+from common.augment.on_device import DeviceViews, add_augment_arg, uint8_collate
+from common.backbones import build_backbone, freeze_batchnorm
 from common.checkpoint import (capture_rng_state, find_latest_checkpoint, load_checkpoint, restore_rng_state,
                                save_checkpoint)
 from common.data import ImageFolder
+from common.data.seeded import SeededTransformDataset
 from common.eval.metrics import accuracy
-from common.distributed import (add_distributed_args, cleanup, distributed_sampler, init_distributed,
-                                is_main_process, launch, per_process_batch_size, set_sampler_epoch, unwrap_model,
-                                wrap_ddp)
-from common.logger import RunLogger, make_run_dir
+from common.distributed import (add_distributed_args, all_reduce_mean, cleanup, is_main_process, launch,
+                                per_process_batch_size, rank_split_sampler, set_sampler_epoch, unwrap_model, wrap_ddp)
 from common.meters import AverageMeter, ProgressMeter
 from common.training import load_model_state, progress
-from common.utils import UserError, check_finite, run_main, seed_everything
+from common.utils import MixedPrecision, UserError, add_precision_args, check_finite, run_main
+from mcl.engine import start_run
 from mcl.moco.builder_mcl import MoCo
 from mcl.moco.loader import TwoCropsTransform
 
@@ -75,9 +76,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cos", action="store_true", help="cosine learning-rate schedule")
     # additions
     p.add_argument("--image-size", default=224, type=int, help="crop size (smaller for smoke tests)")
+    add_augment_arg(p)
+    add_precision_args(p)
     p.add_argument("--name", default=None, type=str, help="run name (default moco_mcl_<arch>_n<N>)")
     p.add_argument("--device", default=None, type=str, help="cpu / cuda (default: cuda if available)")
     p.add_argument("--max-iters", default=0, type=int, help="stop each epoch after this many iterations (0: all)")
+    p.add_argument("--freeze-bn", action="store_true",
+                   help="keep BatchNorm layers in eval mode while training (testing aid: per-process batch statistics "
+                        "and shuffle-BN make a multi-process run differ from one process; see common.backbones)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no tqdm bars")
     add_distributed_args(p)
     return p
@@ -105,12 +111,8 @@ def build_encoder(arch):
 
 
 def main_worker(local_rank, args):
-    init_distributed(args, local_rank)
-    seed_everything(args.seed, deterministic=args.seed is not None)
-    run_dir = make_run_dir("mcl", args.name, create=is_main_process())
+    _, run_dir, logger = start_run(local_rank, args, args.seed, deterministic=args.seed is not None)
     out_dir = args.checkpoint or run_dir
-    logger = RunLogger(run_dir, enabled=is_main_process())
-    logger.info(f"args: {vars(args)}")
 
     args.local_batch_size = per_process_batch_size(args.batch_size, args)
     global_batch = args.local_batch_size * args.world_size
@@ -122,7 +124,8 @@ def main_worker(local_rank, args):
 
     model = MoCo(build_encoder(args.arch), args.number_net, args.moco_dim, args.moco_k, args.moco_m,
                  args.moco_t, args.mlp)
-    model = wrap_ddp(model, args)
+    precision = MixedPrecision(args.device, args.amp, args.channels_last)
+    model = wrap_ddp(precision.prepare(model), args)
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], args.lr,
                                 momentum=args.momentum, weight_decay=args.weight_decay)
 
@@ -141,20 +144,32 @@ def main_worker(local_rank, args):
         restore_rng_state(state.get("rng_state"))
         logger.info(f"=> loaded checkpoint '{resume_path}' (epoch {state['epoch']})")
 
-    augmentation = (moco_v2_transform if args.aug_plus else moco_v1_transform)(args.image_size)
-    train_dataset = ImageFolder(os.path.join(args.data, "train"), TwoCropsTransform(augmentation))
-    train_sampler = distributed_sampler(train_dataset, args, shuffle=True, drop_last=True)
+    batched = None
+    if args.augment == "batched":  # the loader only decodes; the two views are made on the device
+        from common.augment import batched as B
+        batched = B.BatchedMultiView((B.batched_moco_v2_transform if args.aug_plus else B.batched_moco_v1_transform)(
+            args.image_size), 2)
+        view_transform = B.ToUint8Tensor()
+    else:
+        view_transform = TwoCropsTransform((moco_v2_transform if args.aug_plus else moco_v1_transform)(args.image_size))
+    views_of = DeviceViews(batched, args.device, args.seed, args.rank, args.channels_last)
+    # with --seed the views of an image depend on (seed, epoch, index) only and the batches on (seed, epoch), so
+    # runs with any number of processes see the same global batches
+    train_dataset = SeededTransformDataset(ImageFolder(os.path.join(args.data, "train")), view_transform, args.seed)
+    train_sampler = rank_split_sampler(train_dataset, shuffle=True, drop_last=True, seed=args.seed or 0)
     train_loader = DataLoader(train_dataset, batch_size=args.local_batch_size, shuffle=train_sampler is None,
                               num_workers=workers, pin_memory=args.device.type == "cuda", sampler=train_sampler,
-                              drop_last=True)
+                              drop_last=True, collate_fn=uint8_collate if batched is not None else None)
     if len(train_loader) == 0:
         raise UserError(f"{len(train_dataset)} training images give no full batch of {args.local_batch_size}; "
                         "lower --batch-size")
 
     for epoch in range(args.start_epoch, args.epochs):
         set_sampler_epoch(train_sampler, epoch)
+        train_dataset.set_epoch(epoch)
+        views_of.set_epoch(epoch)
         lr = adjust_learning_rate(optimizer, epoch, args)
-        meters = train(train_loader, model, optimizer, epoch, args, logger)
+        meters = train(train_loader, model, optimizer, epoch, args, logger, views_of, precision)
         top1_avg, top5_avg = meters["Acc@1"].avg, meters["Acc@5"].avg
         # quirk 9 fixed: the original referenced undefined top1_avg / top5_avg here
         line = (f"Epoch:{epoch}\t lr:{lr:.5f}\t loss:{meters['Loss'].avg:.4f}\t "
@@ -175,30 +190,33 @@ def main_worker(local_rank, args):
     cleanup()
 
 
-def train(train_loader, model, optimizer, epoch, args, logger):
+def train(train_loader, model, optimizer, epoch, args, logger, views_of: DeviceViews, precision: MixedPrecision):
     names = ("Loss", "VCL", "SoftVCL", "ICL", "SoftICL", "Acc@1", "Acc@5")
     meters = {n: AverageMeter(n, ":.4f") for n in names}
     batch_time, data_time = AverageMeter("Time", ":6.3f"), AverageMeter("Data", ":6.3f")
     total = min(len(train_loader), args.max_iters) if args.max_iters else len(train_loader)
     meter = ProgressMeter(total, [batch_time, data_time, *meters.values()], prefix=f"Epoch: [{epoch}]")
     model.train()
+    if args.freeze_bn:
+        freeze_batchnorm(model)
     end = time.time()
     for i, (images, _) in enumerate(progress(train_loader, f"epoch {epoch}", args.progress, total=total)):
         if args.max_iters and i >= args.max_iters:
             break
         data_time.update(time.time() - end)
-        im_q = images[0].to(args.device, non_blocking=True)
-        im_k = images[1].to(args.device, non_blocking=True)
-        logits, labels, vcl, soft_vcl, icl, soft_icl = model(im_q, im_k)
+        im_q, im_k = views_of(images)
+        with precision.autocast():  # the builder computes the MoCo-MCL loss in float32 whatever autocast says
+            logits, labels, vcl, soft_vcl, icl, soft_icl = model(im_q, im_k)
         loss = vcl + soft_vcl + icl + soft_icl
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        precision.backward_step(loss, optimizer)
         if i % args.print_freq == 0 or i + 1 == total:
             check_finite(loss, f"{epoch}:{i}", hint="Try a lower --lr.")
             acc1, acc5 = accuracy(logits[0], labels, topk=(1, 5))
             batch = im_q.shape[0]  # per-sample weighting (the original's lincls used images[0].size(0))
-            for n, v in zip(names, (loss, vcl, soft_vcl, icl, soft_icl, acc1, acc5)):
+            # the global batch's values (every process has the same local batch size), not rank 0's half
+            values = all_reduce_mean(torch.stack([loss, vcl, soft_vcl, icl, soft_icl, acc1, acc5])).tolist()
+            for n, v in zip(names, values):
                 meters[n].update(v, batch)
             batch_time.update(time.time() - end)
             if not args.progress:

@@ -60,11 +60,15 @@ def cifar_sim(normalize, size=32):
     return simclr_transform(size, normalize, scale=(0.2, 1.0))
 
 
+def _check_aug(aug: str, variant: str) -> None:
+    if aug not in AUG_CHOICES[variant]:
+        raise UserError(f"--aug {aug!r} is not available here; choose one of {', '.join(AUG_CHOICES[variant])}")
+
+
 def train_transform(aug: str, variant: str, normalize, size: int = 224, randaug_n: int = 2, randaug_m: int = 10,
                     aug_plus: bool = True) -> TwoCropsTransform:
     """The two-view transform of ``--aug`` for entry point ``variant`` (lt / places / imagenet / cifar)."""
-    if aug not in AUG_CHOICES[variant]:
-        raise UserError(f"--aug {aug!r} is not available here; choose one of {', '.join(AUG_CHOICES[variant])}")
+    _check_aug(aug, variant)
     if variant == "places":  # the Places script's RandAugment ignores --randaug_n/m (quirk §k.15)
         randaug_n, randaug_m = 2, 10
     mocov = ((lambda: moco_v2_transform(size, normalize)) if aug_plus else (lambda: moco_v1_transform(size, normalize)))
@@ -87,6 +91,53 @@ def train_transform(aug: str, variant: str, normalize, size: int = 224, randaug_
         return TwoCropsTransform(regular(size, normalize), mocov())
     # "cifar100": AutoAugment + Cutout for the query view, SimCLR-style for the key view
     return TwoCropsTransform(cifar_regular(normalize, size), cifar_sim(normalize, size))
+
+
+def _without_batched_equivalent(aug: str, variant: str) -> str | None:
+    """The ops of ``--aug`` that ``common.augment.batched`` does not implement (None: the pair is supported)."""
+    if aug.startswith("randcls"):
+        return "RandAugment (rand-n*-m*-mstd0.5)"
+    if aug == "cifar100" or (aug == "regular_regular" and variant == "cifar"):
+        return "RandomCrop(padding 4) + AutoAugment's CIFAR10Policy + Cutout"
+    return None
+
+
+def batched_train_views(aug: str, variant: str, normalize, size: int = 224, aug_plus: bool = True):
+    """``--augment batched``: the pair of :func:`train_transform` as ``common.augment.batched`` pipelines applied on
+    the device to uint8 batches (same distributions; ``BatchedMultiView`` → [query view, key view]).
+
+    Only the pairs built from crops, flips, ColorJitter, grey, PIL blur (``sim``, ``regular``, MoCo v1 / v2) have
+    batched equivalents; RandAugment (``randcls*``) and the CIFAR AutoAugment + Cutout view (``cifar100``, CIFAR
+    ``regular_regular``) have none, and asking for them is a ``UserError`` rather than a different distribution.
+    """
+    from common.augment import batched as B
+    _check_aug(aug, variant)
+    missing = _without_batched_equivalent(aug, variant)
+    if missing:
+        supported = [a for a in AUG_CHOICES[variant] if _without_batched_equivalent(a, variant) is None]
+        raise UserError(f"--augment batched: --aug {aug} uses {missing}, which has no batched equivalent (the "
+                        f"distribution could not match); use --augment pil, or an --aug of {', '.join(supported)}")
+
+    def sim():
+        return B.BatchedAugment(B.RandomResizedCropFlip(size), [
+            B.ColorJitter(0.4, 0.4, 0.4, 0.0), B.RandomGrayscale(0.2), B.GaussianBlur((0.1, 2.0), p=0.5)], normalize)
+
+    def regular():
+        return B.BatchedAugment(B.RandomResizedCropFlip(size), [B.ColorJitter(0.4, 0.4, 0.4, 0.0)], normalize)
+
+    def mocov():
+        return (B.batched_moco_v2_transform if aug_plus else B.batched_moco_v1_transform)(size, normalize)
+
+    if aug == "sim_sim":
+        view = sim()
+        return B.BatchedMultiView([view, view])
+    if aug == "mocov2_mocov2":
+        view = mocov()
+        return B.BatchedMultiView([view, view])
+    if variant == "imagenet":                                            # regular_regular
+        view = regular()
+        return B.BatchedMultiView([view, view])
+    return B.BatchedMultiView([regular(), mocov()])
 
 
 def test_transform(normalize, size: int = 224, resize_crop: bool = True):

@@ -109,3 +109,15 @@ class PaCoLoss(nn.Module):
     def forward(self, features, labels, sup_logits):
         return paco_loss(features, labels, sup_logits, self.K, self.alpha, self.beta, self.gamma,
                          self.temperature, self.base_temperature, self.supt, self.log_prior)
+
+
+class CrossEntropyBaseline(nn.Module):
+    """The supervised baseline (``--loss ce``): plain cross-entropy on the anchors' classifier logits, without the
+    class prior and without any contrastive term. Same call signature as :class:`PaCoLoss` so the training loop,
+    the network (momentum encoder and queue included) and the data stay exactly those of a PaCo run.
+
+    forward(features (2B+K, d), labels (2B+K,), sup_logits (B, C)) → scalar loss.
+    """
+
+    def forward(self, features, labels, sup_logits):
+        return F.cross_entropy(sup_logits, labels[: sup_logits.shape[0]])

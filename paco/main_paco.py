@@ -17,18 +17,20 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from common.augment.on_device import DeviceViews, add_augment_arg, uint8_collate
 from common.checkpoint import capture_rng_state, code_version, load_checkpoint, save_checkpoint
-from common.distributed import (add_distributed_args, find_free_port, init_distributed, is_main_process, launch,
-                                per_process_batch_size, set_sampler_epoch, unwrap_model, wrap_ddp,
-                                distributed_sampler)
+from common.data.seeded import SeededTransformDataset
+from common.distributed import (add_distributed_args, all_reduce_mean, find_free_port, init_distributed,
+                                is_main_process, launch, per_process_batch_size, rank_split_sampler,
+                                set_sampler_epoch, unwrap_model, wrap_ddp)
 from common.eval import accuracy, shot_accuracy
 from common.logger import RunLogger, make_run_dir
 from common.meters import AverageMeter
 from common.schedules import paco_cifar_lr, paco_lr, set_lr
 from common.training import progress, resume_or_start
-from common.utils import UserError, autocast, check_finite, grad_scaler, seed_everything
-from paco.augmentations import AUG_CHOICES, test_transform, train_transform
-from paco.losses import PaCoLoss
+from common.utils import MixedPrecision, UserError, add_precision_args, autocast, check_finite, seed_everything
+from paco.augmentations import AUG_CHOICES, batched_train_views, test_transform, train_transform
+from paco.losses import CrossEntropyBaseline, PaCoLoss
 from paco.moco.builder import PaCo
 
 VARIANTS = ("lt", "places", "cifar", "imagenet")
@@ -124,6 +126,10 @@ def build_parser(variant: str) -> argparse.ArgumentParser:
     p.add_argument("--alpha", default=d(1.0, 1.0, None, 1.0), type=float, help="weight of sample-sample positives")
     p.add_argument("--beta", default=1.0, type=float, help="weight of the sample-centre positive")
     p.add_argument("--gamma", default=1.0, type=float, help="weight of the sample terms in the denominator")
+    p.add_argument("--loss", default="paco", choices=("paco", "ce"),
+                   help="paco: the PaCo loss; ce: the supervised baseline, plain cross-entropy on the classifier "
+                        "logits (no class prior, no contrastive term) with the same network, data and schedule "
+                        "(not in the original)")
     p.add_argument("--aug", default=None, type=str, choices=AUG_CHOICES[variant], help="augmentation pair (§d.3); the original crashed without it, here it falls back to the first choice")
     if full:
         p.add_argument("--rand_m", default=10, type=int, help="RandAugment magnitude (clipped to 10, quirk §k.17)")
@@ -137,8 +143,11 @@ def build_parser(variant: str) -> argparse.ArgumentParser:
         p.add_argument("--feat_dim", default=2048, type=int,
                        help="input dim of the classifier; must equal the backbone's pooled feature "
                             "(64 for resnet32, 512 for resnet18/34)")
-    if not cifar:
-        p.add_argument("--fp16", action="store_true", help="mixed precision (bfloat16 autocast on CPU)")
+    p.add_argument("--fp16", "--amp", dest="fp16", action="store_true",
+                   help="mixed precision: float16 autocast with loss scaling on CUDA, bfloat16 autocast on CPU" +
+                   (" (not in the original paco_cifar.py)" if cifar else ""))
+    add_precision_args(p, amp=False)
+    add_augment_arg(p)
     if cifar:
         p.add_argument("--imb-factor", default=None, type=float, help="imbalance factor n_min / n_max (required)")
     p.add_argument("--image-size", default=d(224, 224, 32, 224), type=int,
@@ -157,7 +166,7 @@ def parse_args(variant: str, argv=None) -> argparse.Namespace:
     elif args.dataset == "digits":
         args.num_classes = 10
     if variant == "cifar":
-        args.randaug_n, args.randaug_m, args.fp16 = 2, 10, False
+        args.randaug_n, args.randaug_m = 2, 10
         if args.imb_factor is None:
             raise UserError("--imb-factor is required (e.g. 0.01 for CIFAR-100-LT with imbalance ratio 100)")
         if not 0 < args.imb_factor <= 1:
@@ -168,6 +177,8 @@ def parse_args(variant: str, argv=None) -> argparse.Namespace:
         args.aug = AUG_CHOICES[variant][0]
     if args.mark is None:
         args.mark = f"{args.arch}_{args.aug}"
+    if args.augment == "batched":  # refuse --aug pairs without a batched equivalent before any process starts
+        batched_train_views(args.aug, variant, "imagenet", args.image_size, args.aug_plus)
     for name in ("batch_size", "epochs", "moco_k", "moco_dim"):
         if getattr(args, name) < 1:
             raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
@@ -195,14 +206,18 @@ def build_datasets(args):
     from common.data import ListFileDataset, TargetSubset, build_dataset, cifar_long_tailed_indices
     normalize = NORMALIZATION.get(args.dataset, "imagenet")
     size = args.image_size
-    two_view = train_transform(args.aug, args.variant, normalize, size, args.randaug_n, args.randaug_m,
-                               args.aug_plus)
+    if args.augment == "batched":  # the loader only decodes; the two views are made on the device
+        from common.augment.batched import ToUint8Tensor
+        two_view = ToUint8Tensor()
+    else:
+        two_view = train_transform(args.aug, args.variant, normalize, size, args.randaug_n, args.randaug_m,
+                                   args.aug_plus)
     small_images = args.dataset in ("cifar100", "digits")
     test_tf = test_transform(normalize, size, resize_crop=not small_images)
     if args.dataset in ("cifar100", "digits"):
         name = "cifar100" if args.dataset == "cifar100" else "digits"
         root = args.data if name == "cifar100" else None
-        train = build_dataset(name, root, "train", transform=two_view)
+        train = build_dataset(name, root, "train")
         test = build_dataset(name, root, "test", transform=test_tf)
         if args.variant == "cifar" or args.dataset == "digits":
             # CIFAR-100-LT (spec §d.2); digits gets the same exponential profile so the run is long-tailed
@@ -212,17 +227,18 @@ def build_datasets(args):
     elif args.variant == "imagenet":
         if args.dataset != "imagenet":
             raise UserError("paco_imagenet.py implements only --dataset imagenet (ImageFolder train/ val/) and digits")
-        train = build_dataset("imagefolder", args.data, "train", transform=two_view)
+        train = build_dataset("imagefolder", args.data, "train")
         test = build_dataset("imagefolder", args.data, "val", transform=test_tf)
     else:
         key = "places" if args.dataset == "places" else args.dataset
         train_list, test_list = LIST_FILES[key]
         if key == "places" and getattr(args, "test_split", "val") == "test":
             test_list = "Places_LT/Places_LT_test.txt"
-        train = ListFileDataset(args.data, os.path.join(args.list_dir, train_list), transform=two_view,
-                                num_classes=args.num_classes)
+        train = ListFileDataset(args.data, os.path.join(args.list_dir, train_list), num_classes=args.num_classes)
         test = ListFileDataset(args.data, os.path.join(args.list_dir, test_list), transform=test_tf,
                                num_classes=args.num_classes)
+    # with --seed the views of an image depend on (seed, epoch, index) only, whatever the number of processes
+    train = SeededTransformDataset(train, two_view, args.seed)
     num_labels = max(max(train.targets), max(test.targets)) + 1
     if num_labels > args.num_classes:
         raise UserError(f"the data has label {num_labels - 1} but --num_classes is {args.num_classes}; "
@@ -292,20 +308,21 @@ def adjust_learning_rate(optimizer, epoch: int, args) -> float:
     return set_lr(optimizer, lr)
 
 
-def train_one_epoch(loader, model, criterion, optimizer, scaler, epoch, args, logger):
+def train_one_epoch(loader, model, criterion, optimizer, scaler, epoch, args, logger, views_of: DeviceViews):
     model.train()
     losses, top1 = AverageMeter("Loss", ":.4e"), AverageMeter("Acc@1", ":6.2f")
     batch_time, end = AverageMeter("Time", ":6.3f"), time.time()
     num_batches = len(loader)
     step0 = epoch * num_batches
     for i, (images, target) in enumerate(progress(loader, desc=f"epoch {epoch}", enabled=is_main_process())):
-        im_q = images[0].to(args.device, non_blocking=True)
-        im_k = images[1].to(args.device, non_blocking=True)
+        im_q, im_k = views_of(images)
         target = target.to(args.device, non_blocking=True)
         with autocast(args.device, enabled=args.fp16):
             features, labels, sup_logits = model(im_q, im_k, target)
             loss = criterion(features.float(), labels, sup_logits.float())
-        loss_value = loss.item()  # the meters read it anyway; the finiteness check costs no extra sync
+        # the meters read it anyway, so the finiteness check costs no extra sync; the mean over the processes is
+        # the loss of the step (each process's loss is over its own anchors, DDP averages their gradients)
+        loss_value = all_reduce_mean(loss.detach()).item()
         check_finite(loss_value, f"epoch {epoch} iteration {i}",
                      hint="lower --lr, or check the data / --moco-t")
         optimizer.zero_grad(set_to_none=True)
@@ -396,13 +413,17 @@ def main_worker(local_rank, args):
         if getattr(args, "reload_torch", None):
             load_matching(model, args.reload_torch, logger.info, key_map=lambda k: k[len("encoder_q."):])
         freeze_for_places(model)
-    model = wrap_ddp(model, args, find_unused_parameters=True)
-    criterion = PaCoLoss(alpha=args.alpha, beta=args.beta, gamma=args.gamma, temperature=args.moco_t,
-                         K=args.moco_k, num_classes=args.num_classes,
-                         cls_num_list=None if args.variant == "imagenet" else cls_num_list).to(device)
+    precision = MixedPrecision(device, args.fp16, args.channels_last)
+    model = wrap_ddp(precision.prepare(model), args, find_unused_parameters=True)
+    if args.loss == "ce":
+        criterion = CrossEntropyBaseline()
+    else:
+        criterion = PaCoLoss(alpha=args.alpha, beta=args.beta, gamma=args.gamma, temperature=args.moco_t,
+                             K=args.moco_k, num_classes=args.num_classes,
+                             cls_num_list=None if args.variant == "imagenet" else cls_num_list).to(device)
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], args.lr,
                                 momentum=args.momentum, weight_decay=args.weight_decay)
-    scaler = grad_scaler(device, enabled=args.fp16)
+    scaler = precision.scaler
 
     start_epoch, state = resume_or_start(args.resume, run_dir, model, optimizer, scaler, auto=True,
                                          return_state=True, printer=logger.info, pattern=CHECKPOINT)
@@ -419,15 +440,22 @@ def main_worker(local_rank, args):
                         f"(= floor(b / processes per node) x processes); the queue is written one global batch "
                         f"at a time. Choose --moco-k as a multiple of {global_batch}")
     workers = int(math.ceil(args.workers / max(getattr(args, "ngpus_per_node", 1), 1)))
-    sampler = distributed_sampler(train_set, args, shuffle=True, drop_last=True)
+    # the same global batches for any number of processes (rank r takes every W-th sample of each)
+    sampler = rank_split_sampler(train_set, shuffle=True, drop_last=True, seed=args.seed or 0)
     generator = torch.Generator()
     generator.manual_seed(args.seed if args.seed is not None else torch.initial_seed() % 2 ** 31)
     train_loader = torch.utils.data.DataLoader(train_set, batch_size=batch, shuffle=sampler is None,
                                                num_workers=workers, pin_memory=device.type == "cuda",
                                                sampler=sampler, drop_last=True, generator=generator,
-                                               persistent_workers=False)
+                                               persistent_workers=False,
+                                               collate_fn=uint8_collate if args.augment == "batched" else None)
+    views_of = DeviceViews(batched_train_views(args.aug, args.variant, NORMALIZATION.get(args.dataset, "imagenet"),
+                                               args.image_size, args.aug_plus) if args.augment == "batched" else None,
+                           device, args.seed, args.rank, args.channels_last)
+    # its own generator: evaluating must not advance the global one, which draws the shuffle-BN permutations (a
+    # resumed run skips the initial evaluation and must draw the same ones)
     test_loader = torch.utils.data.DataLoader(test_set, batch_size=batch, shuffle=False, num_workers=workers,
-                                              pin_memory=device.type == "cuda")
+                                              pin_memory=device.type == "cuda", generator=torch.Generator())
     if len(train_loader) == 0:
         raise UserError(f"the training set has {len(train_set)} images, fewer than one per-process batch ({batch}); "
                         "lower -b/--batch-size")
@@ -447,8 +475,11 @@ def main_worker(local_rank, args):
         # the loader shuffles from its own generator, re-seeded per epoch so a resumed run sees the same order
         generator.manual_seed((args.seed or 0) * 1000 + epoch)
         set_sampler_epoch(sampler, epoch)
+        train_set.set_epoch(epoch)
+        views_of.set_epoch(epoch)
         lr = adjust_learning_rate(optimizer, epoch, args)
-        loss, train_acc = train_one_epoch(train_loader, model, criterion, optimizer, scaler, epoch, args, logger)
+        loss, train_acc = train_one_epoch(train_loader, model, criterion, optimizer, scaler, epoch, args, logger,
+                                          views_of)
         logger.scalar("train/lr", lr, epoch)
         metrics = validate(test_loader, model, cls_num_list, args)
         _report(logger, "test", metrics, epoch=epoch + 1)

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from ci.smoke import run_python, run_script
+from ci.smoke import FAST_PATH_FLAGS, assert_fast_path_args, run_python, run_script
 from common.data import fake
 
 pytestmark = pytest.mark.slow
@@ -24,13 +24,14 @@ def _metric(out: str, name: str) -> float:
 
 def test_train_sh_digits_defaults(tmp_path):
     proc = run_script("ascl", "sh/train.sh", "--epochs", "1", "--eval_epochs", "1", "--iters_per_epoch", "2",
-                      "--no_progress", runs_dir=tmp_path)
+                      "--no_progress", *FAST_PATH_FLAGS, runs_dir=tmp_path)
     out = proc.stdout
     initial, final = _metric(out, "initial knn top-1"), _metric(out, "final knn top-1")
     assert 0 <= initial <= 100 and 0 <= final <= 100
     _metric(out, "final linear top-1")
-    run = tmp_path / "runs" / "ascl" / "digits" / "digits_moco_ascl_1_weak_augment_5_0.1_0.05"
+    run = tmp_path / "runs" / "ascl" / "digits" / "digits_moco_ascl_1_weak_augment_3_0.1_0.05"
     assert (run / "model_last.pth").is_file() and (run / "train_logs.txt").is_file()
+    assert_fast_path_args(run / "model_last.pth")
     assert (run / "eval_logs.txt").read_text().endswith("\n")           # quirk 9 fixed
     assert any(p.name.startswith("events.out.tfevents") for p in run.iterdir())
 
@@ -56,7 +57,7 @@ def test_imagenet_script(tmp_path):
     data = fake.write_imagefolder(tmp_path / "imagenet", n_classes=2, n_per_class=4, size=40)
     proc = run_script("ascl", "sh/imagenet_ascl.sh", "-a", "resnet20_option_a", "--image-size", "16", "--batch-size", "4",
                       "--moco-k", "8", "--moco-dim", "16", "--epochs", "1", "-j", "0", "--nproc-per-node", "1",
-                      "--no-progress", env={"DATA": data}, runs_dir=tmp_path)
+                      "--no-progress", "--amp", "--channels-last", env={"DATA": data}, runs_dir=tmp_path)
     run = tmp_path / "runs" / "ascl" / "imagenet_resnet20_option_a"
     assert (run / "checkpoint_0001.pth.tar").is_file(), proc.stdout[-2000:]
 

@@ -21,10 +21,12 @@ from attentionce.image.model import Model, add_module_prefix, strip_module_prefi
 from attentionce.image.utils import DATASETS, N_VIEWS, build_split, canonical_dataset_name, get_pretrain_dataset
 from attentionce.losses import AttentioNCE
 from common import distributed as dist_utils
-from common.checkpoint import (capture_rng_state, find_latest_checkpoint, load_checkpoint, restore_rng_state,
-                               save_checkpoint)
+from common.augment.on_device import DeviceViews, add_augment_arg
+from common.checkpoint import (capture_rng_state, code_version, find_latest_checkpoint, load_checkpoint,
+                               restore_rng_state, save_checkpoint)
 from common.logger import RunLogger, make_run_dir
-from common.utils import UserError, autocast, check_finite, get_device, run_main, seed_everything
+from common.utils import (MixedPrecision, UserError, add_precision_args, check_finite, get_device, run_main,
+                          seed_everything)
 
 METHOD = "attentionce"
 RESUME_FILE = "checkpoint.pth"
@@ -67,10 +69,7 @@ def get_parser(variant: str = "image") -> argparse.ArgumentParser:
     parser.add_argument("--weight_decay", default=1e-6, type=float, help="Adam weight decay (original: 1e-6)")
     parser.add_argument("--workers", default=d["workers"], type=int, help="data loading workers")
     parser.add_argument("--crop_size", default=32, type=int, help="RandomResizedCrop size of the training views")
-    parser.add_argument("--augment", default="pil", choices=["pil", "batched"],
-                        help="pil: the original per-image PIL pipeline in the DataLoader workers; batched: the same "
-                             "transforms vectorised over the batch on the training device (common.augment.batched; "
-                             "much faster on CPU, same distributions up to uint8 rounding)")
+    add_augment_arg(parser)
     parser.add_argument("--save_every", default=d["save_every"], type=int,
                         help="write the original-format checkpoint every N epochs (and after the last epoch)")
     parser.add_argument("--repeat_view4_bug", action="store_true",
@@ -91,7 +90,7 @@ def get_parser(variant: str = "image") -> argparse.ArgumentParser:
                              "linear = logistic-regression probe on frozen features, knn = weighted kNN")
     parser.add_argument("--eval_epochs", default=100, type=int, help="epochs of the --eval linear probe")
     parser.add_argument("--print_freq", default=10, type=int, help="update the progress bar loss every N steps")
-    parser.add_argument("--amp", action="store_true", help="mixed precision (bfloat16 on CPU, float16 on CUDA)")
+    add_precision_args(parser)
     parser.add_argument("--device", default=None, type=str, help="cpu / cuda / cuda:1 (default: cuda if available)")
     parser.add_argument("--name", default=None, type=str,
                         help="run name: runs/attentionce/<name>/ under $CL_RUNS_DIR or the working directory")
@@ -143,7 +142,8 @@ def set_bn_eval(module: torch.nn.Module) -> None:
             m.eval()
 
 
-def train_one_epoch(net, criterion, loader, optimizer, args, epoch, logger, global_step, batched_views=None):
+def train_one_epoch(net, criterion, loader, optimizer, args, epoch, logger, global_step, views_of: DeviceViews,
+                    precision: MixedPrecision):
     """One epoch (the original ``train``): per step one forward pass per view (BatchNorm statistics are per
     view batch, as in the original), the loss on the normalised projections, Adam step.  Returns the mean
     loss weighted by the batch size and the new global step."""
@@ -155,24 +155,19 @@ def train_one_epoch(net, criterion, loader, optimizer, args, epoch, logger, glob
     loss_sum = torch.zeros((), device=args.device)
     seen = 0
     bar = tqdm(loader, total=total_steps, disable=not dist_utils.is_main_process(), dynamic_ncols=True)
-    generator = None
-    if args.augment == "batched" and args.seed is not None:
-        # the batched views depend only on (seed, epoch, rank, step): a resumed run sees the same views
-        generator = torch.Generator(device=args.device)
-        generator.manual_seed((args.seed * 1_000_003 + epoch) * 1_009 + args.rank)
+    # the batched views depend only on (seed, epoch, rank, step): a resumed run sees the same views
+    views_of.set_epoch(epoch)
     for step, (images, _) in enumerate(bar):
         if step >= total_steps:
             break
-        images = images.to(args.device, non_blocking=True)
         # list of the view batches (V x (b, 3, S, S)); the PIL path collates them as (b, V, 3, S, S)
-        views = batched_views(images, generator) if batched_views is not None else images.unbind(1)
-        with autocast(args.device, args.amp):
+        views = views_of(images)
+        with precision.autocast():
             # one forward pass per view: BatchNorm statistics are per view batch, as in the original
             projections = [net(views[v])[1] for v in order]
         loss = criterion(torch.stack(projections).float())
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        precision.backward_step(loss, optimizer)
         loss_sum += loss.detach() * images.shape[0]
         seen += images.shape[0]
         global_step += 1
@@ -226,8 +221,10 @@ def main_worker(local_rank, args):
                                  seed=args.data_seed, drop_last=True)
     loader = DataLoader(dataset, batch_size=local_batch, sampler=sampler, num_workers=args.workers,
                         pin_memory=args.device.type == "cuda", drop_last=True)
+    views_of = DeviceViews(batched_views, args.device, args.seed, args.rank, args.channels_last)
 
-    model = Model(args.feature_dim, args.arch).to(args.device)
+    precision = MixedPrecision(args.device, args.amp, args.channels_last)
+    model = precision.prepare(Model(args.feature_dim, args.arch).to(args.device))
     net = dist_utils.wrap_ddp(model, args)
     criterion = AttentioNCE(args.temperature, args.d_pos, args.d_neg, loss=args.loss)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
@@ -247,7 +244,7 @@ def main_worker(local_rank, args):
                             f"--feature_dim {args.feature_dim}): {str(e).splitlines()[0]}") from None
         start_epoch, global_step = state["epoch"] + 1, state.get("global_step", 0)
         initial = state.get("initial_eval")
-        restore_rng_state(state.get("rng"))
+        restore_rng_state(state.get("rng_state", state.get("rng")))  # "rng": checkpoints written before the rename
         logger.info(f"resumed from {resume} at epoch {state['epoch']}")
 
     if args.eval != "none" and initial is None:
@@ -262,7 +259,7 @@ def main_worker(local_rank, args):
         if hasattr(dataset, "set_epoch"):
             dataset.set_epoch(epoch)
         loss, global_step = train_one_epoch(net, criterion, loader, optimizer, args, epoch, logger, global_step,
-                                            batched_views)
+                                            views_of, precision)
         logger.scalar("train/epoch_loss", loss, epoch)
         logger.info(f"epoch {epoch}: loss {loss:.4f}")
         if main_process:
@@ -272,7 +269,8 @@ def main_worker(local_rank, args):
                 save_checkpoint(add_module_prefix(model.state_dict()), path)
             save_checkpoint({"epoch": epoch, "global_step": global_step, "state_dict": model.state_dict(),
                              "optimizer": optimizer.state_dict(), "args": args_for_saving(args),
-                             "rng": capture_rng_state(), "initial_eval": initial},
+                             "rng_state": capture_rng_state(), "code_version": code_version(),
+                             "initial_eval": initial},
                             os.path.join(run_dir, RESUME_FILE))
         dist_utils.barrier()
 

@@ -9,13 +9,10 @@ gathered with gradient across processes, DDP's gradient average and Adam.
 """
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 import torch
 
-from ci.smoke import ROOT, run_python, smoke_env
+from ci.smoke import run_python, run_torchrun, spawn_flags
 from common.distributed import find_free_port
 from attentionce.tests.helpers import TINY, load_state, run_dir
 
@@ -47,14 +44,9 @@ def assert_same_training(single: dict, other: dict, initial: dict) -> None:
 
 def test_two_processes_equal_one(reference_runs):
     runs, flags = reference_runs
-    run_python("attentionce", "image/main.py", *flags, "--epochs", "2", "--name", "spawn",
-               "--multiprocessing-distributed", "--world-size", "1", "--rank", "0",
-               "--dist-url", f"tcp://127.0.0.1:{find_free_port()}", "--dist-backend", "gloo",
-               "--nproc-per-node", "2", runs_dir=runs)
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                           "image/main.py", *flags, "--epochs", "2", "--name", "torchrun"],
-                          cwd=ROOT / "attentionce", env=smoke_env(runs), capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    run_python("attentionce", "image/main.py", *flags, "--epochs", "2", "--name", "spawn", *spawn_flags(2),
+               runs_dir=runs)
+    run_torchrun("attentionce", "image/main.py", *flags, "--epochs", "2", "--name", "torchrun", runs_dir=runs)
     single = load_state(run_dir(runs, "full") / "checkpoint.pth")["state_dict"]
     initial = initial_parameters()
     for name in ("spawn", "torchrun"):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from ci.smoke import run_script
+from ci.smoke import FAST_PATH_FLAGS, assert_fast_path_args, run_script
 from attentionce.tests.helpers import TINY, load_state, run_dir, write_all
 
 pytestmark = pytest.mark.slow
@@ -61,7 +61,7 @@ def test_linear_scripts(data, runs):
 def test_train_sh_embedded_default_runs(runs):
     """sh/train.sh (digits) with its epochs cut to a few steps: prints initial and final evaluation lines."""
     proc = run_script("attentionce", "sh/train.sh", "--epochs", "1", "--steps_per_epoch", "2", "--eval_epochs", "2",
-                      "--name", "digits", runs_dir=runs)
+                      "--name", "digits", *FAST_PATH_FLAGS, runs_dir=runs)
     lines = proc.stdout.splitlines()
     initial = [l for l in lines if l.startswith("initial linear top-1: ")]
     final = [l for l in lines if l.startswith("final linear top-1: ")]
@@ -69,3 +69,4 @@ def test_train_sh_embedded_default_runs(runs):
     assert lines.index(initial[0]) < lines.index(final[0])
     files = {p.name for p in run_dir(runs, "digits").iterdir()}
     assert "checkpoint.pth" in files and "log.txt" in files and any(f.startswith("events.out.tfevents") for f in files)
+    assert_fast_path_args(run_dir(runs, "digits") / "checkpoint.pth")

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import sys
 import time
 
 import torch
@@ -25,13 +24,14 @@ from common.backbones import build_backbone
 from common.checkpoint import load_checkpoint
 from common.data import build_dataset
 from common.eval.metrics import accuracy
-from common.logger import RunLogger, make_run_dir
+from common.logger import make_run_dir
 from common.meters import AverageMeter, ProgressMeter
 from common.schedules import cosine_lr, set_lr, step_lr
 from common.training import progress, resume_or_start, save_training_state
-from common.utils import UserError, check_finite, run_main, seed_everything
+from common.utils import UserError, check_finite, run_main
 
 from cacr.imagenet_pretraining import vits
+from cacr.worker import start_worker
 
 VARIANTS = {
     "v3": dict(prefix="module.base_encoder.", epochs=90, batch_size=1024, lr=0.1, dist_url="tcp://224.66.41.62:23456",
@@ -140,15 +140,7 @@ def adjust_learning_rate(optimizer, epoch, args):
 
 
 def main_worker(local_rank, args):
-    cdist.init_distributed(args, local_rank)
-    if args.seed is not None:
-        seed_everything(args.seed + args.rank, deterministic=True)
-    main_proc = cdist.is_main_process()
-    if main_proc:
-        os.makedirs(args.output_dir, exist_ok=True)
-    logger = RunLogger(args.output_dir, enabled=main_proc)
-    logger.info(f"output directory: {args.output_dir}")
-    logger.info(" ".join(sys.argv))
+    logger = start_worker(local_rank, args, args.output_dir)
 
     train_set = build_dataset("imagefolder", args.data, "train", linear_train_transform(args.image_size))
     resize = max(args.image_size * 256 // 224, args.image_size)

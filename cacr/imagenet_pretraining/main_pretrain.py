@@ -14,24 +14,26 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import sys
 import time
 
 import torch
 
 from common import distributed as cdist
-from common.backbones import build_backbone
+from common.backbones import build_backbone, freeze_batchnorm
 from common.data import build_dataset
-from common.logger import RunLogger, make_run_dir
+from common.data.seeded import SeededTransformDataset
+from common.logger import make_run_dir
 from common.meters import AverageMeter, ProgressMeter
 from common.schedules import cosine_momentum, set_lr, warmup_cosine_lr
 from common.training import progress, resume_or_start, save_training_state
-from common.utils import UserError, autocast, check_finite, grad_scaler, run_main, seed_everything
+from common.utils import (MixedPrecision, UserError, add_precision_args, autocast, check_finite, run_main,
+                          to_channels_last)
 
 from cacr.imagenet_pretraining import vits
 from cacr.imagenet_pretraining.moco import builder as moco_builder
 from cacr.imagenet_pretraining.moco.loader import MulCropsTransform, global_transforms, local_transform
 from cacr.imagenet_pretraining.moco.optimizer import LARS
+from cacr.worker import seeded_loader, start_worker
 
 
 def get_parser():
@@ -77,7 +79,11 @@ def get_parser():
     parser.add_argument("--image-size", default=224, type=int, help="global crop size (small for smoke tests)")
     parser.add_argument("--local-crop-size", default=96, type=int, help="local crop size")
     parser.add_argument("--no-amp", dest="amp", action="store_false", help="disable mixed precision")
+    add_precision_args(parser, amp=False)
     parser.add_argument("--max-iters", default=0, type=int, help="stop each epoch after N iterations (smoke tests)")
+    parser.add_argument("--freeze-bn", action="store_true",
+                        help="BatchNorm in eval mode while training (testing aid: without SyncBN, which has no CPU "
+                             "kernel, each process normalises its own slice; see common.backbones.freeze_batchnorm)")
     parser.add_argument("--device", default=None, type=str)
     parser.add_argument("--no-progress", dest="progress", action="store_false")
     cdist.add_distributed_args(parser, dist_url="env://")
@@ -91,8 +97,12 @@ def build_model(args):
         base = lambda num_classes: vits.VITS[args.arch](num_classes=num_classes, stop_grad_conv1=args.stop_grad_conv1,  # noqa: E731
                                                         image_size=args.image_size - args.image_size % 16 or 224)
         return moco_builder.MoCo_ViT(base, args.moco_dim, args.moco_mlp_dim, args.moco_t)
-    base = lambda num_classes, zero_init_residual=True: build_backbone(  # noqa: E731
-        args.arch, num_classes=num_classes, zero_init_residual=zero_init_residual)
+    def base(num_classes, zero_init_residual=True):
+        try:
+            return build_backbone(args.arch, num_classes=num_classes, zero_init_residual=zero_init_residual)
+        except TypeError as e:  # the CIFAR-style ResNets of common.backbones take no zero_init_residual
+            raise UserError(f"-a {args.arch} cannot be used by the MoCo-v3 ResNet model ({e}); choose a torchvision "
+                            "ResNet (resnet18/34/50/101/152, resnext*, wide_resnet*) or a vit_* model") from None
     return moco_builder.MoCo_ResNet(base, args.moco_dim, args.moco_mlp_dim, args.moco_t)
 
 
@@ -120,17 +130,10 @@ def main(argv=None):
 
 
 def main_worker(local_rank, args):
-    cdist.init_distributed(args, local_rank)
-    if args.seed is not None:
-        seed_everything(args.seed + args.rank, deterministic=True)
-    main_proc = cdist.is_main_process()
-    if main_proc:
-        os.makedirs(args.output_dir, exist_ok=True)
-    logger = RunLogger(args.output_dir, enabled=main_proc)
-    logger.info(f"output directory: {args.output_dir}")
-    logger.info(" ".join(sys.argv))
+    logger = start_worker(local_rank, args, args.output_dir)
 
-    model = build_model(args)
+    precision = MixedPrecision(args.device, args.amp, args.channels_last)
+    model = precision.prepare(build_model(args))
     args.lr = args.lr * args.batch_size / 256  # infer the actual learning rate from the total batch
     if args.distributed and args.device.type == "cuda":
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
@@ -145,7 +148,7 @@ def main_worker(local_rank, args):
         optimizer = LARS(model.parameters(), args.lr, weight_decay=args.weight_decay, momentum=args.momentum)
     else:
         optimizer = torch.optim.AdamW(model.parameters(), args.lr, weight_decay=args.weight_decay)
-    scaler = grad_scaler(args.device, args.amp)
+    scaler = precision.scaler
     start_epoch = resume_or_start(args.resume, args.output_dir, model, optimizer, scaler, auto=args.auto_resume,
                                   printer=logger.info) or args.start_epoch
 
@@ -155,19 +158,15 @@ def main_worker(local_rank, args):
                                       args.local_crops_number)
     else:
         transform = MulCropsTransform(t1, t2)
-    dataset = build_dataset("imagefolder", args.data, "train", transform)
+    # with --seed the crops of an image depend on (seed, epoch, index) only, whatever the number of processes
+    dataset = SeededTransformDataset(build_dataset("imagefolder", args.data, "train"), transform, args.seed)
     if len(dataset) < args.batch_size:
         raise UserError(f"the dataset has {len(dataset)} images, fewer than one batch ({args.batch_size}); "
                         "lower --batch-size")
-    sampler = cdist.distributed_sampler(dataset, args, shuffle=True, drop_last=True)
-    generator = torch.Generator()
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=sampler is None,
-                                         num_workers=workers, pin_memory=args.device.type == "cuda",
-                                         sampler=sampler, drop_last=True, generator=generator)
+    loader, set_epoch = seeded_loader(dataset, batch_size, workers, args)
 
     for epoch in range(start_epoch, args.epochs):
-        cdist.set_sampler_epoch(sampler, epoch)
-        generator.manual_seed((args.seed or 0) * 100003 + epoch)
+        set_epoch(epoch)
         avg_loss = train(loader, model, optimizer, scaler, epoch, args, logger)
         logger.scalar("train/loss", avg_loss, epoch)
         fields = dict(arch=args.arch)
@@ -186,6 +185,8 @@ def train(loader, model, optimizer, scaler, epoch, args, logger):
     n_iters = min(iters_per_epoch, args.max_iters) if args.max_iters else iters_per_epoch
     prog = ProgressMeter(n_iters, meters, prefix=f"Epoch: [{epoch}]")
     model.train()
+    if args.freeze_bn:
+        freeze_batchnorm(model)
     end = time.time()
     moco_m = args.moco_m
     for i, (images, _) in enumerate(progress(loader, f"epoch {epoch}", args.progress, total=n_iters)):
@@ -196,6 +197,8 @@ def train(loader, model, optimizer, scaler, epoch, args, logger):
         if args.moco_m_cos:
             moco_m = adjust_moco_momentum(epoch + i / iters_per_epoch, args)
         images = [im.to(args.device, non_blocking=True) for im in images]
+        if args.channels_last:
+            images = [to_channels_last(im) for im in images]
         local = images[2:] if args.use_local_crops else None
         with autocast(args.device, args.amp):
             loss = model(images[0], images[1], moco_m, local, args.cacr_cost, args.use_full_mode)
@@ -204,7 +207,7 @@ def train(loader, model, optimizer, scaler, epoch, args, logger):
         scaler.step(optimizer)
         scaler.update()
         if i % args.print_freq == 0 or i == n_iters - 1:
-            value = loss.item()
+            value = cdist.all_reduce_mean(loss.detach()).item()  # the global batch's loss, not rank 0's half
             check_finite(value, f"epoch {epoch} iteration {i}", "With AMP try --no-amp or a lower --lr.")
             meters[3].update(value, images[0].shape[0])
             meters[2].update(lr)

@@ -16,15 +16,17 @@ import time
 import torch
 import torch.nn as nn
 
+from common.augment.on_device import DeviceViews, add_augment_arg, uint8_collate
 from common.checkpoint import atomic_torch_save
 from common.logger import RunLogger, make_run_dir
 from common.meters import AverageMeter
 from common.training import progress, resume_or_start, save_training_state
-from common.utils import UserError, check_finite, get_device, run_main, seed_everything
+from common.utils import (MixedPrecision, UserError, add_precision_args, check_finite, get_device, run_main,
+                          seed_everything)
 
 from cacr.small_scale_experiments import util
 from cacr.small_scale_experiments.encoder import build_encoder
-from cacr.small_scale_experiments.losses import CHOICES, CACRLoss
+from cacr.small_scale_experiments.losses import CHOICES, CACRLoss, SimCLRBaseline
 from cacr.small_scale_experiments.monitor import monitor_accuracy
 
 
@@ -46,6 +48,10 @@ def parse_option(argv=None, dataset_default: str = "cifar10"):
                              "README STL-10 command uses 1.0)")
     parser.add_argument("--choice", type=str, default="full", choices=CHOICES,
                         help="full / without_w1 (uniform attraction) / without_w2 (uniform repulsion) / none")
+    parser.add_argument("--loss", type=str, default="cacr", choices=("cacr", "simclr"),
+                        help="cacr: the CACR loss; simclr: the plain SimCLR baseline, NT-Xent over the same views "
+                             "with temperature --temperature (not in the original)")
+    parser.add_argument("--temperature", type=float, default=0.5, help="NT-Xent temperature of --loss simclr")
     parser.add_argument("--tau_plus", type=float, default=0.1, help="class prior of the debiased variant")
     parser.add_argument("--with_debiased", action="store_true", help="debiased repulsion (choice=full only)")
     parser.add_argument("--cost", type=str, default="euclidean", choices=("euclidean", "rbf"),
@@ -77,6 +83,8 @@ def parse_option(argv=None, dataset_default: str = "cifar10"):
                         help="crop size (default 32, STL-10 64); smaller values for quick runs with --arch")
     parser.add_argument("--crop-min", type=float, default=None,
                         help="min scale of the RandomResizedCrop (default 0.2, STL-10 0.08)")
+    add_augment_arg(parser)
+    add_precision_args(parser)
     parser.add_argument("--seed", type=int, default=0, help="random seed (the original did not seed)")
     parser.add_argument("--device", type=str, default=None, help="cpu / cuda (default: cuda if available)")
     parser.add_argument("--name", type=str, default=None, help="run name (default: derived from the flags)")
@@ -122,38 +130,46 @@ def parse_option(argv=None, dataset_default: str = "cifar10"):
             args.name += f"_with_imbalanced_{args.imbalanced}"
         if args.arch != "small_alexnet":
             args.name += f"_{args.arch}"
+        if args.loss != "cacr":
+            args.name += f"_{args.loss}"
     return args
 
 
 def set_loader(args):
-    transform = util.pretrain_transform(args.dataset, args.image_size, args.crop_min)
-    base = util.pretrain_dataset(args.dataset, args.data_folder, args.imbalanced)
-    dataset = util.MultiAugUnsupervisedDataset(base, transform, args.Ny + 1)
+    if args.augment == "batched":   # the loader only decodes; DeviceViews makes the Ny+1 views on the device
+        from common.augment.batched import ToUint8Tensor
+        base = dataset = util.pretrain_dataset(args.dataset, args.data_folder, args.imbalanced, ToUint8Tensor())
+    else:
+        transform = util.pretrain_transform(args.dataset, args.image_size, args.crop_min)
+        base = util.pretrain_dataset(args.dataset, args.data_folder, args.imbalanced)
+        dataset = util.MultiAugUnsupervisedDataset(base, transform, args.Ny + 1)
     generator = torch.Generator()
     # no drop_last, like the original: the last batch is smaller (quirk §k.15, kept)
     loader = torch.utils.data.DataLoader(dataset, batch_size=args.Ns, shuffle=True, num_workers=args.num_workers,
                                          pin_memory=args.device.type == "cuda", generator=generator,
-                                         persistent_workers=False)
+                                         persistent_workers=False,
+                                         collate_fn=uint8_collate if args.augment == "batched" else None)
     return loader, generator, len(base)
 
 
-def train_one_epoch(encoder, loader, criterion, optimizer, epoch, args, logger):
+def train_one_epoch(encoder, loader, criterion, optimizer, epoch, args, logger, views_of: DeviceViews,
+                    precision: MixedPrecision):
     encoder.train()
     meters = {k: AverageMeter(k) for k in ("loss1", "loss2", "loss", "time")}
     loss2_iter_mean = AverageMeter("loss2_plain")
     end = time.time()
     bar = progress(loader, desc=f"epoch {epoch}", enabled=args.progress,
                    total=min(len(loader), args.max_iters) if args.max_iters else len(loader))
-    for it, views in enumerate(bar):
+    for it, batch in enumerate(bar):
         if args.max_iters and it >= args.max_iters:
             break
-        views = [v.to(args.device, non_blocking=True) for v in views]
-        # each view is a separate pass so BN statistics are per view (as in the original)
-        z = torch.stack([encoder(v) for v in views])
-        loss, loss1, loss2 = criterion(z)
+        views = views_of(batch[0] if args.augment == "batched" else batch)     # batched: (uint8 images, target)
+        with precision.autocast():
+            # each view is a separate pass so BN statistics are per view (as in the original)
+            z = torch.stack([encoder(v) for v in views])
+        loss, loss1, loss2 = criterion(z.float())
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        precision.backward_step(loss, optimizer)
 
         batch = views[0].shape[0]
         values = torch.stack([loss1.detach(), loss2.detach(), loss.detach()]).tolist()  # one host sync
@@ -190,18 +206,25 @@ def main(argv=None, dataset_default: str = "cifar10"):
     logger.info(f"{args.dataset}{' (imbalanced)' if args.imbalanced else ''}: {n_images} images, "
                 f"{args.Ny + 1} views, batch {args.Ns}")
     input_size = util.image_size(args.dataset, args.image_size)
-    encoder = build_encoder(args.arch, args.feat_dim, input_size).to(args.device)
+    precision = MixedPrecision(args.device, args.amp, args.channels_last)
+    encoder = precision.prepare(build_encoder(args.arch, args.feat_dim, input_size).to(args.device))
     model = encoder
+    views_of = DeviceViews(util.batched_pretrain_views(args.dataset, args.Ny + 1, args.image_size, args.crop_min)
+                           if args.augment == "batched" else None, args.device, args.seed,
+                           channels_last=args.channels_last)
     if args.device.type == "cuda" and args.gpus and len(args.gpus) > 1:
         model = nn.DataParallel(encoder, device_ids=args.gpus)
-    criterion = CACRLoss(args.alpha, args.beta, args.tau_pos, args.tau_neg, args.choice, args.with_debiased,
-                         args.tau_plus, args.cost, args.rbf_t)
+    if args.loss == "simclr":
+        criterion = SimCLRBaseline(args.temperature)
+    else:
+        criterion = CACRLoss(args.alpha, args.beta, args.tau_pos, args.tau_neg, args.choice, args.with_debiased,
+                             args.tau_plus, args.cost, args.rbf_t)
     optimizer = torch.optim.SGD(encoder.parameters(), lr=args.lr, momentum=args.momentum,
                                 weight_decay=args.weight_decay)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=args.lr_decay_epochs,
                                                      gamma=args.lr_decay_rate)
-    start_epoch = resume_or_start(args.resume, run_dir, encoder, optimizer, extra={"scheduler": scheduler},
-                                  auto=args.auto_resume, printer=logger.info)
+    start_epoch = resume_or_start(args.resume, run_dir, encoder, optimizer, precision.scaler,
+                                  extra={"scheduler": scheduler}, auto=args.auto_resume, printer=logger.info)
 
     if args.monitor != "none" and start_epoch == 0:
         metric, acc = monitor_accuracy(encoder, args)
@@ -211,10 +234,12 @@ def main(argv=None, dataset_default: str = "cifar10"):
     for epoch in range(start_epoch, args.epochs):
         # the shuffling order depends only on (seed, epoch), so a resumed run sees the same batches
         generator.manual_seed(args.seed * 100003 + epoch)
-        avg = train_one_epoch(model, loader, criterion, optimizer, epoch, args, logger)
+        views_of.set_epoch(epoch)
+        avg = train_one_epoch(model, loader, criterion, optimizer, epoch, args, logger, views_of, precision)
         scheduler.step()
         logger.info(f"epoch {epoch}: loss {avg:.4f} lr {optimizer.param_groups[0]['lr']:.5f}")
-        save_training_state(run_dir, epoch + 1, encoder, optimizer, args, extra={"scheduler": scheduler})
+        save_training_state(run_dir, epoch + 1, encoder, optimizer, args, precision.scaler,
+                            extra={"scheduler": scheduler})
 
     # the original's only artefact: the bare encoder's state_dict
     atomic_torch_save(encoder.state_dict(), os.path.join(run_dir, "encoder.pth"))

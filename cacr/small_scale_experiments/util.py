@@ -26,9 +26,12 @@ def image_size(dataset: str, size: int | None = None) -> int:
     return size or (64 if dataset == "stl10" else 32)
 
 
+def _crop_scale(dataset, crop_min=None):
+    return (crop_min if crop_min is not None else (0.08 if dataset == "stl10" else 0.2), 1)
+
+
 def _crop(dataset, size, crop_min=None):
-    scale = (crop_min if crop_min is not None else (0.08 if dataset == "stl10" else 0.2), 1)
-    return T.RandomResizedCrop(image_size(dataset, size), scale=scale)
+    return T.RandomResizedCrop(image_size(dataset, size), scale=_crop_scale(dataset, crop_min))
 
 
 def pretrain_transform(dataset: str, size: int | None = None, crop_min: float | None = None) -> T.Compose:
@@ -36,6 +39,14 @@ def pretrain_transform(dataset: str, size: int | None = None, crop_min: float | 
     RandomGrayscale(0.2) → ToTensor → Normalize."""
     return T.Compose([_crop(dataset, size, crop_min), T.RandomHorizontalFlip(), T.ColorJitter(0.4, 0.4, 0.4, 0.4),
                       T.RandomGrayscale(p=0.2), T.ToTensor(), normalize_transform(NORMALIZE_NAME[dataset])])
+
+
+def batched_pretrain_views(dataset: str, n_views: int, size: int | None = None, crop_min: float | None = None):
+    """``n_views`` views of :func:`pretrain_transform` applied on the device to uint8 batches (``--augment
+    batched``; ``common.augment.batched.batched_cacr_views``, the same distribution)."""
+    from common.augment.batched import batched_cacr_views
+    return batched_cacr_views(image_size(dataset, size), NORMALIZE_NAME[dataset], _crop_scale(dataset, crop_min),
+                              n_views)
 
 
 def linear_train_transform(dataset: str, size: int | None = None) -> T.Compose:

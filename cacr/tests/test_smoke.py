@@ -12,6 +12,8 @@ import re
 import pytest
 import torch
 
+from ci.smoke import FAST_PATH_FLAGS, assert_fast_path_args
+
 pytestmark = pytest.mark.slow
 
 SMALL = ["--epochs", "1", "--max-iters", "2", "--Ns", "8", "--Ny", "1", "--num_workers", "0", "--monitor", "none",
@@ -23,9 +25,10 @@ PRETRAIN = ["-b", "4", "--image-size", "32", "--moco-dim", "16", "--moco-mlp-dim
 STATE = {}
 
 
-def test_train_sh_digits_default(cacr_run):
+def test_train_sh_digits_default(cacr_run, runs_dir):
     out = cacr_run(["bash", "sh/train.sh", "--epochs", "1", "--max-iters", "2", "--monitor-epochs", "5",
-                    "--num_workers", "0", "--name", "smoke_digits"]).stdout
+                    "--num_workers", "0", "--name", "smoke_digits", *FAST_PATH_FLAGS]).stdout
+    assert_fast_path_args(os.path.join(runs_dir, "runs", "cacr", "smoke_digits", "checkpoint.pth.tar"))
     initial = re.search(r"^initial (knn|linear) top-1: (\d+\.\d+)$", out, re.M)
     final = re.search(r"^final (knn|linear) top-1: (\d+\.\d+)$", out, re.M)
     assert initial and final and initial.start() < final.start(), out
@@ -61,7 +64,8 @@ def test_linear_eval_sh(cacr_run, fake_data, dataset):
 @pytest.mark.parametrize("script,key", [("train_large_imagenet.sh", "imagenet"),
                                         ("train_large_webvision.sh", "webvision")])
 def test_large_scale_train(cacr_run, fake_data, runs_dir, port, script, key):
-    cacr_run(["bash", f"sh/{script}", *LARGE], env={"DATA": fake_data[key], "GPUS": "0", "PORT": str(port)})
+    cacr_run(["bash", f"sh/{script}", *LARGE, "--amp", "--channels-last"],
+             env={"DATA": fake_data[key], "GPUS": "0", "PORT": str(port)})
     ckpts = glob.glob(os.path.join(runs_dir, "runs", "cacr", "ours", "*", "resnet18", "*", "checkpoint.pth.tar"))
     assert ckpts
     state = torch.load(ckpts[0], map_location="cpu", weights_only=False)
@@ -90,7 +94,7 @@ def test_create_imagenet100_sh(cacr_run, fake_data, tmp_path):
 
 def test_pretrain_resnet50_sh(cacr_run, fake_data, tmp_path, port):
     out_dir = tmp_path / "r50"
-    cacr_run(["bash", "sh/pretrain_resnet50.sh", "-a", "resnet18", *PRETRAIN],
+    cacr_run(["bash", "sh/pretrain_resnet50.sh", "-a", "resnet18", *PRETRAIN, "--channels-last"],
              env={"DATA": fake_data["imagenet"], "OUT": str(out_dir), "PORT": str(port)})
     assert (out_dir / "checkpoint.pth.tar").is_file()
 

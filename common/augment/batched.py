@@ -26,6 +26,9 @@ How each step mirrors its PIL / torchvision counterpart (``B`` = batch, ``S`` = 
   sample points clamped to the crop box): cheaper for large inputs, identical when up-scaling, not antialiased when
   down-scaling. The flip is folded into the interpolation matrices / grid (every later op commutes with it: they
   are point-wise or symmetric blurs with symmetric borders), so pipelines that flip last (MoCo) are the same law.
+* ``RandomCropPadFlip`` — ``T.RandomCrop(size, padding)`` (zero fill) + ``T.RandomHorizontalFlip(p)``: integer
+  offsets uniform over the ``2·padding + 1`` positions per axis like torchvision, the window read by one gather (a
+  pure pixel shift, so the same law exactly, without any rounding difference).
 * ``ColorJitter(brightness, contrast, saturation, hue, p)`` — per-sample factors ~ U like torchvision and a
   **per-sample random order** of the four adjustments (``argsort`` of uniform noise = a uniform permutation, as
   ``torch.randperm(4)`` per image). Brightness / contrast / saturation are torchvision's blends (contrast against the
@@ -50,10 +53,10 @@ batch share one size (as any collated batch does).
 
 Builders mirroring ``common.augment.pipelines`` (and each spec's §d): ``batched_simclr_transform``,
 ``batched_moco_v1_transform``, ``batched_moco_v2_transform``, ``batched_weak_transform``,
-``batched_byol_transforms``, and the multi-view ones ``batched_simclr_views`` (two SimCLR views),
-``batched_cacr_views`` (CACR d.1: 5 views, ColorJitter(0.4, 0.4, 0.4, 0.4) always applied, grey 0.2, no blur),
-``batched_attentionce_views`` (AttentioNCE d: 6 views, crop 32 scale 0.08–1, jitter p 0.8 hue 0.1, grey 0.2,
-3×3 blur p 0.5, CIFAR-10 normalisation).
+``batched_byol_transforms``, ``batched_cifar_train_transform``, and the multi-view ones ``batched_simclr_views``
+(two SimCLR views), ``batched_cacr_views`` (CACR d.1: 5 views, ColorJitter(0.4, 0.4, 0.4, 0.4) always applied,
+grey 0.2, no blur), ``batched_attentionce_views`` (AttentioNCE d: 6 views, crop 32 scale 0.08–1, jitter p 0.8
+hue 0.1, grey 0.2, 3×3 blur p 0.5, CIFAR-10 normalisation).
 """
 from __future__ import annotations
 
@@ -67,11 +70,12 @@ import torch.nn.functional as F
 from common.augment.normalize import NormStats, get_normalize_stats
 
 __all__ = [
-    "ToUint8Tensor", "RandomResizedCropFlip", "ColorJitter", "RandomGrayscale", "GaussianBlur", "Solarize",
-    "Normalize", "BatchedAugment", "BatchedMultiView", "sample_crop_boxes", "resized_crop", "color_jitter",
+    "ToUint8Tensor", "RandomResizedCropFlip", "RandomCropPadFlip", "ColorJitter", "RandomGrayscale", "GaussianBlur",
+    "Solarize", "Normalize", "BatchedAugment", "BatchedMultiView", "sample_crop_boxes", "resized_crop", "color_jitter",
     "pil_box_kernels", "pil_blur_kernels", "separable_blur",
     "batched_simclr_transform", "batched_moco_v1_transform", "batched_moco_v2_transform", "batched_weak_transform",
-    "batched_byol_transforms", "batched_simclr_views", "batched_cacr_views", "batched_attentionce_views",
+    "batched_byol_transforms", "batched_cifar_train_transform", "batched_simclr_views", "batched_cacr_views",
+    "batched_attentionce_views",
 ]
 
 # PIL ``convert('L')``: L = R·299/1000 + G·587/1000 + B·114/1000.
@@ -237,6 +241,37 @@ class RandomResizedCropFlip:
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(size={self.size}, scale={self.scale}, ratio={self.ratio}, "
                 f"flip_p={self.flip_p}, resample={self.resample!r})")
+
+
+class RandomCropPadFlip:
+    """``T.RandomCrop(size, padding)`` (zero padding) then ``T.RandomHorizontalFlip(flip_p)``, per sample; same
+    ``__call__(x, n_views=1, generator)`` contract as ``RandomResizedCropFlip`` (view v of image b at row v·B + b)."""
+
+    def __init__(self, size, padding: int = 4, flip_p: float = 0.5):
+        self.size = (size, size) if isinstance(size, int) else tuple(size)
+        self.padding, self.flip_p = int(padding), float(flip_p)
+
+    def __call__(self, x: torch.Tensor, n_views: int = 1, generator=None) -> torch.Tensor:
+        b, c, height, width = x.shape
+        out_h, out_w = self.size
+        pad = self.padding
+        if out_h > height + 2 * pad or out_w > width + 2 * pad:
+            raise ValueError(f"crop {self.size} is larger than the padded {height}x{width} images (padding {pad})")
+        n, device = n_views * b, x.device
+        u = _rand((2, n), generator, device, torch.float64)
+        top = torch.floor(u[0] * (height + 2 * pad - out_h + 1)).long()
+        left = torch.floor(u[1] * (width + 2 * pad - out_w + 1)).long()
+        flip = _rand(n, generator, device) < self.flip_p
+        rows = top.view(n, 1) + torch.arange(out_h, device=device)
+        cols = left.view(n, 1) + torch.arange(out_w, device=device)
+        cols = torch.where(flip.view(n, 1), cols.flip(1), cols)
+        image = torch.arange(n, device=device) % b
+        padded = F.pad(x, (pad, pad, pad, pad))
+        return padded[image.view(n, 1, 1, 1), torch.arange(c, device=device).view(1, c, 1, 1),
+                      rows.view(n, 1, out_h, 1), cols.view(n, 1, 1, out_w)]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(size={self.size}, padding={self.padding}, flip_p={self.flip_p})"
 
 
 # ------------------------------------------------------------------------------------------------ colour
@@ -630,6 +665,11 @@ def batched_byol_transforms(size: int = 224, normalize="imagenet", scale=(0.08, 
         return BatchedAugment(RandomResizedCropFlip(size, scale, resample=resample), ops, normalize)
 
     return view(1.0, 0.0), view(0.1, 0.2)
+
+
+def batched_cifar_train_transform(normalize="cifar100", size: int = 32, padding: int = 4) -> BatchedAugment:
+    """``cifar_train_transform`` batched: RandomCrop(size, padding) → flip → normalise (MCL d.1)."""
+    return BatchedAugment(RandomCropPadFlip(size, padding), [], normalize)
 
 
 def batched_simclr_views(size: int, normalize, n_views: int = 2, **kwargs) -> BatchedMultiView:

@@ -37,7 +37,8 @@ Building blocks for multi-branch variants (MCL ``*_b``), importable from their m
 * ``common.backbones.hcgnet``: ``BasicConv``, ``SMG``, ``HybridBlock``, ``Transition`` (also under the original
   private names ``_SMG`` / ``_HybridBlock`` / ``_Transition``), ``HCGNet``.
 * ``common.backbones.resnet_imagenet``: ``ResNet`` (torchvision subclass), ``BasicBlock``, ``Bottleneck``.
-* ``common.backbones.splitbn``: ``SplitBatchNorm``, ``convert_split_batchnorm``, ``convert_sync_batchnorm``.
+* ``common.backbones.splitbn``: ``SplitBatchNorm``, ``convert_split_batchnorm``, ``convert_sync_batchnorm``,
+  ``freeze_batchnorm``.
 """
 from __future__ import annotations
 
@@ -47,12 +48,19 @@ from typing import Callable
 import torch.nn as nn
 
 from common.backbones import alexnet, hcgnet, resnet_cifar, resnet_imagenet, shufflenetv2, vit, wrn
-from common.backbones.splitbn import SplitBatchNorm, convert_split_batchnorm, convert_sync_batchnorm
+from common.backbones.splitbn import (SplitBatchNorm, convert_split_batchnorm, convert_sync_batchnorm,
+                                     freeze_batchnorm)
+from common.utils import UserError
 
 __all__ = ["build_backbone", "list_backbones", "register_backbone", "SplitBatchNorm", "convert_split_batchnorm",
-           "convert_sync_batchnorm"]
+           "convert_sync_batchnorm", "freeze_batchnorm"]
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
+
+
+class UnknownBackboneError(UserError, ValueError):
+    """An unknown backbone name. Still the ``ValueError`` of the registry's contract, and a ``UserError`` so that an
+    entry point given a mistyped ``-a/--arch`` prints one ``error:`` line listing the known names, not a traceback."""
 
 
 def register_backbone(name: str, factory: Callable[..., nn.Module]) -> None:
@@ -69,7 +77,7 @@ def list_backbones() -> list[str]:
 def build_backbone(name: str, num_classes: int = 0, **kwargs) -> nn.Module:
     """Build backbone ``name`` (see the module docstring for names and kwargs)."""
     if name not in _REGISTRY:
-        raise ValueError(f"unknown backbone {name!r}; known backbones: {', '.join(list_backbones())}")
+        raise UnknownBackboneError(f"unknown backbone {name!r}; known backbones: {', '.join(list_backbones())}")
     if num_classes is None or num_classes < 0:
         raise ValueError(f"num_classes must be >= 0 (0 = no classifier), got {num_classes}")
     return _REGISTRY[name](num_classes=num_classes, **kwargs)

@@ -5,7 +5,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["SplitBatchNorm", "convert_split_batchnorm", "convert_sync_batchnorm"]
+__all__ = ["SplitBatchNorm", "convert_split_batchnorm", "convert_sync_batchnorm", "freeze_batchnorm"]
 
 
 class SplitBatchNorm(nn.BatchNorm2d):
@@ -90,3 +90,15 @@ def convert_sync_batchnorm(model: nn.Module, process_group=None, force: bool = F
     if on_cpu and not force:
         return model
     return nn.SyncBatchNorm.convert_sync_batchnorm(model, process_group)
+
+
+def freeze_batchnorm(module: nn.Module) -> None:
+    """Put every BatchNorm layer of ``module`` in eval mode (running statistics used, not updated; the affine
+    parameters still train). Call it after each ``module.train()``, which switches them back.
+
+    The entry points' ``--freeze-bn`` testing aid: batch statistics make a W-process run a different function
+    than one process on the same global batch (each process normalises its own slice, and shuffle-BN regroups
+    the key batch at random), so 1-process vs W-process equality is only defined without them."""
+    for m in module.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.eval()

@@ -1,15 +1,17 @@
 """Per-sample reproducible augmentation.
 
 ``SeededTransformDataset`` makes the random augmentation of item ``index`` a function of ``(seed, epoch,
-index)`` only: the global Python and torch RNGs are seeded for the duration of the transform and restored
-afterwards. A resumed run, a run with another number of loader workers, and a multi-process run that splits
-the same global batch therefore all see exactly the same views, which is what the resume and distributed
-equivalence tests compare. ``seed=None`` keeps the usual unseeded behaviour.
+index)`` only: the global Python, NumPy (timm's RandAugment op choice, Cutout) and torch RNGs are seeded for
+the duration of the transform and restored afterwards. A resumed run, a run with another number of loader
+workers, and a multi-process run that splits the same global batch therefore all see exactly the same views,
+which is what the resume and distributed equivalence tests compare. ``seed=None`` keeps the usual unseeded
+behaviour.
 """
 from __future__ import annotations
 
 import random
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 
@@ -40,14 +42,17 @@ class SeededTransformDataset(Dataset):
         if self.seed is None:
             return self.transform(image)
         seed = sample_seed(self.seed, self.epoch, index)
-        py_state = random.getstate()
+        py_state, np_state = random.getstate(), np.random.get_state()
         try:
             with torch.random.fork_rng(devices=[]):
                 random.seed(seed)
-                torch.manual_seed(seed % (2 ** 63))
+                np.random.seed(seed % (2 ** 32))
+                # the CPU generator only: torch.manual_seed would also reseed (and fork_rng not restore) CUDA's
+                torch.default_generator.manual_seed(seed % (2 ** 63))
                 return self.transform(image)
         finally:
             random.setstate(py_state)
+            np.random.set_state(np_state)
 
     def __getitem__(self, index: int):
         image, target = self.base[index]

@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader
 
 from common.augment import linear_val_transform, normalize_transform
 from common.data import ImageFolder
+from common.data.seeded import sample_seed
 from common.utils import UserError
 
 
@@ -52,19 +53,35 @@ class ClassRangeSampler:
 
 
 class ImageFolderSample(ImageFolder):
-    """``(img, target, pos_idx (1+pos_k,), neg_idx (neg_k,))``; ``is_sample=False`` → ``(img, target, index)``."""
+    """``(img, target, pos_idx (1+pos_k,), neg_idx (neg_k,))``; ``is_sample=False`` → ``(img, target, index)``.
+
+    ``seed`` given: the augmentation and the drawn indices of item ``index`` depend on ``(seed, epoch, index)``
+    only (call :meth:`set_epoch` every epoch), so runs with any number of processes or loader workers see the same
+    items; ``seed=None``: the global RNGs, as the original."""
 
     def __init__(self, root, transform=None, target_transform=None, pos_k: int = 1, neg_k: int = 8192,
-                 is_sample: bool = True):
+                 is_sample: bool = True, seed: int | None = None):
         super().__init__(root, transform=transform, target_transform=target_transform)
         self.is_sample = is_sample
         self.index_sampler = ClassRangeSampler(self.targets, pos_k, neg_k) if is_sample else None
+        self.seed, self.epoch = seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
 
     def __getitem__(self, index):
-        img, target = super().__getitem__(index)
+        if self.seed is None:
+            img, target = super().__getitem__(index)
+            rng = np.random
+        else:
+            seed = sample_seed(self.seed, self.epoch, index)
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed % (2 ** 63))
+                img, target = super().__getitem__(index)
+            rng = np.random.RandomState(seed % (2 ** 32))
         if not self.is_sample:
             return img, target, index
-        pos_idx, neg_idx = self.index_sampler.sample(index, self.targets[index])
+        pos_idx, neg_idx = self.index_sampler.sample(index, self.targets[index], rng)
         return img, target, torch.from_numpy(pos_idx), torch.from_numpy(neg_idx)
 
 
@@ -82,9 +99,10 @@ def imagenet_transforms(image_size: int = 224, resize: int = 256):
 
 
 def get_imagenet_dataloader_sample(data_folder, args, is_sample=True, image_size=224, resize=256,
-                                   train_sampler=None, train=True):
+                                   train_sampler=None, train=True, seed=None):
     """``(train_loader, val_loader, n_data, train_sampler)``; the train loader shuffles unless a
-    (distributed) sampler is given. ``train=False`` (evaluation only): no train loader, n_data 0."""
+    (distributed) sampler is given. ``train=False`` (evaluation only): no train loader, n_data 0.
+    ``seed``: per-item seeded augmentation and index draws (see :class:`ImageFolderSample`)."""
     train_transform, val_transform = imagenet_transforms(image_size, resize)
     pin = torch.device(getattr(args, "device", "cpu")).type == "cuda"
     val_set = ImageFolder(os.path.join(data_folder, "val"), val_transform)
@@ -93,7 +111,7 @@ def get_imagenet_dataloader_sample(data_folder, args, is_sample=True, image_size
     if not train:
         return None, val_loader, 0, None
     train_set = ImageFolderSample(os.path.join(data_folder, "train"), train_transform, pos_k=args.pos_k,
-                                  neg_k=args.neg_k, is_sample=is_sample)
+                                  neg_k=args.neg_k, is_sample=is_sample, seed=seed)
     if train_sampler is not None:
         train_sampler = train_sampler(train_set)
     train_loader = DataLoader(train_set, batch_size=args.local_batch_size, shuffle=train_sampler is None,

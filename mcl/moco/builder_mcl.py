@@ -10,7 +10,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from common.distributed import batch_shuffle_ddp, batch_unshuffle_ddp, concat_all_gather
-from mcl.moco.losses import KL_T, dequeue_and_enqueue, moco_mcl_logits, moco_mcl_losses
+from mcl.moco.losses import KL_T, dequeue_and_enqueue, moco_mcl_loss
 
 
 class MoCo(nn.Module):
@@ -69,8 +69,8 @@ class MoCo(nn.Module):
             im_k, idx_unshuffle = batch_shuffle_ddp(im_k)
             k = torch.stack([batch_unshuffle_ddp(F.normalize(encoder(im_k), dim=1), idx_unshuffle)
                              for encoder in self.encoders("k")])
-        logits = moco_mcl_logits(q.float(), k.float(), self.queue, self.T)
-        intra, vcl, soft_vcl, icl, soft_icl = moco_mcl_losses(logits, KL_T)
-        labels = torch.zeros(logits.shape[2], dtype=torch.long, device=logits.device)
+        # the loss keeps the queue for its backward pass and the enqueue below overwrites it: pass a copy
+        intra, vcl, soft_vcl, icl, soft_icl = moco_mcl_loss(q.float(), k.float(), self.queue.clone(), self.T, KL_T)
+        labels = torch.zeros(intra.shape[1], dtype=torch.long, device=intra.device)
         self._dequeue_and_enqueue(k)
         return list(intra.unbind(0)), labels, vcl, soft_vcl, icl, soft_icl

@@ -1,18 +1,19 @@
-"""Two gloo processes (mp.spawn flags and torchrun) end with the same parameters as one process with the same
-global batch.
+"""Two gloo processes (mp.spawn flags and torchrun) end with the same parameters, buffers and logged losses as one
+process with the same global batch, for main_cifar.py, main_imagenet.py and main_moco_mcl.py.
 
 Exact equality needs identical inputs and identical normalisation: BatchNorm in train mode normalises each
 process's half batch with its own statistics (a different function than full-batch BN, as with the original's
-DataParallel), and the random augmentations are drawn per process. So the runs use ``--freeze-bn`` and
-``--no-augment``; everything else (MPerClass batches split over ranks, the in-batch MCL loss on the gathered
-global batch with gradient, CE / KD means, DDP gradient averaging, Nesterov SGD) is the real path.
+DataParallel; MoCo's shuffle-BN also regroups the key batch at random), so the runs use ``--freeze-bn``. main_cifar.py
+draws its augmentations per process (``--no-augment``); main_imagenet.py and main_moco_mcl.py seed every image's
+views (and sampled memory indices) by (seed, epoch, index). Everything else (MPerClass batches split over ranks, the
+in-batch MCL loss on the gathered global batch with gradient, memory-bank and queue updates with every process's
+anchors / keys, CE / KD means, DDP gradient averaging, SGD) is the real path.
 """
-import sys
-
 import pytest
 import torch
 
-from mcl.tests.helpers import free_port, run
+from ci.smoke import (assert_states_close, read_scalars, run_python, run_torchrun, spawn_flags,
+                      to_single_process_order)
 
 pytestmark = pytest.mark.distributed
 FLAGS = ["--epochs", "1", "--max-iters", "3", "--batch-size", "8", "--num-workers", "0", "--no-progress",
@@ -20,35 +21,81 @@ FLAGS = ["--epochs", "1", "--max-iters", "3", "--batch-size", "8", "--num-worker
          "--arch", "ShuffleNetV2_05x", "--freeze-bn", "--no-augment", "--init-lr", "0.05"]
 
 
-def params(tmp_path, name):
-    state = torch.load(tmp_path / "runs" / "mcl" / name / "ShuffleNetV2_05x.pth.tar", weights_only=False)
-    return {**{"net." + k: v for k, v in state["net"].items()}, **{"head." + k: v for k, v in state["criterion"].items()}}
+def test_spawn_and_torchrun_two_processes_equal_one(tmp_path, cifar100_root):
+    """main_cifar.py: networks, heads, SGD momentum buffers and logged losses after 3 steps, for both launch paths."""
+    flags = ["--data", str(cifar100_root), *FLAGS]
+    run_python("mcl", "main_cifar.py", *flags, "--name", "single", runs_dir=tmp_path)
+    run_python("mcl", "main_cifar.py", *flags, "--name", "spawn", *spawn_flags(2), runs_dir=tmp_path)
+    run_torchrun("mcl", "main_cifar.py", *flags, "--name", "torchrun", runs_dir=tmp_path)
+    runs = {name: tmp_path / "runs" / "mcl" / name for name in ("single", "spawn", "torchrun")}
+    states = {name: torch.load(run / "ShuffleNetV2_05x.pth.tar", map_location="cpu", weights_only=False)
+              for name, run in runs.items()}
+    momenta = {name: [s["momentum_buffer"] for s in state["optimizer"]["state"].values()]
+               for name, state in states.items()}
+    # the momentum buffers hold the accumulated gradients: non-zero, so the comparison is not trivially true
+    assert max(float(m.abs().max()) for m in momenta["single"]) > 1e-3
+    logged = {name: read_scalars(run) for name, run in runs.items()}
+    for name in ("spawn", "torchrun"):
+        assert states[name]["args"]["world_size"] == 2
+        for part in ("net", "criterion"):
+            assert_states_close(states["single"][part], states[name][part], rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(momenta[name], momenta["single"], rtol=1e-4, atol=1e-5)
+        for tag in ("train/loss", "train/loss_ce", "train/loss_icl", "train/loss_soft_vcl"):
+            torch.testing.assert_close(logged[name][tag], logged["single"][tag], rtol=1e-4, atol=1e-5,
+                                       msg=f"{name} {tag}")
 
 
-def assert_same(a, b):
-    assert a.keys() == b.keys()
-    for k in a:
-        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5, msg=lambda m: f"{k}: {m}")
+MOCO_FLAGS = ["-a", "resnet20_option_a", "--image-size", "16", "--batch-size", "4", "--moco-k", "12", "--moco-dim", "8",
+              "--epochs", "1", "--workers", "0", "--no-progress", "-p", "1", "--seed", "0", "--lr", "0.5",
+              "--freeze-bn"]
+MOCO_BATCHES = 3  # 12 training images / global batch 4; the queue (K 12) then holds every enqueued key once
 
 
-def test_two_processes_equal_one(tmp_path, cifar100_root):
-    base = [sys.executable, "main_cifar.py", "--data", cifar100_root, *FLAGS]
-    run(base + ["--name", "single"], tmp_path)
-    _, out = run(base + ["--name", "spawn", "--multiprocessing-distributed", "--world-size", "1", "--rank", "0",
-                         "--dist-url", f"tcp://127.0.0.1:{free_port()}", "--dist-backend", "gloo",
-                         "--nproc-per-node", "2"], tmp_path)
-    single = params(tmp_path, "single")
-    assert_same(single, params(tmp_path, "spawn"))
-    # the parameters did move (the comparison is not trivially true)
-    untrained = [sys.executable, "main_cifar.py", "--data", cifar100_root, *FLAGS, "--name", "zero", "--init-lr", "0"]
-    run(untrained, tmp_path)
-    zero = params(tmp_path, "zero")
-    assert any(not torch.allclose(single[k], zero[k]) for k in single if single[k].is_floating_point())
+def test_moco_mcl_torchrun_two_processes_equal_one(tmp_path, imagenet_root):
+    """main_moco_mcl.py under torchrun: parameters, the N queues and the logged losses after 3 steps equal the
+    1-process run's. BatchNorm is frozen (--freeze-bn) because MoCo's per-process BN and shuffle-BN (a random
+    regrouping of the key batch) make W processes a different function by design; the shuffle / unshuffle of
+    the keys across processes still runs and must put every key back next to its query."""
+    flags = ["--data", str(imagenet_root), *MOCO_FLAGS]
+    run_python("mcl", "main_moco_mcl.py", *flags, "--name", "single", runs_dir=tmp_path)
+    run_torchrun("mcl", "main_moco_mcl.py", *flags, "--name", "torchrun", runs_dir=tmp_path)
+    runs = tmp_path / "runs" / "mcl"
+    single, two = (torch.load(runs / name / "checkpoint_0000.pth.tar", weights_only=False)["state_dict"]
+                   for name in ("single", "torchrun"))
+    assert int(single["module.queue_ptr"][0]) == 0 and MOCO_BATCHES * 4 == single["module.queue"].shape[-1]
+    two["module.queue"] = to_single_process_order(two["module.queue"], 4, 2, filled=12, dim=-1)
+    assert_states_close(single, two, rtol=1e-4, atol=1e-5)
+    # trained: the query encoders moved away from their momentum copies
+    assert not torch.allclose(single["module.encoder_q_0.fc.weight"], single["module.encoder_k_0.fc.weight"])
+    logged = [read_scalars(runs / name) for name in ("single", "torchrun")]
+    for tag in ("train/Loss", "train/VCL", "train/ICL", "train/SoftICL"):
+        torch.testing.assert_close(logged[1][tag], logged[0][tag], rtol=1e-4, atol=1e-5, msg=tag)
 
 
-def test_torchrun_two_processes_equal_one(tmp_path, cifar100_root):
-    base = [sys.executable, "main_cifar.py", "--data", cifar100_root, *FLAGS]
-    run(base + ["--name", "single"], tmp_path)
-    run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(free_port()),
-         "main_cifar.py", "--data", cifar100_root, *FLAGS, "--name", "torchrun", "--dist-backend", "gloo"], tmp_path)
-    assert_same(params(tmp_path, "single"), params(tmp_path, "torchrun"))
+def test_imagenet_two_processes_equal_one(tmp_path, imagenet_root):
+    """main_imagenet.py through its --multiprocessing-distributed flags: networks, heads, memory banks and the logged
+    losses after one epoch (3 steps of a global batch of 4) equal the 1-process run's. Every item's crop and
+    sampled positive / negative indices are seeded by (seed, epoch, index); BatchNorm is frozen (--freeze-bn, see
+    the module docstring). The memory rows of every process's anchors are written on every process."""
+    flags = ["--data", str(imagenet_root), "--arch", "resnet18", "--image-size", "32", "--resize", "36",
+             "--batch-size", "4", "--epochs", "1", "--neg_k", "8", "--num-workers", "0", "--no-progress",
+             "--freeze-bn", "--alpha", "0.1", "--gamma", "1", "--beta", "0.1", "--lam", "1", "--logit-distill",
+             "--feat-dim", "16", "--init-lr", "0.002"]
+    run_python("mcl", "main_imagenet.py", *flags, "--name", "single", runs_dir=tmp_path)
+    run_python("mcl", "main_imagenet.py", *flags, "--name", "spawn", *spawn_flags(2), runs_dir=tmp_path)
+    runs = [tmp_path / "runs" / "mcl" / name for name in ("single", "spawn")]
+    states = [torch.load(run / "resnet18.pth.tar", map_location="cpu", weights_only=False) for run in runs]
+    assert states[1]["args"]["world_size"] == 2
+    for part in ("net", "criterion"):
+        assert_states_close(states[0][part], states[1][part], rtol=1e-4, atol=1e-5)
+    # the SGD momentum buffers accumulate the gradients themselves (independent of the small learning rate)
+    momenta = [[s["momentum_buffer"] for s in state["optimizer"]["state"].values()] for state in states]
+    torch.testing.assert_close(momenta[1], momenta[0], rtol=1e-4, atol=1e-5)
+    assert max(float(m.abs().max()) for m in momenta[0]) > 1e-3
+    memory = states[0]["criterion"]["contrast_memory.memory"]
+    # rows start un-normalised (quirk 19) and become unit vectors when written: every one of the 12 images was an
+    # anchor of one of the processes, and both networks' banks hold every row
+    assert memory.shape[:2] == (2, 12) and torch.allclose(memory.norm(dim=-1), torch.ones(2, 12), atol=1e-5)
+    logged = [read_scalars(run) for run in runs]
+    for tag in ("train/loss", "train/loss_ce", "train/loss_kd", "train/loss_icl", "train/loss_soft_vcl"):
+        torch.testing.assert_close(logged[1][tag], logged[0][tag], rtol=1e-4, atol=1e-5, msg=tag)

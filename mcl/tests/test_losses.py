@@ -10,7 +10,7 @@ from common.utils import UserError
 from mcl.losses.cifar_sup_mcl_loss import SupMCLLoss, check_same_class_partner, sup_mcl_losses
 from mcl.losses.imagenet_sup_mcl_loss import memory_mcl_losses, update_memory
 from mcl.losses.kd import logit_distillation
-from mcl.moco.losses import dequeue_and_enqueue, moco_mcl_logits, moco_mcl_losses
+from mcl.moco.losses import dequeue_and_enqueue, moco_mcl_loss
 
 
 def kl(u, v, T):
@@ -95,27 +95,39 @@ def test_memory_losses_against_loop_reference():
     assert torch.equal(memory[:, untouched], before[:, untouched])
 
 
-def test_moco_losses_and_queue():
+@pytest.mark.parametrize("chunk_bytes", [1 << 21, 1])
+def test_moco_losses_gradients_and_queue(chunk_bytes):
+    """The fused loss against per-pair autograd through G^{ab}: values, per-term gradients of q and k; chunk_bytes=1
+    forces one row / one queue column per chunk (B = 5 and K = 13 are not multiples of any chunk)."""
     g = torch.Generator().manual_seed(1)
-    N, B, C, K = 3, 4, 5, 12
-    q = F.normalize(torch.randn(N, B, C, generator=g, dtype=torch.float64), dim=-1)
-    k = F.normalize(torch.randn(N, B, C, generator=g, dtype=torch.float64), dim=-1)
+    N, B, C, K = 3, 5, 4, 13
+    q = F.normalize(torch.randn(N, B, C, generator=g, dtype=torch.float64), dim=-1).requires_grad_()
+    k = F.normalize(torch.randn(N, B, C, generator=g, dtype=torch.float64), dim=-1).requires_grad_()
     queue = F.normalize(torch.randn(N, C, K, generator=g, dtype=torch.float64), dim=1)
-    intra, vcl, soft_vcl, icl, soft_icl = moco_mcl_losses(moco_mcl_logits(q, k, queue, 0.2), 3.0)
+    intra, *terms = moco_mcl_loss(q, k, queue, 0.2, 3.0, chunk_bytes=chunk_bytes)
 
     def G(a, b):
         return torch.cat([(q[a] * k[b]).sum(1, keepdim=True), q[a] @ queue[b]], 1) / 0.2
 
     zeros = torch.zeros(B, dtype=torch.long)
-    torch.testing.assert_close(vcl, sum(F.cross_entropy(G(i, i), zeros) for i in range(N)))
-    torch.testing.assert_close(icl, sum(F.cross_entropy(G(i, j), zeros) for i in range(N) for j in range(N) if i != j))
-    torch.testing.assert_close(soft_vcl, sum(kl(G(i, i), G(j, j), 3.0) for i in range(N) for j in range(N) if i != j))
-    torch.testing.assert_close(soft_icl, sum(kl(G(i, j), G(j, i), 3.0) for i in range(N) for j in range(N) if i != j))
+    pairs = [(i, j) for i in range(N) for j in range(N) if i != j]
+    reference = [sum(F.cross_entropy(G(i, i), zeros) for i in range(N)),
+                 sum(kl(G(i, i), G(j, j), 3.0) for i, j in pairs),
+                 sum(F.cross_entropy(G(i, j), zeros) for i, j in pairs),
+                 sum(kl(G(i, j), G(j, i), 3.0) for i, j in pairs)]
+    torch.testing.assert_close(intra, torch.stack([G(i, i) for i in range(N)]))
+    assert not intra.requires_grad
+    for ours, ref in zip(terms, reference):
+        torch.testing.assert_close(ours, ref)
+        for mine, expected in zip(torch.autograd.grad(ours, (q, k), retain_graph=True),
+                                  torch.autograd.grad(ref, (q, k), retain_graph=True)):
+            torch.testing.assert_close(mine, expected)
+    keys, queue = k.detach()[:, :4], queue[:, :, :12].clone()
     ptr = torch.full((N,), 8, dtype=torch.long)
-    dequeue_and_enqueue(queue, ptr, k)
-    assert torch.equal(queue[:, :, 8:12], k.transpose(1, 2)) and ptr.tolist() == [0] * N
+    dequeue_and_enqueue(queue, ptr, keys)
+    assert torch.equal(queue[:, :, 8:12], keys.transpose(1, 2)) and ptr.tolist() == [0] * N
     with pytest.raises(ValueError, match="not divisible"):
-        dequeue_and_enqueue(queue, ptr, torch.cat([k, k[:, :1]], 1))
+        dequeue_and_enqueue(queue, ptr, k.detach())
 
 
 def test_logit_distillation_rules():

@@ -1,4 +1,5 @@
-"""A run interrupted after epoch 1 and auto-resumed ends with the same parameters as an uninterrupted one."""
+"""`--resume PATH` continues a run (a killed run auto-resuming to the uninterrupted parameters is tested for every
+method in tests/reliability/test_faults.py)."""
 import sys
 
 import torch
@@ -12,21 +13,6 @@ FLAGS = ["--max-iters", "3", "--batch-size", "8", "--num-workers", "0", "--no-pr
 
 def load(path):
     return torch.load(path, weights_only=False)
-
-
-def test_auto_resume_equals_uninterrupted(tmp_path, cifar100_root):
-    base = [sys.executable, "main_cifar.py", "--data", cifar100_root, *FLAGS]
-    run(base + ["--epochs", "2", "--name", "straight"], tmp_path)
-    # "killed" after epoch 0 (the LR schedule does not depend on --epochs with multistep), then restarted
-    run(base + ["--epochs", "1", "--name", "resumed"], tmp_path)
-    _, out = run(base + ["--epochs", "2", "--name", "resumed"], tmp_path)
-    assert "resumed from" in out
-    a = load(tmp_path / "runs/mcl/straight/ShuffleNetV2_05x.pth.tar")
-    b = load(tmp_path / "runs/mcl/resumed/ShuffleNetV2_05x.pth.tar")
-    assert a["epoch"] == b["epoch"] == 1
-    for part in ("net", "criterion"):
-        for k in a[part]:
-            assert torch.equal(a[part][k], b[part][k]), f"{part}.{k} differs"
 
 
 def test_explicit_resume_flag(tmp_path, cifar100_root):

@@ -6,6 +6,7 @@ import re
 import pytest
 import torch
 
+from ci.smoke import FAST_PATH_FLAGS, assert_fast_path_args
 from mcl.tests.helpers import free_port, run
 
 pytestmark = pytest.mark.slow
@@ -15,12 +16,14 @@ TINY_IMAGENET = ["--image-size", "32", "--resize", "36", "--batch-size", "4", "-
 
 def test_train_sh_default_prints_initial_and_final(tmp_path):
     # the real default run is measured in README.md; here: the same script, two iterations
-    _, out = run(["bash", "sh/train.sh", "--epochs", "1", "--max-iters", "2", "--no-progress"], tmp_path)
+    _, out = run(["bash", "sh/train.sh", "--epochs", "1", "--max-iters", "2", "--no-progress", *FAST_PATH_FLAGS],
+                 tmp_path)
     assert re.search(r"^initial top-1: \d+\.\d\d$", out, re.M)
     assert re.search(r"^final top-1: \d+\.\d\d$", out, re.M)
     run_dir = tmp_path / "runs" / "mcl" / "digits_resnet32_mcl_x2"
     assert (run_dir / "resnet32.pth.tar").is_file() and (run_dir / "log.txt").is_file()
     assert glob.glob(str(run_dir / "events.out.tfevents.*"))
+    assert_fast_path_args(run_dir / "resnet32.pth.tar")
 
 
 def test_train_cifar_baseline_sh(tmp_path, cifar100_root):
@@ -46,7 +49,7 @@ def test_train_cifar_mcl_logit_sh(tmp_path, cifar100_root):
 
 def test_train_imagenet_mcl_sh(tmp_path, imagenet_root):
     _, out = run(["bash", "sh/train_imagenet_mcl.sh", *TINY_IMAGENET, "--epochs", "1", "--max-iters", "2",
-                  "--neg_k", "8", "--num-workers", "0"], tmp_path,
+                  "--neg_k", "8", "--num-workers", "0", "--amp", "--channels-last"], tmp_path,
                  env={"DATA": imagenet_root, "ARCHS": "resnet18", "NUMBER_NETS": "4"})
     assert "final top-1:" in out
     state = torch.load(next((tmp_path / "runs" / "mcl").glob("*/resnet18.pth.tar")), weights_only=False)
@@ -56,7 +59,7 @@ def test_train_imagenet_mcl_sh(tmp_path, imagenet_root):
 def test_moco_mcl_then_lincls_sh(tmp_path, imagenet_root):
     run(["bash", "sh/train_moco_mcl.sh", "--image-size", "32", "--batch-size", "4", "--moco-k", "16",
          "--moco-dim", "16", "--epochs", "1", "--max-iters", "2", "--workers", "0", "--no-progress",
-         "--dist-url", f"tcp://127.0.0.1:{free_port()}", "--dist-backend", "gloo"], tmp_path,
+         "--dist-url", f"tcp://127.0.0.1:{free_port()}", "--dist-backend", "gloo", *FAST_PATH_FLAGS], tmp_path,
         env={"DATA": imagenet_root})
     ckpt = tmp_path / "runs" / "mcl" / "moco_mcl_resnet18_n2" / "checkpoint_0000.pth.tar"
     state = torch.load(ckpt, weights_only=False)

@@ -5,14 +5,8 @@
 #   DATA  image root the list paths are joined to      LISTS  folder with ImageNet_LT/ iNaturalist18/ Places_LT/ lists
 # Extra flags are appended last ("$@"), so they override, e.g. --nproc-per-node 2 --dist-backend gloo on CPU.
 set -e
-HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-DATA=${DATA:-./data}
-LISTS=${LISTS:-./imagenet_inat/data}
-PORT=$((10000 + RANDOM))
-python "$HERE/LT/paco_lt.py" \
-  --dist-url tcp://localhost:$PORT --multiprocessing-distributed --world-size 1 --rank 0 \
-  --data "$DATA" \
-  --list-dir "$LISTS" \
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+exec bash "$HERE/_lt_launch.sh" LT/paco_lt.py \
   --dataset inat \
   -a resnet50 \
   --epochs 400 \

@@ -1,30 +1,7 @@
 #!/bin/bash
 # Full ImageNet (README: 4 GPUs, batch 256 in total). DATA = ImageFolder root with train/ and val/.
-# Extra flags ("$@") are appended last and override.
+# Extra flags ("$@") are appended last and override. The flags the three networks share are in
+# _full_imagenet_train.sh; this script's own are, in order: arch, aug, rand_n, rand_m, mark.
 set -e
-HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-DATA=${DATA:-./data}
-PORT=$((10000 + RANDOM))
-python "$HERE/Full-ImageNet/paco_imagenet.py" \
-  --dist-url tcp://localhost:$PORT --multiprocessing-distributed --world-size 1 --rank 0 \
-  --data "$DATA" \
-  -a resnet101 \
-  --dataset imagenet \
-  --epochs 400 \
-  -b 256 \
-  --lr 0.04 \
-  --wd 1e-4 \
-  --warmup_epochs 10 \
-  --alpha 0.05 \
-  --beta 1.0 \
-  --gamma 1.0 \
-  --moco-t 0.2 \
-  --moco-k 8192 \
-  --mlp \
-  --aug-plus \
-  --cos \
-  --aug randcls_sim \
-  --rand_n 2 \
-  --rand_m 10 \
-  --mark paco_r101_fullImageNet \
-  "$@"
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+exec bash "$HERE/_full_imagenet_train.sh" resnet101 randcls_sim 2 10 paco_r101_fullImageNet "$@"

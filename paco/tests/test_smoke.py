@@ -10,6 +10,7 @@ import re
 import pytest
 import torch
 
+from ci.smoke import FAST_PATH_FLAGS, assert_fast_path_args
 from common.data import fake
 from paco.tests.helpers import TINY, run, run_dir
 
@@ -98,8 +99,9 @@ def test_full_imagenet_train_then_eval(arch, data, tmp_path):
 
 
 def test_train_sh_runs_short(tmp_path):
-    proc = run(["bash", "sh/train.sh", "--epochs", "1", "-b", "32", "--moco-k", "256"], tmp_path)
+    proc = run(["bash", "sh/train.sh", "--epochs", "1", "-b", "32", "--moco-k", "256", *FAST_PATH_FLAGS], tmp_path)
     assert "initial top-1:" in proc.stdout and "final top-1:" in proc.stdout
     d = run_dir(tmp_path, "digits", "digits_default")
     assert (d / "moco_ckpt.pth.tar").is_file() and (d / "digits_default.log").is_file()
+    assert_fast_path_args(d / "moco_ckpt.pth.tar", amp_key="fp16")
     assert list(d.glob("events.out.tfevents*"))

@@ -77,3 +77,20 @@ def test_help_and_unavailable_method_is_a_row(monkeypatch):
     assert rows[0]["status"].startswith("not available: ImportError") and "no_such_module" in rows[0]["status"]
     assert rows[1]["status"] == "failed: RuntimeError: shape mismatch"
     assert rows[2]["status"] == "ok" and rows[2]["ratio"] > 0
+
+
+def test_gpu_step_bench_runs_on_cpu(tmp_path, capsys):
+    """ci/bench_gpu.py without CUDA: the three modes run (one tiny step each, ResNet-18 to keep it cheap; the
+    default is ResNet-50) and the table says it is a CPU run."""
+    from ci import bench_gpu
+    threads = torch.get_num_threads()
+    try:
+        assert bench_gpu.main(["--device", "cpu", "--arch", "resnet18", "--batch-size", "2", "--image-size", "32",
+                               "--steps", "1", "--warmup", "0", "--threads", "1", "--out", str(tmp_path / "gpu.json")]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    out = capsys.readouterr().out
+    assert "CPU run" in out
+    rows = json.loads((tmp_path / "gpu.json").read_text())["rows"]
+    assert [(r["amp"], r["channels_last"]) for r in rows] == [(False, False), (True, False), (True, True)]
+    assert all(r["median_ms"] > 0 and r["images_per_s"] > 0 for r in rows) and rows[0]["speedup"] == 1.0

@@ -140,3 +140,20 @@ def test_progress_logger_and_meters(tmp_path, monkeypatch, capsys):
     assert m.avg == pytest.approx(1.5) and str(m) == "Loss 1.000 (1.500)"
     line = ProgressMeter(391, [m], prefix="Epoch: [0]").format(10)
     assert line == "Epoch: [0][ 10/391]\tLoss 1.000 (1.500)"
+
+
+def test_save_refuses_non_finite_weights_and_keeps_previous_checkpoint(tmp_path):
+    import pytest
+    from common.checkpoint import load_checkpoint
+    from common.training import save_training_state
+    from common.utils import UserError
+
+    model = torch.nn.Linear(3, 2)
+    path = save_training_state(str(tmp_path), 1, model, filename="ckpt.pth")
+    before = open(path, "rb").read()
+    with torch.no_grad():
+        model.weight[0, 0] = float("nan")
+    with pytest.raises(UserError, match=r"NaN / inf weights after epoch 2 \(e.g. weight\)"):
+        save_training_state(str(tmp_path), 2, model, filename="ckpt.pth")
+    assert open(path, "rb").read() == before
+    assert load_checkpoint(path)["epoch"] == 1

@@ -12,23 +12,24 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import sys
 import time
 
 import torch
 
 from common import distributed as cdist
 from common.augment import moco_v1_transform, moco_v2_transform
-from common.backbones import build_backbone
+from common.backbones import build_backbone, freeze_batchnorm
 from common.data import WebVision, build_dataset
-from common.logger import RunLogger, make_run_dir
+from common.data.seeded import SeededTransformDataset
+from common.logger import make_run_dir
 from common.meters import AverageMeter, ProgressMeter
 from common.schedules import cosine_lr, set_lr, step_lr
 from common.training import progress, resume_or_start, save_training_state
-from common.utils import UserError, check_finite, run_main, seed_everything
+from common.utils import MixedPrecision, UserError, add_precision_args, check_finite, run_main
 
 from cacr.large_scale_shift_experiments.imagenet.ours.builder import MoCo
 from cacr.large_scale_shift_experiments.imagenet.ours.loader import MultiCropsTransform
+from cacr.worker import seeded_loader, start_worker
 
 
 def get_parser(webvision: bool = False):
@@ -63,6 +64,7 @@ def get_parser(webvision: bool = False):
                              "quirk 1, is fixed). --no-moco-queue-per-view reproduces the original, which caches "
                              "q_0·queue and reuses it for every view (the published numbers were trained so)")
     parser.add_argument("--Ny", type=int, default=4, help="positives per sample (Ny+1 views)")
+    add_precision_args(parser)
     parser.add_argument("--Ns", type=int, default=128, help="batch size per node (divided over its processes)")
     parser.add_argument("--tau_pos", type=float, default=1.0)
     parser.add_argument("--tau_neg", type=float, default=1.0)
@@ -78,6 +80,9 @@ def get_parser(webvision: bool = False):
                              "wrote to ./results)")
     parser.add_argument("--image-size", default=224, type=int, help="crop size (224; small values for smoke tests)")
     parser.add_argument("--max-iters", default=0, type=int, help="stop each epoch after N iterations (smoke tests)")
+    parser.add_argument("--freeze-bn", action="store_true",
+                        help="BatchNorm in eval mode while training (testing aid: per-process BN and shuffle-BN make "
+                             "a multi-process run differ from one process; see common.backbones.freeze_batchnorm)")
     parser.add_argument("--device", default=None, type=str, help="cpu / cuda")
     parser.add_argument("--no-progress", dest="progress", action="store_false")
     cdist.add_distributed_args(parser, dist_url="tcp://localhost:10004")
@@ -127,9 +132,9 @@ def build_train_dataset(args):
     size = args.image_size
     base = moco_v2_transform(size) if args.aug_plus else moco_v1_transform(size)
     transform = MultiCropsTransform(base, args.Ny + 1)
-    if args.webvision:
-        return WebVision(args.data, transform)
-    return build_dataset("imagefolder", args.data, "train", transform)
+    images = WebVision(args.data) if args.webvision else build_dataset("imagefolder", args.data, "train")
+    # with --seed the views of an image depend on (seed, epoch, index) only, whatever the number of processes
+    return SeededTransformDataset(images, transform, args.seed)
 
 
 def main(argv=None, webvision: bool = False):
@@ -150,13 +155,8 @@ def main(argv=None, webvision: bool = False):
 
 
 def main_worker(local_rank, args):
-    cdist.init_distributed(args, local_rank)
-    if args.seed is not None:
-        seed_everything(args.seed + args.rank, deterministic=True)
-    run_dir = make_run_dir("cacr", args.name, root=args.output_folder, create=cdist.is_main_process())
-    logger = RunLogger(run_dir, enabled=cdist.is_main_process())
-    logger.info(f"run directory: {run_dir}")
-    logger.info(" ".join(sys.argv))
+    run_dir = make_run_dir("cacr", args.name, root=args.output_folder, create=False)
+    logger = start_worker(local_rank, args, run_dir, "run directory")
 
     batch_size = cdist.per_process_batch_size(args.Ns, args)
     global_batch = batch_size * args.world_size
@@ -169,54 +169,53 @@ def main_worker(local_rank, args):
     model = MoCo(lambda num_classes: build_backbone(args.arch, num_classes=num_classes), args.moco_dim,
                  args.moco_k, args.moco_m, args.mlp, args.Ny, args.tau_pos, args.tau_neg, args.alpha, args.beta,
                  args.tau_plus, args.with_debiased, not args.moco_unif_no_intra_batch, args.moco_queue_per_view)
-    model = cdist.wrap_ddp(model, args)
+    precision = MixedPrecision(args.device, args.amp, args.channels_last)
+    model = cdist.wrap_ddp(precision.prepare(model), args)
     optimizer = torch.optim.SGD(model.parameters(), args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
-    start_epoch = resume_or_start(args.resume, run_dir, model, optimizer, auto=args.auto_resume,
+    start_epoch = resume_or_start(args.resume, run_dir, model, optimizer, precision.scaler, auto=args.auto_resume,
                                   printer=logger.info) or args.start_epoch
 
     dataset = build_train_dataset(args)
     if len(dataset) < global_batch:
         raise UserError(f"the dataset has {len(dataset)} images, fewer than one global batch ({global_batch}); "
                         "lower --Ns")
-    sampler = cdist.distributed_sampler(dataset, args, shuffle=True, drop_last=True)
-    generator = torch.Generator()
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=sampler is None,
-                                         num_workers=workers, pin_memory=args.device.type == "cuda",
-                                         sampler=sampler, drop_last=True, generator=generator)
+    loader, set_epoch = seeded_loader(dataset, batch_size, workers, args)
 
     for epoch in range(start_epoch, args.epochs):
-        cdist.set_sampler_epoch(sampler, epoch)
-        generator.manual_seed((args.seed or 0) * 100003 + epoch)
+        set_epoch(epoch)
         lr = adjust_learning_rate(optimizer, epoch, args)
-        train(loader, model, optimizer, epoch, args, logger)
+        train(loader, model, optimizer, epoch, args, logger, precision)
         logger.scalar("train/lr", lr, epoch)
         state = dict(arch=args.arch)
         # a rolling checkpoint every epoch (auto-resume) and a kept one every --interval epochs
-        save_training_state(run_dir, epoch + 1, model, optimizer, args, **state)
+        save_training_state(run_dir, epoch + 1, model, optimizer, args, precision.scaler, **state)
         if (epoch + 1) % args.interval == 0:
-            save_training_state(run_dir, epoch + 1, model, optimizer, args,
+            save_training_state(run_dir, epoch + 1, model, optimizer, args, precision.scaler,
                                 filename="checkpoint_{epoch:04d}.pth.tar", **state)
     logger.close()
     cdist.cleanup()
 
 
-def train(loader, model, optimizer, epoch, args, logger):
+def train(loader, model, optimizer, epoch, args, logger, precision: MixedPrecision):
     meters = [AverageMeter("Time", ":6.3f"), AverageMeter("Loss", ":.4e"), AverageMeter("Loss1", ":.4e"),
               AverageMeter("Loss2", ":.4e")]
     n_iters = min(len(loader), args.max_iters) if args.max_iters else len(loader)
     prog = ProgressMeter(n_iters, meters, prefix=f"Epoch: [{epoch}]")
     model.train()
+    if args.freeze_bn:
+        freeze_batchnorm(model)
     end = time.time()
     for i, (images, _) in enumerate(progress(loader, f"epoch {epoch}", args.progress, total=n_iters)):
         if args.max_iters and i >= args.max_iters:
             break
-        images = [im.to(args.device, non_blocking=True) for im in images]
-        losses = model(images, epoch)
+        images = [precision.input(im.to(args.device, non_blocking=True)) for im in images]
+        with precision.autocast():
+            losses = model(images, epoch)
         loss = losses.loss1 + losses.loss2
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        values = torch.stack([loss.detach(), losses.loss1.detach(), losses.loss2.detach()]).tolist()
+        precision.backward_step(loss, optimizer)
+        # the global batch's losses (equal local batches), not rank 0's half
+        values = cdist.all_reduce_mean(torch.stack([loss, losses.loss1, losses.loss2]).detach()).tolist()
         check_finite(values[0], f"epoch {epoch} iteration {i}")
         for meter, value in zip(meters[1:], values):
             meter.update(value, images[0].shape[0])

@@ -11,6 +11,7 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 
+from common.losses import nt_xent
 from common.utils import UserError
 
 CHOICES = ("full", "without_w1", "without_w2", "none")
@@ -153,3 +154,21 @@ class CACRLoss(nn.Module):
         loss2, _, _ = contrastive_repulsion(z, self.beta, self.tau_neg, self.choice, self.with_debiased,
                                             self.tau_plus, self.cost, self.rbf_t)
         return loss1 + loss2, loss1, loss2
+
+
+class SimCLRBaseline(nn.Module):
+    """The plain SimCLR baseline (``--loss simclr``, not in the original): NT-Xent (``common.losses.nt_xent``)
+    over the same V views, so a baseline run differs from a CACR run in the loss only.
+
+    forward(views: list of V tensors B×D, unit norm) → (loss, attraction, repulsion) with loss = attraction +
+    repulsion (−mean positive logit, mean log-partition), logged as loss1 / loss2 like CACR's two terms.
+    """
+
+    def __init__(self, temperature: float = 0.5):
+        super().__init__()
+        if temperature <= 0:
+            raise UserError(f"--temperature must be positive, got {temperature}")
+        self.temperature = temperature
+
+    def forward(self, views):
+        return nt_xent(_stack_views(views), self.temperature, return_terms=True)

@@ -123,9 +123,10 @@ class MoCo(nn.Module):
         self._momentum_update_key_encoder()
         with torch.no_grad():
             k = torch.stack([self._keys(im) for im in im_list])
-        loss1, loss2, info = cacr_queue_loss(q, k, self.queue.clone().detach(), self.alpha, self.beta,
-                                             self.tau_pos, self.tau_neg, self.unif_intra_batch,
-                                             self.per_view_queue)
+        with torch.autocast(q.device.type, enabled=False):   # --amp: the encoders in half precision, the loss not
+            loss1, loss2, info = cacr_queue_loss(q.float(), k.float(), self.queue.clone().detach(), self.alpha,
+                                                 self.beta, self.tau_pos, self.tau_neg, self.unif_intra_batch,
+                                                 self.per_view_queue)
         self._dequeue_and_enqueue(k[-1])
         losses = MoCoLosses(loss1, loss2)
         if return_info:

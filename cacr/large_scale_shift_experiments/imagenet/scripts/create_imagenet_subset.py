@@ -31,21 +31,22 @@ def create_subset(full, subset, class_ids, force=False, splits=("train", "val"))
         if not os.path.isdir(os.path.join(full, split)):
             raise UserError(f"'{os.path.join(full, split)}' does not exist; full_imagenet_path must hold "
                             f"train/ and val/ with one folder per class")
-    made = 0
+    pairs = [(os.path.abspath(os.path.join(full, split, cid)), os.path.join(subset, split, cid))
+             for split in splits for cid in class_ids]
+    # everything is checked before the first link, so a bad class list leaves no half-made subset behind
+    for src, dst in pairs:
+        if not os.path.isdir(src):
+            raise UserError(f"class folder '{src}' is missing from the full dataset; remove it from the class "
+                            "list or complete the dataset")
+        if os.path.lexists(dst) and not force:
+            raise UserError(f"'{dst}' already exists; use -f/--force to overwrite")
     for split in splits:
         os.makedirs(os.path.join(subset, split), exist_ok=True)
-        for cid in class_ids:
-            src = os.path.abspath(os.path.join(full, split, cid))
-            dst = os.path.join(subset, split, cid)
-            if not os.path.isdir(src):
-                raise UserError(f"class folder '{src}' is missing from the full dataset")
-            if os.path.lexists(dst):
-                if not force:
-                    raise UserError(f"'{dst}' already exists; use -f/--force to overwrite")
-                os.remove(dst)
-            os.symlink(src, dst, target_is_directory=True)
-            made += 1
-    return made
+    for src, dst in pairs:
+        if os.path.lexists(dst):
+            os.remove(dst)
+        os.symlink(src, dst, target_is_directory=True)
+    return len(pairs)
 
 
 def main(argv=None):

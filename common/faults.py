@@ -1,0 +1,97 @@
+"""Test-only fault injection: make a training run SIGKILL itself at a chosen point.
+
+Set ``CL_FAULT_INJECT`` to comma-separated ``key=n`` items before the process starts; unset (the normal
+case) nothing is installed and the hooks cost one integer comparison per checkpoint write, nothing per step.
+
+* ``kill_after_steps=n`` — SIGKILL right after the n-th ``optimizer.step()`` of the process (a global
+  ``torch.optim`` post-step hook, so every method's training loop is covered without touching it; a linear
+  probe run *before* training would count too, so fault-injected runs keep such monitors off).
+* ``kill_in_save=n`` — during the n-th :func:`common.checkpoint.atomic_torch_save` call of the process,
+  write half of the serialised checkpoint to the temp file, fsync it, then SIGKILL: the state a crash in
+  the middle of a checkpoint write leaves on disk (a partial ``.<name>.*.tmp``, the old file untouched).
+
+Example: ``CL_FAULT_INJECT=kill_after_steps=5 python main.py ...`` exits with return code -9 after five
+steps. The variable is read once, when this module is first imported (``common.checkpoint`` imports it).
+Counts are per process: a resumed run counts from zero again. Single-process runs only (in a multi-process
+run every rank would count and only rank 0 writes checkpoints). ``tests/reliability/test_faults.py`` uses it.
+"""
+from __future__ import annotations
+
+import io
+import os
+import signal
+import sys
+
+import torch
+from torch.optim.optimizer import register_optimizer_step_post_hook
+
+from common.utils import UserError
+
+FAULT_ENV = "CL_FAULT_INJECT"
+KNOWN_FAULTS = ("kill_after_steps", "kill_in_save")
+
+
+def parse_fault_spec(spec: str) -> dict:
+    """``'kill_after_steps=3,kill_in_save=2'`` → ``{'kill_after_steps': 3, 'kill_in_save': 2}``."""
+    plan = {}
+    for item in filter(None, (part.strip() for part in (spec or "").split(","))):
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if key not in KNOWN_FAULTS or not sep:
+            raise UserError(f"{FAULT_ENV}: unknown item '{item}'; use comma-separated "
+                            f"{'=<n>, '.join(KNOWN_FAULTS)}=<n> (or unset it)")
+        try:
+            count = int(value)
+        except ValueError:
+            count = 0
+        if count < 1:
+            raise UserError(f"{FAULT_ENV}: '{item}' needs a positive integer count, e.g. {key}=2")
+        plan[key] = count
+    return plan
+
+
+def _plan_from_env() -> dict:
+    # read at import, before run_main is active: report a bad value the way run_main reports a UserError
+    try:
+        return parse_fault_spec(os.environ.get(FAULT_ENV, ""))
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _kill_self() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+_PLAN = _plan_from_env()
+_KILL_AFTER_STEPS = _PLAN.get("kill_after_steps", 0)
+_KILL_IN_SAVE = _PLAN.get("kill_in_save", 0)
+_steps_taken = 0
+_saves_started = 0
+
+
+def _count_step(optimizer, args, kwargs) -> None:
+    global _steps_taken
+    _steps_taken += 1
+    if _steps_taken == _KILL_AFTER_STEPS:
+        _kill_self()
+
+
+if _KILL_AFTER_STEPS:
+    register_optimizer_step_post_hook(_count_step)
+
+
+def before_checkpoint_write(obj, file) -> None:
+    """Called by ``atomic_torch_save`` with the open temp file before ``torch.save`` writes ``obj`` to it."""
+    global _saves_started
+    if not _KILL_IN_SAVE:
+        return
+    _saves_started += 1
+    if _saves_started == _KILL_IN_SAVE:
+        buffer = io.BytesIO()
+        torch.save(obj, buffer)
+        data = buffer.getvalue()
+        file.write(data[: len(data) // 2])
+        file.flush()
+        os.fsync(file.fileno())
+        _kill_self()

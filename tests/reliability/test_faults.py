@@ -1,0 +1,194 @@
+"""Runs killed by SIGKILL resume from their last complete checkpoint and end bit-identical to an uninterrupted run.
+
+For each method's main training entry point (flags based on its ``tests/test_resume.py``, one CPU thread,
+3 epochs of 2-3 steps) the test runs
+
+* the uninterrupted reference, and
+* a chain of the same command: (1) killed inside the 2nd checkpoint write (``CL_FAULT_INJECT=kill_in_save=2``,
+  i.e. while epoch 2's checkpoint is half written), (2) rerun: auto-resumes from epoch 1 (the complete
+  checkpoint; the ``.tmp`` left by the kill is ignored) and is killed mid-epoch 3 (``kill_after_steps``: one
+  step after the end of epoch 2), (3) rerun: auto-resumes from epoch 2 and finishes.
+
+After each kill (return code -9) every checkpoint under its real name loads and holds the last completed
+epoch; the final parameters, buffers (queues, BN statistics) and optimizer state equal the reference's
+exactly (``torch.equal``: same CPU kernels, same data order and RNG states, nothing left to tolerance).
+The hooks themselves are ``common.faults``.
+
+The data are tiny CIFAR-100 files in the real format at 16 px rather than the embedded digits: digits is fixed
+at 32 px in PaCo (which has no per-epoch step limit) and loading it imports scikit-learn, about a second in
+each of the 20 training processes of this file.
+"""
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import torch
+
+from ci.smoke import ROOT, smoke_env
+from common.checkpoint import load_checkpoint
+from common.faults import FAULT_ENV, parse_fault_spec
+from common.utils import UserError
+
+EPOCHS = 3
+KILLED = -signal.SIGKILL
+
+
+@dataclass
+class Method:
+    folder: str
+    entry: str
+    flags: list
+    name_flag: str
+    steps_per_epoch: int
+    checkpoint: str                      # the resume checkpoint, relative to the run directory
+    run_dir_template: str                # the run directory below CL_RUNS_DIR, {name} = the run name flag
+    params: tuple = ("state_dict", "optimizer")
+    resumed_line: str = r"resumed at epoch {epoch}\b"
+    completed_epochs: callable = field(default=lambda state: state["epoch"])
+
+    def run_dir(self, runs: Path, name: str) -> Path:
+        return runs / self.run_dir_template.format(name=name)
+
+
+# the flags of each method's tests/test_resume.py, on the tiny CIFAR-100 files below at 16 px ({data})
+METHODS = {
+    "cacr": Method(
+        "cacr", "small_scale_experiments/main_ours.py",
+        ["--dataset", "cifar100", "--data_folder", "{data}", "--image-size", "16", "--arch", "resnet20_option_a",
+         "--Ns", "16", "--Ny", "1", "--max-iters", "2", "--num_workers", "0", "--monitor", "none", "--no-progress",
+         "--lr_decay_epochs", "2", "--seed", "3"],
+        "--name", 2, "checkpoint.pth.tar", "runs/cacr/{name}"),
+    "ascl": Method(
+        "ascl", "main.py",
+        ["--dataset", "cifar100", "--data_path", "{data}", "--image_size", "16", "--arch", "resnet20_option_a",
+         "--warm_up", "1", "--eval_epochs", "0", "--iters_per_epoch", "2", "--batch-size", "16", "--mem_size", "32",
+         "--workers", "0", "--save_freq", "1", "--no_progress", "--knn_k", "20", "--eval_batch_size", "512"],
+        "--run_id", 2, "ckpts.pth", f"runs/ascl/{{name}}/cifar100_moco_ascl_{EPOCHS}_weak_augment_1_0.1_0.05"),
+    "paco": Method(   # no step limit in PaCo: 200 images, batch 64 = 3 steps per epoch
+        "paco", "LT/paco_cifar.py",
+        ["--dataset", "cifar100", "--data", "{data}", "--image-size", "16", "--imb-factor", "1", "--feat_dim", "64",
+         "-b", "64", "--moco-k", "128", "--moco-dim", "16", "--alpha", "0.01", "--moco-t", "0.05",
+         "--warmup_epochs", "1", "-j", "0", "--seed", "0", "--no-multiprocessing-distributed"],
+        "--mark", 3, "moco_ckpt.pth.tar", "runs/paco/cifar100/{name}"),
+    "mcl": Method(
+        "mcl", "main_cifar.py",
+        ["--dataset", "cifar100", "--data", "{data}", "--image-size", "16", "--max-iters", "2", "--batch-size", "8",
+         "--num-workers", "0", "--no-progress", "--lr-type", "multistep", "--milestones", "2", "--alpha", "0.1",
+         "--gamma", "1", "--beta", "0.1", "--lam", "1", "--feat-dim", "16", "--arch", "ShuffleNetV2_05x"],
+        "--name", 2, "ShuffleNetV2_05x.pth.tar", "runs/mcl/{name}", params=("net", "criterion", "optimizer"),
+        # MCL counts epochs from 0 and stores the index of the last completed one
+        resumed_line=r"resumed from .* at epoch {epoch}\b", completed_epochs=lambda state: state["epoch"] + 1),
+    "attentionce": Method(
+        "attentionce", "image/main.py",
+        ["--dataset_name", "cifar100", "--root", "{data}", "--crop_size", "16", "--arch", "resnet20_option_a",
+         "--batch_size", "8", "--steps_per_epoch", "2", "--d_neg", "0.5", "--feature_dim", "16", "--workers", "0",
+         "--seed", "0", "--device", "cpu"],
+        "--name", 2, "checkpoint.pth", "runs/attentionce/{name}", resumed_line=r"resumed from .* at epoch {epoch}\b"),
+}
+
+
+@pytest.fixture(scope="module")
+def cifar100_root(tmp_path_factory) -> str:
+    from common.data.fake import write_cifar100
+    return write_cifar100(tmp_path_factory.mktemp("cifar100"), n_train=200, n_test=64)
+
+
+def _run(method: Method, runs: Path, data: str, name: str, fault: str | None = None) -> subprocess.CompletedProcess:
+    env = smoke_env(runs, {"PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"})
+    env.pop(FAULT_ENV, None)
+    if fault:
+        env[FAULT_ENV] = fault
+    flags = [flag.format(data=data) for flag in method.flags]
+    cmd = [sys.executable, method.entry, *flags, "--epochs", str(EPOCHS), method.name_flag, name]
+    proc = subprocess.run(cmd, cwd=ROOT / method.folder, env=env, capture_output=True, text=True, timeout=300)
+    expected = KILLED if fault else 0
+    assert proc.returncode == expected, (f"{method.folder} {fault or 'uninterrupted'}: exit {proc.returncode}, "
+                                         f"expected {expected}\n" + "\n".join((proc.stdout + proc.stderr)
+                                                                              .splitlines()[-30:]))
+    return proc
+
+
+def _assert_checkpoints_complete(method: Method, run_dir: Path, completed: int, leftover_tmp: bool) -> None:
+    """Every checkpoint under its real name loads; the resume checkpoint holds ``completed`` epochs."""
+    names = [p for p in run_dir.iterdir() if not p.name.startswith(".") and ".pth" in p.name]
+    assert names, f"no checkpoint in {run_dir}"
+    for path in names:
+        load_checkpoint(str(path))        # a UserError here = a half-written file under the real name
+    state = load_checkpoint(str(run_dir / method.checkpoint))
+    assert method.completed_epochs(state) == completed
+    tmps = [p for p in run_dir.iterdir() if p.name.endswith(".tmp")]
+    assert bool(tmps) == leftover_tmp, tmps
+
+
+def _assert_same_tensors(a, b, where: str) -> None:
+    if torch.is_tensor(a):
+        assert torch.equal(a, b), f"{where} differs"
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for key in a:
+            _assert_same_tensors(a[key], b[key], f"{where}.{key}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            _assert_same_tensors(x, y, f"{where}[{i}]")
+    else:
+        assert a == b, f"{where}: {a!r} != {b!r}"
+
+
+@pytest.mark.parametrize("method_name", list(METHODS))
+def test_killed_runs_resume_to_identical_parameters(method_name, tmp_path, cifar100_root):
+    method = METHODS[method_name]
+
+    def run(name, fault=None):
+        return _run(method, tmp_path, cifar100_root, name, fault)
+
+    run("straight")
+    chain = method.run_dir(tmp_path, "killed")
+    run("killed", fault="kill_in_save=2")                 # dies while writing epoch 2's checkpoint
+    _assert_checkpoints_complete(method, chain, completed=1, leftover_tmp=True)
+
+    proc = run("killed", fault=f"kill_after_steps={method.steps_per_epoch + 1}")   # dies 1 step into epoch 3
+    assert re.search(method.resumed_line.format(epoch=1), proc.stdout), proc.stdout[-2000:]
+    _assert_checkpoints_complete(method, chain, completed=2, leftover_tmp=True)
+
+    proc = run("killed")
+    assert re.search(method.resumed_line.format(epoch=2), proc.stdout), proc.stdout[-2000:]
+
+    straight = load_checkpoint(str(method.run_dir(tmp_path, "straight") / method.checkpoint))
+    resumed = load_checkpoint(str(chain / method.checkpoint))
+    assert method.completed_epochs(straight) == method.completed_epochs(resumed) == EPOCHS
+    for part in method.params:
+        _assert_same_tensors(straight[part], resumed[part], part)
+    # what a checkpoint must record to make that possible (and to tell which code and flags wrote it)
+    for state in (straight, resumed):
+        assert {"args", "code_version", "rng_state"} <= state.keys()
+        assert state["args"]["epochs"] == EPOCHS and state["code_version"]
+        assert {"python", "numpy", "torch"} <= state["rng_state"].keys()
+
+
+def test_fault_spec_parsing():
+    assert parse_fault_spec("") == {}
+    assert parse_fault_spec(" kill_after_steps=3, kill_in_save=2 ") == {"kill_after_steps": 3, "kill_in_save": 2}
+    for bad in ("kill_after=3", "kill_in_save", "kill_in_save=0", "kill_in_save=two"):
+        with pytest.raises(UserError, match=FAULT_ENV):
+            parse_fault_spec(bad)
+
+
+def test_kill_after_steps_counts_optimizer_steps(tmp_path):
+    """The process dies right after its n-th optimizer step, whichever loop makes it."""
+    script = ("import torch, common.checkpoint\n"
+              "weight = torch.nn.Parameter(torch.zeros(1))\n"
+              "optimizer = torch.optim.SGD([weight], lr=1.0)\n"
+              "for step in range(1, 6):\n"
+              "    optimizer.step()\n"
+              "    print(step, flush=True)\n")
+    proc = subprocess.run([sys.executable, "-c", script], env=smoke_env(tmp_path, {FAULT_ENV: "kill_after_steps=3"}),
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == KILLED, proc.stderr
+    assert proc.stdout.split() == ["1", "2"]
