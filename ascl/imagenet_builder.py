@@ -14,6 +14,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from common.moco import moco_encoder_pair
+
 from ascl.losses import moco_logits, relabel
 
 
@@ -30,15 +32,7 @@ class MoCo(nn.Module):
         self.K, self.m, self.T1, self.T2 = K, m, T1, T2
         self.nn_num = 1  # hard-coded in the original builder
         self.max_entropy = math.log(K)
-        self.encoder_q = base_encoder(num_classes=dim)
-        self.encoder_k = base_encoder(num_classes=dim)
-        if mlp:  # the MoCo v2 hack: hidden fc + ReLU in front of the existing fc
-            dim_mlp = self.encoder_q.fc.weight.shape[1]
-            self.encoder_q.fc = nn.Sequential(nn.Linear(dim_mlp, dim_mlp), nn.ReLU(), self.encoder_q.fc)
-            self.encoder_k.fc = nn.Sequential(nn.Linear(dim_mlp, dim_mlp), nn.ReLU(), self.encoder_k.fc)
-        for param_q, param_k in zip(self.encoder_q.parameters(), self.encoder_k.parameters()):
-            param_k.data.copy_(param_q.data)
-            param_k.requires_grad = False
+        self.encoder_q, self.encoder_k = moco_encoder_pair(base_encoder, dim, mlp)
         self.register_buffer("queue", F.normalize(torch.randn(dim, K), dim=0))
         self.register_buffer("labels", torch.full((K,), -1, dtype=torch.long))
         self.register_buffer("queue_ptr", torch.zeros(1, dtype=torch.long))

@@ -106,7 +106,7 @@ class ASCL(nn.Module):
                 if self.shuffle_bn:
                     k = batch_unshuffle_ddp(k, idx_unshuffle)
         with torch.autocast(q.device.type, enabled=False):   # --amp: the encoders in half precision, the loss not
-            return self.criterion(q.float(), k.float(), labels)
+            return self.criterion(q.to(self.queue.dtype), k.to(self.queue.dtype), labels)
 
 
 class LinearHead(nn.Module):

@@ -260,9 +260,9 @@ def write_markdown(path: Path, rows: list, runs: dict) -> None:
         "<seed flag> S [baseline flags]` for the listed seeds S; initial = the untrained network, final = after "
         "training; mean ± sample standard deviation over the seeds; wall and CPU time (user + system of the "
         "whole process tree) are means per run. "
-        f"{os.cpu_count()}-core machine shared with other jobs (load average at the start of the runs "
-        f"{min(loads, default=0):.1f}–{max(loads, default=0):.1f}), {', '.join(map(str, threads))} thread(s) "
-        "per run, so wall times are noisy; CPU time is the fairer cost.\n\n")
+        f"{os.cpu_count()}-core machine, {', '.join(map(str, threads))} thread(s) per run, load average at the start "
+        f"of the runs {min(loads, default=0):.1f}–{max(loads, default=0):.1f}: a load above the core count means "
+        "other jobs shared the machine, which inflates the wall time but not the CPU time.\n\n")
     path.write_text(header + markdown_table(rows))
 
 

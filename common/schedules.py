@@ -123,8 +123,8 @@ def paco_cifar_lr(base_lr: float, epoch: int, warmup_epochs: int = 10,
                   milestones: Sequence[int] = (320, 360), factors: Sequence[float] = (0.1, 0.01)) -> float:
     """PaCo ``paco_cifar.py`` (hard-coded, ignores ``--cos`` / ``--schedule``): ``e ≤ w``: ``base/w·(e + 1)``
     (epoch w runs at 1.1× base for w = 10, reproduced); ``e > milestones[i]``: ``base·factors[i]`` (the last
-    passed milestone wins: ×0.1 for 320 < e ≤ 360, ×0.01 after 360); else base."""
-    if epoch <= warmup_epochs:
+    passed milestone wins: ×0.1 for 320 < e ≤ 360, ×0.01 after 360); else base. ``warmup_epochs=0``: no warm-up."""
+    if warmup_epochs > 0 and epoch <= warmup_epochs:
         return base_lr / warmup_epochs * (epoch + 1)
     for m, f in sorted(zip(milestones, factors), reverse=True):
         if epoch > m:

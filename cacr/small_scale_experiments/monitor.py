@@ -37,16 +37,23 @@ def encoder_features(encoder, dataset, device, layer_index=-2, batch_size=256):
         return extract_features(lambda x: encoder(x, layer_index=layer_index), loader, device)
 
 
-def linear_probe_accuracy(encoder, args) -> float:
-    """Top-1 (%) of a linear classifier on frozen features (train split → test split of ``args.dataset``)."""
-    rng_state = torch.get_rng_state()  # the monitor must not change the training run's random stream
+def monitor_features(encoder, args):
+    """``--monitor-layer`` features and labels of the un-augmented train and test splits (at most
+    ``--monitor-max-images`` each; BN re-estimated on train first with ``--monitor-bn-recalibrate``):
+    ``(train_x, train_y, test_x, test_y)``."""
     transform = util.val_transform(args.dataset, args.image_size)
     train = _limited(build_dataset(args.dataset, args.data_folder, "train", transform), args.monitor_max_images)
     test = _limited(build_dataset(args.dataset, args.data_folder, "test", transform), args.monitor_max_images)
     if args.monitor_bn_recalibrate:
         encoder = recalibrated_encoder(encoder, train, args.device)
-    train_x, train_y = encoder_features(encoder, train, args.device, args.monitor_layer)
-    test_x, test_y = encoder_features(encoder, test, args.device, args.monitor_layer)
+    return (*encoder_features(encoder, train, args.device, args.monitor_layer),
+            *encoder_features(encoder, test, args.device, args.monitor_layer))
+
+
+def linear_probe_accuracy(encoder, args) -> float:
+    """Top-1 (%) of a linear classifier on frozen features (train split → test split of ``args.dataset``)."""
+    rng_state = torch.get_rng_state()  # the monitor must not change the training run's random stream
+    train_x, train_y, test_x, test_y = monitor_features(encoder, args)
     acc = train_linear_probe(train_x, train_y, test_x, test_y, epochs=args.monitor_epochs, lr=1e-3,
                              batch_size=256, optimizer="adam", schedule="none", standardize=True, seed=args.seed)
     torch.set_rng_state(rng_state)
@@ -57,13 +64,7 @@ def knn_accuracy(encoder, args) -> float:
     """Weighted kNN top-1 (%) on L2-normalised ``--monitor-layer`` features (train split as the bank)."""
     from common.eval.knn import knn_accuracy as _knn
     rng_state = torch.get_rng_state()
-    transform = util.val_transform(args.dataset, args.image_size)
-    train = _limited(build_dataset(args.dataset, args.data_folder, "train", transform), args.monitor_max_images)
-    test = _limited(build_dataset(args.dataset, args.data_folder, "test", transform), args.monitor_max_images)
-    if args.monitor_bn_recalibrate:
-        encoder = recalibrated_encoder(encoder, train, args.device)
-    train_x, train_y = encoder_features(encoder, train, args.device, args.monitor_layer)
-    test_x, test_y = encoder_features(encoder, test, args.device, args.monitor_layer)
+    train_x, train_y, test_x, test_y = monitor_features(encoder, args)
     train_x, test_x = torch.nn.functional.normalize(train_x, dim=1), torch.nn.functional.normalize(test_x, dim=1)
     num_classes = int(max(train_y.max(), test_y.max())) + 1
     acc = _knn(test_x, test_y, train_x, train_y, num_classes, k=args.monitor_knn_k, temperature=0.1, topk=(1,))[0]

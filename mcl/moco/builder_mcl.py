@@ -10,6 +10,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from common.distributed import batch_shuffle_ddp, batch_unshuffle_ddp, concat_all_gather
+from common.moco import moco_encoder_pair
 from mcl.moco.losses import KL_T, dequeue_and_enqueue, moco_mcl_loss
 
 
@@ -29,15 +30,7 @@ class MoCo(nn.Module):
         super().__init__()
         self.number_net, self.K, self.m, self.T = number_net, K, m, T
         for i in range(number_net):
-            encoder_q = base_encoder(num_classes=dim)
-            encoder_k = base_encoder(num_classes=dim)
-            if mlp:
-                for encoder in (encoder_q, encoder_k):
-                    dim_mlp = encoder.fc.weight.shape[1]
-                    encoder.fc = nn.Sequential(nn.Linear(dim_mlp, dim_mlp), nn.ReLU(), encoder.fc)
-            for param_q, param_k in zip(encoder_q.parameters(), encoder_k.parameters()):
-                param_k.data.copy_(param_q.data)
-                param_k.requires_grad = False
+            encoder_q, encoder_k = moco_encoder_pair(base_encoder, dim, mlp)
             setattr(self, f"encoder_q_{i}", encoder_q)
             setattr(self, f"encoder_k_{i}", encoder_k)
         self.register_buffer("queue", F.normalize(torch.randn(number_net, dim, K), dim=1))

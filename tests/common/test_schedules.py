@@ -97,3 +97,9 @@ def test_general_properties():
     set_lr(opt, 0.25)
     assert [g["lr"] for g in opt.param_groups] == [0.25, 0.25]
     assert all(math.isfinite(warmup_cosine_lr_by_step(0.03, s, 100, 20)) for s in range(101))
+
+
+def test_paco_cifar_lr_without_warmup():
+    from common.schedules import paco_cifar_lr
+    assert paco_cifar_lr(0.1, 0, warmup_epochs=0) == 0.1
+    assert abs(paco_cifar_lr(0.1, 321, warmup_epochs=0) - 0.01) < 1e-12

@@ -8,6 +8,7 @@ import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 
+from common.moco import moco_encoder_pair
 from common.utils import UserError
 
 MoCoLosses = namedtuple("MoCoLosses", ["loss1", "loss2"])
@@ -74,15 +75,7 @@ class MoCo(nn.Module):
         self.tau_plus, self.with_debiased = tau_plus, with_debiased
         self.unif_intra_batch, self.per_view_queue = unif_intra_batch, per_view_queue
 
-        self.encoder_q = base_encoder(num_classes=dim)
-        self.encoder_k = base_encoder(num_classes=dim)
-        if mlp:
-            dim_mlp = self.encoder_q.fc.weight.shape[1]
-            self.encoder_q.fc = nn.Sequential(nn.Linear(dim_mlp, dim_mlp), nn.ReLU(), self.encoder_q.fc)
-            self.encoder_k.fc = nn.Sequential(nn.Linear(dim_mlp, dim_mlp), nn.ReLU(), self.encoder_k.fc)
-        for param_q, param_k in zip(self.encoder_q.parameters(), self.encoder_k.parameters()):
-            param_k.data.copy_(param_q.data)
-            param_k.requires_grad = False
+        self.encoder_q, self.encoder_k = moco_encoder_pair(base_encoder, dim, mlp)
 
         self.register_buffer("queue", F.normalize(torch.randn(dim, K), dim=0))
         self.register_buffer("queue_ptr", torch.zeros(1, dtype=torch.long))
@@ -124,7 +117,9 @@ class MoCo(nn.Module):
         with torch.no_grad():
             k = torch.stack([self._keys(im) for im in im_list])
         with torch.autocast(q.device.type, enabled=False):   # --amp: the encoders in half precision, the loss not
-            loss1, loss2, info = cacr_queue_loss(q.float(), k.float(), self.queue.clone().detach(), self.alpha,
+            # the queue's precision (float32, or float64 in the golden checks), never the autocast dtype
+            loss1, loss2, info = cacr_queue_loss(q.to(self.queue.dtype), k.to(self.queue.dtype),
+                                                 self.queue.clone().detach(), self.alpha,
                                                  self.beta, self.tau_pos, self.tau_neg, self.unif_intra_batch,
                                                  self.per_view_queue)
         self._dequeue_and_enqueue(k[-1])
