@@ -60,6 +60,15 @@ def pil_rgb_loader(path: str) -> Image.Image:
         raise DataFileError(f"cannot read image file '{path}': {one_line(e)}; the file is not a valid image") from None
 
 
+def transformed_item(dataset, img, target):
+    """``(transform(img), target_transform(target))`` with the dataset's optional torchvision-style transforms."""
+    if dataset.transform is not None:
+        img = dataset.transform(img)
+    if dataset.target_transform is not None:
+        target = dataset.target_transform(target)
+    return img, target
+
+
 class ArrayImageDataset(Dataset):
     """Images held in one uint8 array ``data`` (N×H×W×3) with integer ``targets``, served as PIL RGB images.
 
@@ -87,13 +96,7 @@ class ArrayImageDataset(Dataset):
         return np.bincount(np.asarray(self.targets, dtype=np.int64), minlength=len(self.classes)).tolist()
 
     def __getitem__(self, index: int):
-        img = Image.fromarray(np.asarray(self.data[index]))
-        target = self.targets[index]
-        if self.transform is not None:
-            img = self.transform(img)
-        if self.target_transform is not None:
-            target = self.target_transform(target)
-        return img, target
+        return transformed_item(self, Image.fromarray(np.asarray(self.data[index])), self.targets[index])
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(n={len(self)}, classes={len(self.classes)})"

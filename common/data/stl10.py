@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 from torch.utils.data import Dataset
 
-from common.data.base import require_file
+from common.data.base import require_file, transformed_item
 from common.utils import UserError
 
 STL10_URL = "https://cs.stanford.edu/~acoates/stl10/"
@@ -100,12 +100,7 @@ class STL10(Dataset):
             index += len(self)
         part = int(np.searchsorted(self._offsets, index, side="right") - 1)
         img = Image.fromarray(np.ascontiguousarray(self._parts[part][index - self._offsets[part]]))
-        target = self.targets[index]
-        if self.transform is not None:
-            img = self.transform(img)
-        if self.target_transform is not None:
-            target = self.target_transform(target)
-        return img, target
+        return transformed_item(self, img, self.targets[index])
 
     def __repr__(self) -> str:
         return f"STL10(split={self.split!r}, n={len(self)})"
