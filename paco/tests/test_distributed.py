@@ -1,4 +1,4 @@
-"""Distributed: PaCo's three training entry points, launched with 2 gloo CPU processes through the originals' flags
+"""Distributed: PaCo's four training entry points, launched with 2 gloo CPU processes through the originals' flags
 (mp.spawn) or torchrun, end where the defined relationship says (spec §i).
 
 PaCo's multi-process step is *not* a 1-process step on the global batch, by design: each process computes the loss
@@ -11,6 +11,12 @@ the rank-ordered global batch, drawn from rank 0's generator, each process encod
 generator after the model is built is used by nothing but those permutations (the augmentations are seeded per
 image, the samplers and loaders have their own generators), so the reference draws the same ones. BN running
 statistics are left out: each process updates its own (rank 0's are saved) and they do not enter a training step.
+The Places entry point adds its recipe: frozen convolutions (but the last block of layer4) and mixed precision,
+which on CPU is bfloat16 autocast around the forward passes and the loss, reproduced in the reference as well.
+
+The reference runs on one intra-op thread, as the launched processes do (``ci.smoke`` sets OMP_NUM_THREADS=1): a
+different thread count changes the order of the convolutions' float reductions, and four SGD steps through per-half
+BatchNorm on 64 samples amplify that rounding to ~5e-4 in the keys, which is noise, not a difference in the math.
 """
 from __future__ import annotations
 
@@ -31,6 +37,8 @@ VARIANTS = {  # variant: (entry point, launcher, flags)
     "cifar": ("LT/paco_cifar.py", "spawn", ["--imb-factor", "0.1", "--alpha", "0.01", "--feat_dim", "64"]),
     "lt": ("LT/paco_lt.py", "torchrun", ["--arch", "resnet32", "--feat_dim", "64"]),
     "imagenet": ("Full-ImageNet/paco_imagenet.py", "spawn", ["--arch", "resnet18"]),
+    # the Places recipe: frozen convolutions except layer4's last block, mixed precision (bfloat16 autocast on CPU)
+    "places": ("LT/paco_fp16_places.py", "torchrun", ["--arch", "resnet18", "--feat_dim", "512", "--fp16"]),
 }
 
 
@@ -38,11 +46,14 @@ def reference(variant: str, argv: list) -> tuple[dict, list]:
     """State dict and per-step losses of the 2-process run, computed in this process (see the module docstring)."""
     from common.utils import seed_everything
     from paco.losses import PaCoLoss
-    from paco.main_paco import adjust_learning_rate, build_datasets, build_model, parse_args
+    from common.utils import autocast
+    from paco.main_paco import adjust_learning_rate, build_datasets, build_model, freeze_for_places, parse_args
     args = parse_args(variant, argv)
     seed_everything(args.seed, deterministic=True)   # rank 0's seed; DDP copies rank 0's initial model to the others
     train_set, _, cls_num_list = build_datasets(args)
     model = build_model(args)
+    if variant == "places":
+        freeze_for_places(model)
     criterion = PaCoLoss(alpha=args.alpha, beta=args.beta, gamma=args.gamma, temperature=args.moco_t, K=args.moco_k,
                          num_classes=args.num_classes, cls_num_list=None if variant == "imagenet" else cls_num_list)
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], args.lr, momentum=args.momentum,
@@ -61,7 +72,7 @@ def reference(variant: str, argv: list) -> tuple[dict, list]:
     for (im_q, im_k), target in loader:
         queue, queue_l = model.queue.clone(), model.queue_l.clone()
         model._momentum_update_key_encoder()
-        with torch.no_grad():
+        with torch.no_grad(), autocast("cpu", args.fp16):
             gathered = torch.cat([im_k[half] for half in halves])            # concat_all_gather: rank order
             permutation = torch.randperm(len(gathered))
             shuffled = torch.cat([F.normalize(model.encoder_k(gathered[part]), dim=1)
@@ -69,10 +80,12 @@ def reference(variant: str, argv: list) -> tuple[dict, list]:
             keys = shuffled[torch.argsort(permutation)].view(WORLD, len(gathered) // WORLD, -1)
         losses = []
         for rank, half in enumerate(halves):
-            q = F.normalize(model.encoder_q(im_q[half]), dim=1)
-            sup_logits = model.pooled_classifier_logits()
-            labels = torch.cat((target[half], target[half], queue_l))
-            losses.append(criterion(torch.cat((q, keys[rank], queue)), labels, sup_logits))
+            with autocast("cpu", args.fp16):
+                q = F.normalize(model.encoder_q(im_q[half]), dim=1)
+                sup_logits = model.pooled_classifier_logits()
+                features = torch.cat((q, keys[rank].to(q.dtype), queue.to(q.dtype)))
+                labels = torch.cat((target[half], target[half], queue_l))
+                losses.append(criterion(features.float(), labels, sup_logits.float()))   # inside, as the entry
         loss = torch.stack(losses).mean()
         optimizer.zero_grad()
         loss.backward()
@@ -82,10 +95,6 @@ def reference(variant: str, argv: list) -> tuple[dict, list]:
     return model.state_dict(), logged
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "known regression (issue 9, open): since the batched-augment / precision / --loss edits of 2026-12-02 the "
-    "2-process queue differs from the in-process reference by up to 5e-4 (it matched before); the cause is not yet "
-    "found."))
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_two_processes_follow_the_per_process_loss(variant, tmp_path):
     entry, launcher, flags = VARIANTS[variant]
@@ -98,7 +107,12 @@ def test_two_processes_follow_the_per_process_loss(variant, tmp_path):
     directory = run_dir(tmp_path, "digits", variant, full=variant == "imagenet")
     state = torch.load(directory / "moco_ckpt.pth.tar", map_location="cpu", weights_only=False)
     assert state["epoch"] == 1 and state["args"]["world_size"] == WORLD
-    expected, expected_losses = reference(variant, argv)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)   # the launched processes' thread count (see the module docstring)
+    try:
+        expected, expected_losses = reference(variant, argv)
+    finally:
+        torch.set_num_threads(threads)
     assert_states_close(expected, state["state_dict"], rtol=1e-4, atol=1e-5,
                         skip=("running_mean", "running_var", "num_batches_tracked"))
     assert int(expected["queue_ptr"]) == 4 * 128 % 384 and len(expected_losses) == 4
