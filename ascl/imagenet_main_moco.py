@@ -140,7 +140,7 @@ def main_worker(local_rank: int, args) -> None:
     batch_size = per_process_batch_size(args.batch_size, args)
     optimizer = torch.optim.SGD(model.parameters(), args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
 
-    start_epoch = resume_or_start(args.resume, run_dir, model, optimizer, auto=not args.no_auto_resume,
+    start_epoch = resume_or_start(args.resume, run_dir, model, optimizer, precision.scaler, auto=not args.no_auto_resume,
                                   printer=logger.info)
     start_epoch = max(start_epoch, args.start_epoch)
 
@@ -164,8 +164,8 @@ def main_worker(local_rank: int, args) -> None:
         lr = adjust_learning_rate(optimizer, epoch, args)
         loss = train(train_loader, model, optimizer, epoch, args, logger, precision)
         logger.scalar("train/lr", lr, epoch)
-        save_training_state(run_dir, epoch + 1, model, optimizer, args, filename="checkpoint_{epoch:04d}.pth.tar",
-                            arch=args.arch)
+        save_training_state(run_dir, epoch + 1, model, optimizer, args, precision.scaler,
+                            filename="checkpoint_{epoch:04d}.pth.tar", arch=args.arch)
         logger.info(f"epoch {epoch}: loss {loss:.4f} lr {lr:.5f}")
     logger.info(f"run directory: {run_dir}")
     logger.close()

@@ -357,7 +357,7 @@ def main_worker(local_rank: int, args) -> None:
             logger.info(f"=> auto-resuming from '{resume_path}' (use --no_auto_resume to start afresh)")
     start_epoch, state = 0, None
     if resume_path:
-        start_epoch, state = resume_or_start(resume_path, run_dir, model, optimizer, return_state=True,
+        start_epoch, state = resume_or_start(resume_path, run_dir, model, optimizer, precision.scaler, return_state=True,
                                              printer=logger.info)
     best_acc = float(state.get("best_acc", 0.0)) if state else 0.0   # quirk 8: best accuracy restored
 
@@ -398,9 +398,10 @@ def main_worker(local_rank: int, args) -> None:
         # ckpts.pth after 0-based epochs 50/100/150 (quirk 19); 'epoch' = completed epochs, so a resumed run
         # continues with the next epoch instead of repeating the saved one (quirk 8 fixed)
         if args.save_freq > 0 and epoch % args.save_freq == 0 and (epoch != 0 or args.save_freq == 1):
-            save_training_state(run_dir, epoch + 1, model, optimizer, args, filename="ckpts.pth", **fields)
+            save_training_state(run_dir, epoch + 1, model, optimizer, args, precision.scaler, filename="ckpts.pth",
+                                **fields)
     if start_epoch < args.epochs or state is None:
-        save_training_state(run_dir, args.epochs, model, optimizer, args, filename="model_last.pth",
+        save_training_state(run_dir, args.epochs, model, optimizer, args, precision.scaler, filename="model_last.pth",
                             best_acc=best_acc, initial_knn=initial)
     if wandb_run is not None:
         wandb_run.finish()

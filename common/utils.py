@@ -18,18 +18,47 @@ class UserError(Exception):
     """
 
 
-def run_main(fn: Callable[[], object]) -> None:
-    """Run an entry point: ``UserError`` → ``error: <msg>`` on stderr and exit 2; Ctrl-C → exit 130.
+# torch errors whose only cause is a command-line value: (text of the RuntimeError, what to tell the user)
+_USER_CAUSED_RUNTIME_ERRORS = (
+    ("value cannot be converted to type float without overflow",
+     "a hyper-parameter given on the command line (usually --lr, or --wd / --momentum) is beyond the float32 range "
+     "(|x| < 3.4e38) that the optimizer applies it in; pass a smaller value"),
+)
 
-    Set ``CL_TRACEBACK=1`` to see the full traceback of a ``UserError`` as well.
+
+def as_user_error(error: BaseException) -> UserError | None:
+    """The ``UserError`` a known command-line-caused torch ``RuntimeError`` stands for, else ``None``."""
+    if isinstance(error, UserError):
+        return error
+    if isinstance(error, RuntimeError):
+        for text, message in _USER_CAUSED_RUNTIME_ERRORS:
+            if text in str(error):
+                return UserError(message)
+    return None
+
+
+def report_user_error(error: UserError) -> None:
+    """``error: <msg>`` on stderr; with ``CL_TRACEBACK=1`` first the traceback of the exception being handled
+    (call it inside the ``except`` block)."""
+    if os.environ.get("CL_TRACEBACK"):
+        import traceback
+        traceback.print_exc()
+    print(f"error: {error}", file=sys.stderr, flush=True)
+
+
+def run_main(fn: Callable[[], object]) -> None:
+    """Run an entry point: ``UserError`` (or a torch error caused by a flag value, see :func:`as_user_error`) →
+    ``error: <msg>`` on stderr and exit 2; Ctrl-C → exit 130.
+
+    Set ``CL_TRACEBACK=1`` to see the full traceback as well.
     """
     try:
         fn()
-    except UserError as e:
-        if os.environ.get("CL_TRACEBACK"):
-            import traceback
-            traceback.print_exc()
-        print(f"error: {e}", file=sys.stderr, flush=True)
+    except (UserError, RuntimeError) as e:
+        user_error = as_user_error(e)
+        if user_error is None:
+            raise
+        report_user_error(user_error)
         sys.exit(2)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr, flush=True)

@@ -102,11 +102,12 @@ def evaluate_keeping_rng(*a, **kw):
         restore_rng_state(rng)
 
 
-def training_state(net, criterion, optimizer, epoch, acc, best_acc, args) -> dict:
-    """The original's checkpoint {net, acc, epoch, optimizer} plus the heads / memory (quirk 15), RNG and the
-    code version."""
+def training_state(net, criterion, optimizer, epoch, acc, best_acc, args, scaler=None) -> dict:
+    """The original's checkpoint {net, acc, epoch, optimizer} plus the heads / memory (quirk 15), the AMP loss
+    scale, RNG and the code version."""
     return {"net": net.state_dict(), "criterion": criterion.state_dict(), "acc": acc, "best_acc": best_acc,
             "epoch": epoch, "optimizer": optimizer.state_dict(), "rng_state": capture_rng_state(),
+            "scaler": scaler.state_dict() if scaler is not None else None,
             "code_version": code_version(),
             "args": {k: (v if isinstance(v, (int, float, str, bool, list, tuple, type(None))) else str(v))
                      for k, v in vars(args).items()}}
@@ -122,13 +123,14 @@ def resolve_resume(args, checkpoint_dir: str, last_name: str):
     return None
 
 
-def resume_training(args, checkpoint_dir: str, net, criterion, optimizer, logger):
+def resume_training(args, checkpoint_dir: str, net, criterion, optimizer, logger, scaler=None):
     """``(start_epoch, best_acc)``: from the checkpoint :func:`resolve_resume` names, or ``(0, -1)`` for a new run."""
     path = resolve_resume(args, checkpoint_dir, f"{args.arch}.pth.tar")
-    return resume(path, net, criterion, optimizer, logger) if path else (0, -1.0)
+    return resume(path, net, criterion, optimizer, logger, scaler) if path else (0, -1.0)
 
 
-def end_epoch(result, epoch, net, criterion, optimizer, best_acc, args, checkpoint_dir: str, logger) -> float:
+def end_epoch(result, epoch, net, criterion, optimizer, best_acc, args, checkpoint_dir: str, logger,
+              scaler=None) -> float:
     """After an epoch's evaluation ``result``: the test scalars, then the last checkpoint and, when this epoch is the
     best so far, the best one (rank 0 writes). Returns the best accuracy so far (quirk 8 fixed: the original reset it
     every epoch)."""
@@ -138,7 +140,7 @@ def end_epoch(result, epoch, net, criterion, optimizer, best_acc, args, checkpoi
     is_best = result["max"] > best_acc
     best_acc = max(best_acc, result["max"])
     if is_main_process():
-        save_checkpoint(training_state(net, criterion, optimizer, epoch, result["max"], best_acc, args),
+        save_checkpoint(training_state(net, criterion, optimizer, epoch, result["max"], best_acc, args, scaler),
                         os.path.join(checkpoint_dir, f"{args.arch}.pth.tar"), is_best=is_best,
                         best_name=f"{args.arch}_best.pth.tar")
     return best_acc
@@ -158,7 +160,7 @@ def finish_run(net, loader, args, checkpoint_dir: str, logger, selection: str, *
     cleanup()
 
 
-def resume(path, net, criterion, optimizer, logger):
+def resume(path, net, criterion, optimizer, logger, scaler=None):
     """Load a training checkpoint; returns (start_epoch, best_acc). Original checkpoints (no heads /
     memory) are accepted: the heads then start fresh, as they did in the original."""
     state = load_checkpoint(path)
@@ -176,6 +178,8 @@ def resume(path, net, criterion, optimizer, logger):
     except (ValueError, KeyError) as e:
         raise UserError(f"optimizer state in '{path}' does not match this run ({e}); "
                         "was --arch / --number-net changed?") from None
+    if scaler is not None and state.get("scaler"):   # empty when the scaler is off (no AMP, or bfloat16 on CPU)
+        scaler.load_state_dict(state["scaler"])
     restore_rng_state(state.get("rng_state"))
     start_epoch = int(state["epoch"]) + 1
     logger.info(f"=> resumed from '{path}' at epoch {start_epoch}")

@@ -268,14 +268,16 @@ def main_worker(local_rank, args):
 
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=args.weight_decay,
                                 nesterov=True)
-    start_epoch, best_acc = resume_training(args, checkpoint_dir, net, criterion, optimizer, logger)
+    start_epoch, best_acc = resume_training(args, checkpoint_dir, net, criterion, optimizer, logger,
+                                             precision.scaler)
 
     initial = evaluate_keeping_rng(net, test_loader, args)
     logger.info(f"initial evaluation: {format_eval(initial)}")
     logger.info(f"initial top-1: {initial['max']:.2f}")
 
+    # each process holds a contiguous block of every global batch (RankSlice)
     views_of = DeviceViews(batched_views(args) if args.augment == "batched" else None, device, args.manual_seed,
-                           args.rank, args.channels_last)
+                           args.rank, args.channels_last, layout="contiguous")
     for epoch in range(start_epoch, args.epochs):
         views_of.set_epoch(epoch)
         train_one_epoch(epoch, model, criterion, optimizer, make_train_loader(args, train_set), args, logger,
@@ -283,7 +285,8 @@ def main_worker(local_rank, args):
         result = evaluate(net, test_loader, args)
         logger.info(f"Epoch:{epoch}\t Test top-1: {format_eval(result)}\t test loss {result['loss']:.4f}")
         logger.scalar("test/top1_mean", result["mean"], epoch)
-        best_acc = end_epoch(result, epoch, net, criterion, optimizer, best_acc, args, checkpoint_dir, logger)
+        best_acc = end_epoch(result, epoch, net, criterion, optimizer, best_acc, args, checkpoint_dir, logger,
+                             precision.scaler)
     logger.flush()
     finish_run(net, test_loader, args, checkpoint_dir, logger,
                "best epoch, selected on the test set like the original")

@@ -178,7 +178,8 @@ def main_worker(local_rank, args):
         return
 
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=WEIGHT_DECAY, nesterov=True)
-    start_epoch, best_acc = resume_training(args, checkpoint_dir, net, criterion, optimizer, logger)
+    start_epoch, best_acc = resume_training(args, checkpoint_dir, net, criterion, optimizer, logger,
+                                             precision.scaler)
 
     initial = evaluate_keeping_rng(net, val_loader, args, ensemble="mean", topk=(1, 5))
     logger.info(f"initial evaluation: {format_eval(initial)}")
@@ -190,7 +191,8 @@ def main_worker(local_rank, args):
         result = evaluate(net, val_loader, args, ensemble="mean", topk=(1, 5))
         logger.info(f"Epoch:{epoch}\t Test top-1: {format_eval(result)}\t top-5 (nets + ensemble): "
                     f"{[round(a, 2) for a in result['top5']]}")
-        best_acc = end_epoch(result, epoch, net, criterion, optimizer, best_acc, args, checkpoint_dir, logger)
+        best_acc = end_epoch(result, epoch, net, criterion, optimizer, best_acc, args, checkpoint_dir, logger,
+                             precision.scaler)
     finish_run(net, val_loader, args, checkpoint_dir, logger, "best epoch", ensemble="mean", topk=(1, 5))
 
 

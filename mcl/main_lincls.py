@@ -25,8 +25,10 @@ from common.backbones import build_backbone
 from common.checkpoint import (capture_rng_state, find_latest_checkpoint, load_checkpoint, restore_rng_state,
                                save_checkpoint)
 from common.data import ImageFolder
-from common.distributed import (add_distributed_args, cleanup, distributed_sampler, is_main_process, launch,
-                                per_process_batch_size, set_sampler_epoch, unwrap_model, wrap_ddp)
+from common.data.seeded import SeededTransformDataset
+from common.distributed import (add_distributed_args, all_reduce_mean, cleanup, get_world_size, is_main_process,
+                                launch, per_process_batch_size, rank_split_sampler, set_sampler_epoch, unwrap_model,
+                                wrap_ddp)
 from common.eval.metrics import accuracy
 from common.meters import AverageMeter
 from common.training import load_model_state, progress
@@ -134,8 +136,13 @@ def run_epoch(loader, model, criterion, optimizer, epoch, args, train: bool):
             batch = images.shape[0]  # quirk 12 fixed: weight by the batch size, not images[0].size(0)
             sums += torch.stack([loss.detach(), acc1, acc5]) * batch
             seen += batch
-            if i % args.print_freq == 0:
-                check_finite(loss, f"{epoch}:{i}")
+            if i % args.print_freq == 0:   # every process stops together on NaN
+                check_finite(all_reduce_mean(loss.detach()) if train else loss, f"{epoch}:{i}")
+    if train and get_world_size() > 1:
+        # each process trained on its part of the global batches; the validation loader is not split
+        sums = torch.cat([sums, torch.tensor([float(seen)], device=sums.device)])
+        torch.distributed.all_reduce(sums)
+        sums, seen = sums[:3], int(sums[3])
     for meter, value in zip((losses, top1, top5), (sums / max(seen, 1)).tolist()):
         meter.update(value, seen)
     return losses.avg, top1.avg, top5.avg
@@ -189,12 +196,17 @@ def main_worker(local_rank, args):
         logger.info(f"top-1: {acc1:.2f}")
         return
 
-    train_dataset = ImageFolder(os.path.join(args.data, "train"), linear_train_transform(args.image_size))
-    train_sampler = distributed_sampler(train_dataset, args, shuffle=True)
-    train_loader = DataLoader(train_dataset, batch_size=args.local_batch_size, shuffle=train_sampler is None,
-                              num_workers=workers, pin_memory=args.device.type == "cuda", sampler=train_sampler)
+    # with --seed an image's crop / flip depends on (seed, epoch, index) only, and process r takes samples r, r+W,
+    # ... of each global batch: 1 and W processes train on the same global batches (the last partial batch is split
+    # with the sampler's padding)
+    train_dataset = SeededTransformDataset(ImageFolder(os.path.join(args.data, "train")),
+                                           linear_train_transform(args.image_size), args.seed)
+    train_sampler = rank_split_sampler(train_dataset, shuffle=True, drop_last=False, seed=args.seed or 0)
+    train_loader = DataLoader(train_dataset, batch_size=args.local_batch_size, num_workers=workers,
+                              pin_memory=args.device.type == "cuda", sampler=train_sampler)
     for epoch in range(args.start_epoch, args.epochs):
         set_sampler_epoch(train_sampler, epoch)
+        train_dataset.set_epoch(epoch)
         lr = adjust_learning_rate(optimizer, epoch, args)
         train_loss, train_acc1, _ = run_epoch(train_loader, model, criterion, optimizer, epoch, args, train=True)
         val_loss, acc1, acc5 = run_epoch(val_loader, model, criterion, None, epoch, args, train=False)

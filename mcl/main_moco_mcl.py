@@ -140,6 +140,8 @@ def main_worker(local_rank, args):
             optimizer.load_state_dict(state["optimizer"])
         except (ValueError, KeyError) as e:
             raise UserError(f"optimizer state in '{resume_path}' does not match this run ({e})") from None
+        if state.get("scaler"):   # empty when the scaler is off (no AMP, or bfloat16 on CPU)
+            precision.scaler.load_state_dict(state["scaler"])
         args.start_epoch = int(state["epoch"])
         restore_rng_state(state.get("rng_state"))
         logger.info(f"=> loaded checkpoint '{resume_path}' (epoch {state['epoch']})")
@@ -184,7 +186,8 @@ def main_worker(local_rank, args):
                 f.write(line + "\n")
             state_dict = {"module." + k: v for k, v in unwrap_model(model).state_dict().items()}
             save_checkpoint({"epoch": epoch + 1, "arch": args.arch, "state_dict": state_dict,
-                             "optimizer": optimizer.state_dict(), "rng_state": capture_rng_state()},
+                             "optimizer": optimizer.state_dict(), "scaler": precision.scaler.state_dict(),
+                             "rng_state": capture_rng_state()},
                             os.path.join(out_dir, f"checkpoint_{epoch:04d}.pth.tar"))
     logger.close()
     cleanup()

@@ -39,11 +39,14 @@ def _compare(tmp_path, model, t2=0.05):
     torch.testing.assert_close(logged[1], logged[0], rtol=1e-4, atol=1e-5)
 
 
-def test_two_gloo_processes_match_one_process(tmp_path):
+@pytest.mark.parametrize("augment", ["pil", "batched"])
+def test_two_gloo_processes_match_one_process(tmp_path, augment):
     """MoCo path through main.py's --multiprocessing-distributed flags. Shuffle-BN is switched off
     (``--no_shuffle_bn``): its random permutation regroups the teacher's BN batches differently in the two
-    layouts, so with it only the distributions, not the values, agree."""
-    flags = [*FLAGS, "--no_shuffle_bn"]
+    layouts, so with it only the distributions, not the values, agree. ``--augment batched``: each process draws
+    the augmentation parameters of the global batch and keeps its samples' (``ShardGenerator``), so the views are
+    the 1-process views too."""
+    flags = [*FLAGS, "--no_shuffle_bn", "--augment", augment]
     run_python("ascl", "main.py", *flags, "--run_id", "single", runs_dir=tmp_path)
     run_python("ascl", "main.py", *flags, "--run_id", "multi", *spawn_flags(2), runs_dir=tmp_path)
     _compare(tmp_path, "moco")

@@ -242,6 +242,8 @@ def main_worker(local_rank, args):
         except (RuntimeError, ValueError, KeyError) as e:
             raise UserError(f"checkpoint '{resume}' does not match this model (--arch {args.arch}, "
                             f"--feature_dim {args.feature_dim}): {str(e).splitlines()[0]}") from None
+        if state.get("scaler"):   # empty when the scaler is off (no AMP, or bfloat16 on CPU)
+            precision.scaler.load_state_dict(state["scaler"])
         start_epoch, global_step = state["epoch"] + 1, state.get("global_step", 0)
         initial = state.get("initial_eval")
         restore_rng_state(state.get("rng_state", state.get("rng")))  # "rng": checkpoints written before the rename
@@ -268,7 +270,8 @@ def main_worker(local_rank, args):
                 path = os.path.join(run_dir, original_checkpoint_name(args, epoch))
                 save_checkpoint(add_module_prefix(model.state_dict()), path)
             save_checkpoint({"epoch": epoch, "global_step": global_step, "state_dict": model.state_dict(),
-                             "optimizer": optimizer.state_dict(), "args": args_for_saving(args),
+                             "optimizer": optimizer.state_dict(), "scaler": precision.scaler.state_dict(),
+                             "args": args_for_saving(args),
                              "rng_state": capture_rng_state(), "code_version": code_version(),
                              "initial_eval": initial},
                             os.path.join(run_dir, RESUME_FILE))

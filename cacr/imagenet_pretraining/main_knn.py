@@ -61,6 +61,9 @@ def get_parser():
     parser.add_argument("--zip_mode", type=bool_flag, default=False, help="not supported (needs a missing module)")
     parser.add_argument("--image-size", default=224, type=int, help="crop size (small for smoke tests)")
     parser.add_argument("--device", default=None, type=str)
+    parser.add_argument("--seed", default=0, type=int,
+                        help="seed of the random initialisation used without --pretrained_weights (the same on every "
+                             "process, so the shards come from one network)")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="unused")
     return parser
 
@@ -152,6 +155,7 @@ def main(argv=None):
                                T.CenterCrop(args.image_size), T.ToTensor(), normalize_transform("imagenet")])
         train_set = build_dataset("imagefolder", args.data_path, "train", transform)
         val_set = build_dataset("imagefolder", args.data_path, "val", transform)
+        torch.manual_seed(args.seed)
         model = build_feature_model(args.arch, args.image_size)
         if args.pretrained_weights:
             load_backbone_weights(model, args.pretrained_weights)

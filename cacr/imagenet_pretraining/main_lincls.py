@@ -23,6 +23,7 @@ from common.augment import linear_train_transform, linear_val_transform
 from common.backbones import build_backbone
 from common.checkpoint import load_checkpoint
 from common.data import build_dataset
+from common.data.seeded import SeededTransformDataset
 from common.eval.metrics import accuracy
 from common.logger import make_run_dir
 from common.meters import AverageMeter, ProgressMeter
@@ -142,7 +143,10 @@ def adjust_learning_rate(optimizer, epoch, args):
 def main_worker(local_rank, args):
     logger = start_worker(local_rank, args, args.output_dir)
 
-    train_set = build_dataset("imagefolder", args.data, "train", linear_train_transform(args.image_size))
+    # with --seed, an image's crop / flip depends on (seed, epoch, index) only: any number of processes sees the
+    # same global batches (and a resumed run the batches it would have seen)
+    train_set = SeededTransformDataset(build_dataset("imagefolder", args.data, "train"),
+                                       linear_train_transform(args.image_size), args.seed)
     resize = max(args.image_size * 256 // 224, args.image_size)
     val_set = build_dataset("imagefolder", args.data, "val", linear_val_transform(args.image_size, resize))
     num_classes = len(train_set.classes)
@@ -172,11 +176,11 @@ def main_worker(local_rank, args):
     best_acc1 = float((state or {}).get("best_acc1", 0.0))
     start_epoch = start_epoch or args.start_epoch
 
-    sampler = cdist.distributed_sampler(train_set, args, shuffle=True)
-    generator = torch.Generator()
-    train_loader = torch.utils.data.DataLoader(train_set, batch_size=batch_size, shuffle=sampler is None,
-                                               num_workers=workers, pin_memory=args.device.type == "cuda",
-                                               sampler=sampler, generator=generator)
+    # one sampler for any number of processes: process r takes samples r, r+W, ... of each global batch, so 1 and
+    # W processes train on the same global batches (the last partial batch is split with the sampler's padding)
+    sampler = cdist.rank_split_sampler(train_set, shuffle=True, drop_last=False, seed=args.seed or 0)
+    train_loader = torch.utils.data.DataLoader(train_set, batch_size=batch_size, num_workers=workers,
+                                               pin_memory=args.device.type == "cuda", sampler=sampler)
     val_loader = torch.utils.data.DataLoader(val_set, batch_size=256, shuffle=False, num_workers=workers,
                                              pin_memory=args.device.type == "cuda")
     if args.evaluate:
@@ -186,7 +190,7 @@ def main_worker(local_rank, args):
     acc1 = acc5 = 0.0
     for epoch in range(start_epoch, args.epochs):
         cdist.set_sampler_epoch(sampler, epoch)
-        generator.manual_seed((args.seed or 0) * 100003 + epoch)
+        train_set.set_epoch(epoch)
         lr = adjust_learning_rate(optimizer, epoch, args)
         train(train_loader, model, optimizer, epoch, args, logger)
         acc1, acc5 = validate(val_loader, model, args, logger)
@@ -224,8 +228,11 @@ def train(loader, model, optimizer, epoch, args, logger):
         optimizer.step()
         if i % args.print_freq == 0 or i == n_iters - 1:
             acc1, acc5 = accuracy(output, target, topk=(1, 5))
-            check_finite(loss, f"epoch {epoch} iteration {i}")
-            meters[1].update(loss.item(), images.size(0))
+            # the global batch's loss (the mean of the processes' halves); every process stops together on NaN
+            loss_value = cdist.all_reduce_mean(loss.detach()).item()
+            check_finite(loss_value, f"epoch {epoch} iteration {i}")
+            logger.scalar("lincls/train_loss", loss_value, epoch * n_iters + i)
+            meters[1].update(loss_value, images.size(0))
             meters[2].update(acc1.item(), images.size(0))
             meters[3].update(acc5.item(), images.size(0))
             meters[0].update(time.time() - end)

@@ -71,9 +71,72 @@ def test_large_scale_two_processes_equal_one(cacr_run, fake_data, tmp_path):
         torch.testing.assert_close(logged[1][tag], logged[0][tag], rtol=1e-4, atol=1e-5, msg=tag)
 
 
-def test_knn_torchrun_two_processes(cacr_run, fake_data, tmp_path):
-    out = cacr_run(["torchrun", "--standalone", "--nproc_per_node=2", "imagenet_pretraining/main_knn.py",
-                    "--arch", "vit_tiny", "--image-size", "32", "--nb_knn", "2", "--num_workers", "0",
-                    "--batch_size_per_gpu", "4", "--data_path", fake_data["imagenet"],
-                    "--dump_features", tmp_path / "knn"]).stdout
-    assert "final knn top-1" in out
+@pytest.mark.parametrize("pretrained", [True, False], ids=["pretrained", "random_init"])
+def test_knn_torchrun_two_processes_equal_one(cacr_run, fake_data, tmp_path, pretrained):
+    """imagenet_pretraining/main_knn.py under torchrun with 2 CPU processes = 1 process: each process encodes a shard
+    of train / val (the sampler pads an odd split), rank 0 assembles the banks in dataset order, so the dumped
+    features and every printed k-NN result are the same. Without --pretrained_weights every process builds the
+    same --seed initialisation (before, each drew its own and the shards came from different networks)."""
+    flags = ["imagenet_pretraining/main_knn.py", "--arch", "resnet18", "--image-size", "32", "--nb_knn", "1", "3",
+             "--num_workers", "0", "--batch_size_per_gpu", "4", "--data_path", fake_data["imagenet"]]
+    if pretrained:
+        flags += ["--pretrained_weights", _pretrained(tmp_path / "pretrain.pth.tar", "module.base_encoder.")]
+    outputs, banks = [], []
+    for name, launch in (("single", []), ("two", ["torchrun", "--standalone", "--nproc_per_node=2"])):
+        outputs.append([line for line in cacr_run([*launch, *flags, "--dump_features", tmp_path / name]).stdout
+                        .splitlines() if "NN classifier result" in line or "final knn" in line])
+        banks.append(torch.load(tmp_path / name / "features.pth", map_location="cpu", weights_only=False))
+    assert len(outputs[0]) == 3 and outputs[1] == outputs[0]
+    for key in ("train_features", "test_features"):
+        assert banks[0][key].shape[0] == 18   # 3 classes x 6 images in train and in val
+        assert banks[0][key].norm(dim=1).min() > 0.99   # every row written
+        torch.testing.assert_close(banks[1][key], banks[0][key], rtol=1e-4, atol=1e-5, msg=key)
+    for key in ("train_labels", "test_labels"):
+        assert torch.equal(banks[1][key], banks[0][key])
+
+def _pretrained(path, prefix):
+    """A pre-training checkpoint holding a seeded ResNet-18 under ``prefix`` (what main_lincls.py reads)."""
+    from common.backbones import build_backbone
+    torch.manual_seed(0)
+    backbone = build_backbone("resnet18", num_classes=1000).state_dict()
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    torch.save({"epoch": 1, "state_dict": {prefix + k: v for k, v in backbone.items()}}, path)
+    return path
+
+
+@pytest.mark.parametrize("variant", ["v3_torchrun", "large_spawn"])
+def test_lincls_two_processes_equal_one(cacr_run, fake_data, tmp_path, variant):
+    """imagenet_pretraining/main_lincls.py (MoCo-v3 recipe, torchrun) and large_scale_shift_experiments/imagenet/
+    main_lincls.py (MoCo-v1/v2 recipe, --multiprocessing-distributed) with 2 CPU processes = 1 process: the classifier,
+    its SGD momentum and the logged loss after 2 epochs of 3 global batches of 6. The frozen backbone stays in eval
+    mode (the original protocol), so BatchNorm is the same function for any number of processes; with --seed every
+    image's crop / flip depends on (seed, epoch, index) and process r takes samples r, r+2, ... of each global
+    batch. 18 images / batch 6 leave no partial batch."""
+    flags = ["-a", "resnet18", "--image-size", "32", "-b", "6", "--epochs", "2", "-j", "0", "--no-progress", "-p", "1",
+             "--seed", "0", fake_data["imagenet"]]
+    out = {}
+    for name in ("single", "two"):
+        launch = []
+        if variant == "v3_torchrun":
+            entry, pretrained = "imagenet_pretraining/main_lincls.py", tmp_path / name / "pretrain.pth.tar"
+            flags_out = ["--output_dir", tmp_path / name / "lincls", "--lr", "20"]
+            if name == "two":
+                launch = ["torchrun", "--standalone", "--nproc_per_node=2"]
+            _pretrained(pretrained, "module.base_encoder.")
+        else:
+            entry, pretrained = "large_scale_shift_experiments/imagenet/main_lincls.py", tmp_path / name / "pre.pth.tar"
+            flags_out = ["--lr", "0.5"] + (spawn_flags(2) if name == "two" else [])
+            _pretrained(pretrained, "module.encoder_q.")
+        cacr_run([*launch, entry, *flags, *flags_out, "--pretrained", pretrained])
+        checkpoint, = glob.glob(os.path.join(tmp_path, name, "**", "checkpoint.pth.tar"), recursive=True)
+        out[name] = torch.load(checkpoint, map_location="cpu", weights_only=False), read_scalars(
+            os.path.dirname(checkpoint))
+    (single, single_logged), (two, two_logged) = out["single"], out["two"]
+    assert single["epoch"] == two["epoch"] == 2 and two["args"]["world_size"] == 2
+    assert_states_close(single["state_dict"], two["state_dict"], rtol=1e-4, atol=1e-5)
+    momenta = [[s["momentum_buffer"] for s in state["optimizer"]["state"].values()] for state in (single, two)]
+    torch.testing.assert_close(momenta[1], momenta[0], rtol=1e-4, atol=1e-5)
+    assert float(single["state_dict"]["fc.bias"].abs().max()) > 1e-4   # it trained
+    assert len(single_logged["lincls/train_loss"]) == 6
+    for tag in ("lincls/train_loss", "lincls/top1"):
+        torch.testing.assert_close(two_logged[tag], single_logged[tag], rtol=1e-4, atol=1e-5, msg=tag)

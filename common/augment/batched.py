@@ -9,7 +9,9 @@ the augmentation runs vectorised where the model runs::
         v1, v2 = views(images.to(device, non_blocking=True))           # float32 B×3×32×32 each, normalised
 
 Every random draw comes from one ``torch.Generator`` (``generator=`` argument, on the batch's device; the default
-generator when omitted), one draw per sample per parameter, so a seeded generator gives the same batch twice.
+generator when omitted), one draw per sample per parameter, so a seeded generator gives the same batch twice; a
+``ShardGenerator`` gives each of W processes the draws of its samples of the global batch (the same views as one
+process augmenting the whole batch).
 There is no Python loop over samples or views: views that share a pipeline are stacked on the batch dimension
 (the crop is a broadcast batched matmul over the shared input), distinct pipelines (BYOL's asymmetric pair,
 global vs local crops) are one call each.
@@ -82,7 +84,49 @@ __all__ = [
 _LUMA = (0.299, 0.587, 0.114)
 
 
-def _rand(shape, generator, device, dtype=torch.float32) -> torch.Tensor:
+class ShardGenerator:
+    """The draws of one process's part of a global batch, so that W processes augment their parts exactly as one
+    process augments the whole batch.
+
+    ``generator`` (seeded the same on every process) makes every draw for the global batch (``world_size`` × the
+    local sample count) and this process keeps the rows of its own samples: with ``layout='interleaved'`` process r
+    holds samples r, r+W, r+2W, … of the global batch (``common.distributed.rank_split_sampler``), with
+    ``'contiguous'`` samples r·B … r·B+B−1. ``local_batch`` (B) is set by the caller for each batch; only the
+    contiguous layout needs it (a draw for V views of B images has V·B rows, view-major). The cost is W× the random
+    numbers, one per sample and parameter: negligible next to the images.
+    """
+
+    def __init__(self, generator: torch.Generator, rank: int, world_size: int, layout: str = "interleaved"):
+        if layout not in ("interleaved", "contiguous"):
+            raise ValueError(f"layout must be 'interleaved' or 'contiguous', got {layout!r}")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is not in [0, {world_size})")
+        self.generator, self.rank, self.world_size, self.layout = generator, int(rank), int(world_size), layout
+        self.local_batch: int | None = None
+
+    @property
+    def device(self) -> torch.device:
+        return self.generator.device
+
+    def rows(self, n: int, device) -> torch.Tensor:
+        """Indices of this process's ``n`` rows in a draw of ``world_size · n`` rows for the global batch."""
+        i = torch.arange(n, device=device)
+        if self.layout == "interleaved":            # local row v·B + b = global sample b·W + r of view v
+            return i * self.world_size + self.rank
+        if not self.local_batch or n % self.local_batch:
+            raise ValueError(f"set local_batch before a contiguous draw (got {self.local_batch} for {n} rows)")
+        view, b = i // self.local_batch, i % self.local_batch
+        return (view * self.world_size + self.rank) * self.local_batch + b
+
+
+def _rand(shape, generator, device, dtype=torch.float32, sample_dim: int = 0) -> torch.Tensor:
+    """Uniform [0, 1) of ``shape`` whose dimension ``sample_dim`` runs over the samples (see ``ShardGenerator``)."""
+    if isinstance(generator, ShardGenerator):
+        shape = (shape,) if isinstance(shape, int) else tuple(shape)
+        n = shape[sample_dim]
+        full = torch.rand(shape[:sample_dim] + (n * generator.world_size,) + shape[sample_dim + 1:],
+                          generator=generator.generator, device=device, dtype=dtype)
+        return full.index_select(sample_dim, generator.rows(n, full.device))
     return torch.rand(shape, generator=generator, device=device, dtype=dtype)
 
 
@@ -122,7 +166,7 @@ def sample_crop_boxes(n: int, height: int, width: int, scale=(0.08, 1.0), ratio=
     """
     area = height * width
     log_lo, log_hi = math.log(ratio[0]), math.log(ratio[1])
-    u = _rand((2, n, attempts), generator, device, torch.float64)
+    u = _rand((2, n, attempts), generator, device, torch.float64, sample_dim=1)
     target = area * (scale[0] + (scale[1] - scale[0]) * u[0])
     aspect = torch.exp(log_lo + (log_hi - log_lo) * u[1])
     w = torch.round(torch.sqrt(target * aspect))
@@ -141,7 +185,7 @@ def sample_crop_boxes(n: int, height: int, width: int, scale=(0.08, 1.0), ratio=
         fw, fh = width, height
     w = torch.where(found, w, torch.full_like(w, fw))
     h = torch.where(found, h, torch.full_like(h, fh))
-    uo = _rand((2, n), generator, device, torch.float64)
+    uo = _rand((2, n), generator, device, torch.float64, sample_dim=1)
     top = torch.minimum(torch.floor(uo[0] * (height - h + 1)), height - h)
     left = torch.minimum(torch.floor(uo[1] * (width - w + 1)), width - w)
     top = torch.where(found, top, torch.full_like(top, (height - fh) // 2))
@@ -258,7 +302,7 @@ class RandomCropPadFlip:
         if out_h > height + 2 * pad or out_w > width + 2 * pad:
             raise ValueError(f"crop {self.size} is larger than the padded {height}x{width} images (padding {pad})")
         n, device = n_views * b, x.device
-        u = _rand((2, n), generator, device, torch.float64)
+        u = _rand((2, n), generator, device, torch.float64, sample_dim=1)
         top = torch.floor(u[0] * (height + 2 * pad - out_h + 1)).long()
         left = torch.floor(u[1] * (width + 2 * pad - out_w + 1)).long()
         flip = _rand(n, generator, device) < self.flip_p

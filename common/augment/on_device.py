@@ -14,14 +14,17 @@ training device (``common.augment.batched``: same distributions, vectorised, on 
         for images, target in loader:
             v1, v2 = views_of(images)                                   # either path: views on the device
 
-With a seed, the batched views depend only on (seed, epoch, rank, step), so a run resumed at an epoch boundary sees
-the same views as an uninterrupted one (the PIL path gets that from ``common.data.seeded``).
+With a seed, the batched views depend only on (seed, epoch, step), so a run resumed at an epoch boundary sees the
+same views as an uninterrupted one, and W processes (each drawing for the global batch and keeping its samples'
+draws, ``common.augment.batched.ShardGenerator``) see the views one process sees for the same global batches (the
+PIL path gets both from ``common.data.seeded``).
 """
 from __future__ import annotations
 
 import torch
 from torch.utils.data import default_collate
 
+from common.augment.batched import ShardGenerator
 from common.utils import UserError, to_channels_last
 
 AUGMENT_CHOICES = ("pil", "batched")
@@ -51,21 +54,32 @@ class DeviceViews:
     ``batched=None`` (PIL path): the loader already yields the views — a list of ``B×3×S×S`` tensors
     (``TwoCropsTransform`` / ``MultiViewTransform``), a ``B×V×3×S×S`` stack, or one ``B×3×S×S`` batch.
     ``channels_last`` puts every view in that memory format (``--channels-last``).
+
+    With several processes (``world_size``, default: the process group's) the batched views of process ``rank`` are
+    its samples' share of the global batch's draws; ``layout`` says which samples of each global batch a process
+    holds: ``'interleaved'`` (r, r+W, …: ``common.distributed.rank_split_sampler``) or ``'contiguous'``.
     """
 
     def __init__(self, batched=None, device="cpu", seed: int | None = None, rank: int = 0,
-                 channels_last: bool = False):
+                 channels_last: bool = False, world_size: int | None = None, layout: str = "interleaved"):
         self.batched, self.device = batched, torch.device(device)
         self.seed, self.rank, self.channels_last = seed, int(rank), bool(channels_last)
+        self.world_size, self.layout = world_size, layout
         self.generator = None
 
     def set_epoch(self, epoch: int) -> None:
         if self.batched is not None and self.seed is not None:
-            self.generator = torch.Generator(device=self.device)
-            self.generator.manual_seed((int(self.seed) * 1_000_003 + int(epoch)) * 1_009 + self.rank)
+            from common.distributed import get_world_size
+            generator = torch.Generator(device=self.device)
+            generator.manual_seed((int(self.seed) * 1_000_003 + int(epoch)) * 1_009)   # the same on every process
+            world_size = self.world_size or get_world_size()
+            self.generator = (ShardGenerator(generator, self.rank, world_size, self.layout) if world_size > 1
+                              else generator)
 
     def __call__(self, images) -> list[torch.Tensor]:
         if self.batched is not None:
+            if isinstance(self.generator, ShardGenerator):
+                self.generator.local_batch = images.shape[0]
             views = self.batched(images.to(self.device, non_blocking=True), self.generator)
         elif torch.is_tensor(images):
             images = images.to(self.device, non_blocking=True)

@@ -99,3 +99,33 @@ def test_imagenet_two_processes_equal_one(tmp_path, imagenet_root):
     logged = [read_scalars(run) for run in runs]
     for tag in ("train/loss", "train/loss_ce", "train/loss_kd", "train/loss_icl", "train/loss_soft_vcl"):
         torch.testing.assert_close(logged[1][tag], logged[0][tag], rtol=1e-4, atol=1e-5, msg=tag)
+
+
+def test_lincls_two_processes_equal_one(tmp_path, imagenet_root):
+    """main_lincls.py through its --multiprocessing-distributed flags: the classifier, its SGD momentum and the
+    logged per-epoch train loss after 2 epochs (3 global batches of 4 each) equal the 1-process run's. The frozen
+    backbone is in eval mode (the original's protocol), so BatchNorm is the same function for any number of
+    processes; every image's crop / flip is seeded by (seed, epoch, index) and process r takes samples r, r+2, ... of
+    each global batch. 12 images / batch 4 leave no partial batch (the sampler pads one for 2 processes)."""
+    from common.backbones import build_backbone
+    torch.manual_seed(0)
+    encoder = {f"module.encoder_q_0.{k}": v for k, v in build_backbone("resnet18", num_classes=3).state_dict().items()
+               if not k.startswith("fc.")}
+    pretrained = tmp_path / "checkpoint_0000.pth.tar"
+    torch.save({"epoch": 1, "state_dict": encoder}, pretrained)
+    flags = ["--data", str(imagenet_root), "-a", "resnet18", "--image-size", "32", "--resize", "36",
+             "--batch-size", "4", "--epochs", "2", "--workers", "0", "--no-progress", "--num-classes", "3",
+             "--lr", "1.0", "--seed", "0", "--pretrained", str(pretrained)]
+    run_python("mcl", "main_lincls.py", *flags, "--name", "single", runs_dir=tmp_path)
+    run_python("mcl", "main_lincls.py", *flags, "--name", "spawn", *spawn_flags(2), runs_dir=tmp_path)
+    runs = [tmp_path / "runs" / "mcl" / name for name in ("single", "spawn")]
+    states = [torch.load(run / "lincls_mcl_checkpoint_0001.pth.tar", map_location="cpu", weights_only=False)
+              for run in runs]
+    assert_states_close(states[0]["state_dict"], states[1]["state_dict"], rtol=1e-4, atol=1e-5)
+    momenta = [[s["momentum_buffer"] for s in state["optimizer"]["state"].values()] for state in states]
+    torch.testing.assert_close(momenta[1], momenta[0], rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(states[0]["state_dict"]["module.fc.bias"], torch.zeros(3))   # it trained
+    logged = [read_scalars(run) for run in runs]
+    assert len(logged[0]["train/loss"]) == 2
+    for tag in ("train/loss", "train/top1", "val/top1"):
+        torch.testing.assert_close(logged[1][tag], logged[0][tag], rtol=1e-4, atol=1e-5, msg=tag)

@@ -5,4 +5,7 @@
 # The flags of all three imbalance factors are in _cifar100_train.sh.
 set -e
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# sbatch runs a spool copy of this file: then sh/ is found from the submit directory (paco/ or paco/sh/)
+[ -f "$HERE/_launch.sh" ] || HERE="${SLURM_SUBMIT_DIR:-$PWD}/sh"; [ -f "$HERE/_launch.sh" ] || HERE="${HERE%/sh}"
+[ -f "$HERE/_launch.sh" ] || { echo "error: paco/sh/ not found; submit from paco/: cd paco && sbatch sh/<this script>.sh" >&2; exit 2; }
 exec bash "$HERE/_cifar100_train.sh" 0.02 "$@"

@@ -8,5 +8,8 @@
 # arch, lr, moco-t, aug, randaug_n, mark.
 set -e
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# sbatch runs a spool copy of this file: then sh/ is found from the submit directory (paco/ or paco/sh/)
+[ -f "$HERE/_launch.sh" ] || HERE="${SLURM_SUBMIT_DIR:-$PWD}/sh"; [ -f "$HERE/_launch.sh" ] || HERE="${HERE%/sh}"
+[ -f "$HERE/_launch.sh" ] || { echo "error: paco/sh/ not found; submit from paco/: cd paco && sbatch sh/<this script>.sh" >&2; exit 2; }
 exec bash "$HERE/_imagenetlt_train.sh" resnet50 0.02 0.2 randcls_sim 2 \
   R50_mocot0.2_augrandcls_sim_400epochs_lr0.02_t1 "$@"

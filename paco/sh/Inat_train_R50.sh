@@ -6,6 +6,9 @@
 # Extra flags are appended last ("$@"), so they override, e.g. --nproc-per-node 2 --dist-backend gloo on CPU.
 set -e
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# sbatch runs a spool copy of this file: then sh/ is found from the submit directory (paco/ or paco/sh/)
+[ -f "$HERE/_launch.sh" ] || HERE="${SLURM_SUBMIT_DIR:-$PWD}/sh"; [ -f "$HERE/_launch.sh" ] || HERE="${HERE%/sh}"
+[ -f "$HERE/_launch.sh" ] || { echo "error: paco/sh/ not found; submit from paco/: cd paco && sbatch sh/<this script>.sh" >&2; exit 2; }
 exec bash "$HERE/_lt_launch.sh" LT/paco_lt.py \
   --dataset inat \
   -a resnet50 \

@@ -5,14 +5,17 @@ the script uses an ImageNet-size network). Eval scripts reload the checkpoint th
 """
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import subprocess
 
 import pytest
 import torch
 
 from ci.smoke import FAST_PATH_FLAGS, assert_fast_path_args
 from common.data import fake
-from paco.tests.helpers import TINY, run, run_dir
+from paco.tests.helpers import PACO_DIR, TINY, run, run_dir
 
 SMALL_ARCH = ["-a", "resnet18", "--feat_dim", "512"]
 
@@ -105,3 +108,20 @@ def test_train_sh_runs_short(tmp_path):
     assert (d / "moco_ckpt.pth.tar").is_file() and (d / "digits_default.log").is_file()
     assert_fast_path_args(d / "moco_ckpt.pth.tar", amp_key="fp16")
     assert list(d.glob("events.out.tfevents*"))
+
+
+@pytest.mark.parametrize("script,submitted_from", [("ImageNetLT_train_X101.sh", ""), ("PlacesLT_eval_R152.sh", "sh"),
+                                                   ("CIFAR100_train_imb0.1.sh", "")])
+def test_sbatch_spool_copy_finds_its_helpers(script, submitted_from, tmp_path):
+    """sbatch runs a copy of the script from SLURM's spool directory, where its helper scripts are not: it then finds
+    paco/sh/ from SLURM_SUBMIT_DIR (paco/ or paco/sh/), and without it stops with one line saying where to submit."""
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    copy = shutil.copy(PACO_DIR / "sh" / script, spool / "slurm_script")
+    env = {k: v for k, v in os.environ.items() if k != "SLURM_SUBMIT_DIR"}
+    proc = subprocess.run(["bash", copy, "--help"], cwd=spool, env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
+        "error: paco/sh/ not found; submit from paco/: cd paco && sbatch sh/<this script>.sh"]
+    env["SLURM_SUBMIT_DIR"] = str(PACO_DIR / submitted_from)
+    proc = subprocess.run(["bash", copy, "--help"], cwd=spool, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.startswith("usage: paco_"), proc.stderr[-2000:]

@@ -200,10 +200,6 @@ def test_device_views_both_paths_seeding_and_channels_last():
     assert len(first) == 2 and first[0].shape == (4, 3, 8, 8) and first[0].dtype == torch.float32
     assert all(torch.equal(a, b) for a, b in zip(first, again))
     assert not torch.equal(first[0], other[0])
-    # another rank of the same epoch draws other views
-    rank1 = DeviceViews(multi, "cpu", seed=3, rank=1)
-    rank1.set_epoch(1)
-    assert not torch.equal(rank1(batch)[0], first[0])
     # the PIL path only moves what the loader made: a list of views, a B×V stack, or one batch
     pil = DeviceViews(None, "cpu", channels_last=True)
     views = [torch.randn(4, 3, 8, 8), torch.randn(4, 3, 8, 8)]
@@ -211,6 +207,32 @@ def test_device_views_both_paths_seeding_and_channels_last():
         out = pil(loaded)
         assert len(out) == n and all(v.is_contiguous(memory_format=torch.channels_last) for v in out)
         assert torch.equal(out[0], views[0])
+
+
+@pytest.mark.parametrize("layout", ["interleaved", "contiguous"])
+def test_processes_augment_their_part_of_the_global_batch_as_one_process(layout):
+    """W processes, each holding its samples of a global batch (interleaved: r, r+W, …; contiguous: a block), draw
+    exactly the views one process draws for the whole batch: every crop, flip, jitter order, grayscale and blur
+    parameter (MoCo-v2 pipeline, BYOL's asymmetric pair, the CIFAR pad-crop) and several views per pipeline."""
+    batch = torch.randint(0, 256, (6, 3, 20, 20), dtype=torch.uint8)
+    world = 3
+    parts = ([slice(r, None, world) for r in range(world)] if layout == "interleaved"
+             else [slice(2 * r, 2 * r + 2) for r in range(world)])
+    for multi in (B.BatchedMultiView(B.batched_moco_v2_transform(12, "imagenet"), 3),
+                  B.BatchedMultiView(list(B.batched_byol_transforms(12, "imagenet"))),
+                  B.BatchedMultiView(B.batched_cifar_train_transform("cifar10", size=20, padding=4), 2)):
+        one = DeviceViews(multi, "cpu", seed=7, rank=0, world_size=1)
+        one.set_epoch(2)
+        whole = one(batch)
+        for rank, part in enumerate(parts):
+            process = DeviceViews(multi, "cpu", seed=7, rank=rank, world_size=world, layout=layout)
+            process.set_epoch(2)
+            for mine, reference in zip(process(batch[part]), whole):
+                torch.testing.assert_close(mine, reference[part], rtol=0, atol=1e-6)
+        # a different part of the batch gets different draws (the sharding is not the identity)
+        other = DeviceViews(multi, "cpu", seed=7, rank=1, world_size=world, layout=layout)
+        other.set_epoch(2)
+        assert not torch.allclose(other(batch[parts[0]])[0], whole[0][parts[0]])
 
 
 def test_uint8_collate_and_device_view_loader():

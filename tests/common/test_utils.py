@@ -25,6 +25,31 @@ def test_run_main_user_error_exit_code_and_message():
     assert "Traceback" not in r.stderr
 
 
+def test_run_main_flag_overflow_is_a_user_error_other_runtime_errors_are_not():
+    """An --lr beyond float32 fails inside the optimizer's step; that one torch error is reported as the user's, any
+    other RuntimeError keeps its traceback (it is a bug, not bad input)."""
+    r = _run("""
+        import torch
+        from common.utils import run_main
+        def main():
+            weight = torch.nn.Parameter(torch.ones(2))
+            weight.sum().backward()
+            torch.optim.SGD([weight], lr=1e300).step()
+        run_main(main)
+    """)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines() == [
+        "error: a hyper-parameter given on the command line (usually --lr, or --wd / --momentum) is beyond the "
+        "float32 range (|x| < 3.4e38) that the optimizer applies it in; pass a smaller value"]
+    r = _run("""
+        from common.utils import run_main
+        def main():
+            raise RuntimeError("shape mismatch")
+        run_main(main)
+    """)
+    assert r.returncode == 1 and "Traceback" in r.stderr and "shape mismatch" in r.stderr
+
+
 def test_run_main_keyboard_interrupt_and_success():
     r = _run("""
         from common.utils import run_main

@@ -165,9 +165,10 @@ def test_killed_runs_resume_to_identical_parameters(method_name, tmp_path, cifar
     assert method.completed_epochs(straight) == method.completed_epochs(resumed) == EPOCHS
     for part in method.params:
         _assert_same_tensors(straight[part], resumed[part], part)
-    # what a checkpoint must record to make that possible (and to tell which code and flags wrote it)
+    # what a checkpoint must record to make that possible (and to tell which code and flags wrote it); "scaler" is
+    # the AMP loss scale of float16 on CUDA (an empty state here: bfloat16 on CPU needs none)
     for state in (straight, resumed):
-        assert {"args", "code_version", "rng_state"} <= state.keys()
+        assert {"args", "code_version", "rng_state", "scaler"} <= state.keys()
         assert state["args"]["epochs"] == EPOCHS and state["code_version"]
         assert {"python", "numpy", "torch"} <= state["rng_state"].keys()
 

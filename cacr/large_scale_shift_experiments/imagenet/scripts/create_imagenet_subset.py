@@ -40,6 +40,9 @@ def create_subset(full, subset, class_ids, force=False, splits=("train", "val"))
                             "list or complete the dataset")
         if os.path.lexists(dst) and not force:
             raise UserError(f"'{dst}' already exists; use -f/--force to overwrite")
+        if os.path.lexists(dst) and not os.path.islink(dst):
+            raise UserError(f"'{dst}' is a real folder or file, not a link this script made; -f/--force only "
+                            "replaces links: move it away or choose another subset_imagenet_path")
     for split in splits:
         os.makedirs(os.path.join(subset, split), exist_ok=True)
     for src, dst in pairs:
@@ -55,7 +58,7 @@ def main(argv=None):
     parser.add_argument("subset_imagenet_path", help="where to create the subset")
     parser.add_argument("-s", "--subset", default=os.path.join(HERE, "imagenet100_classes.txt"),
                         help="file with the class ids (default: the ImageNet-100 list next to this script)")
-    parser.add_argument("-f", "--force", action="store_true", help="overwrite existing symlinks")
+    parser.add_argument("-f", "--force", action="store_true", help="replace existing symlinks (never real folders)")
     args = parser.parse_args(argv)
     ids = read_class_list(args.subset)
     made = create_subset(args.full_imagenet_path, args.subset_imagenet_path, ids, args.force)
