@@ -24,7 +24,7 @@ from urllib.parse import urlparse
 import torch
 import torch.distributed as dist
 
-from common.utils import UserError, as_user_error, report_user_error
+from common.utils import UserError, exit_on_user_error
 
 # The placeholder address of the moco-style defaults; on a single node it means "this machine".
 _MOCO_PLACEHOLDER_HOST = "224.66.41.62"
@@ -151,13 +151,7 @@ def _spawned_worker(index, main_worker, args):
     """Entry of each ``mp.spawn`` process: a ``UserError`` prints one ``error: ...`` line and exits 2
     instead of a traceback relayed through the parent."""
     try:
-        main_worker(index, args)
-    except (UserError, RuntimeError) as e:
-        user_error = as_user_error(e)
-        if user_error is None:
-            raise
-        report_user_error(user_error)
-        sys.exit(2)
+        exit_on_user_error(main_worker, index, args)
     except KeyboardInterrupt:
         sys.exit(130)
 

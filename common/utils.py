@@ -46,20 +46,26 @@ def report_user_error(error: UserError) -> None:
     print(f"error: {error}", file=sys.stderr, flush=True)
 
 
-def run_main(fn: Callable[[], object]) -> None:
-    """Run an entry point: ``UserError`` (or a torch error caused by a flag value, see :func:`as_user_error`) →
-    ``error: <msg>`` on stderr and exit 2; Ctrl-C → exit 130.
-
-    Set ``CL_TRACEBACK=1`` to see the full traceback as well.
-    """
+def exit_on_user_error(fn: Callable, *args) -> None:
+    """``fn(*args)``; a ``UserError`` (or a torch error caused by a flag value, see :func:`as_user_error`) →
+    ``error: <msg>`` on stderr and exit 2. Any other exception keeps its traceback."""
     try:
-        fn()
+        fn(*args)
     except (UserError, RuntimeError) as e:
         user_error = as_user_error(e)
         if user_error is None:
             raise
         report_user_error(user_error)
         sys.exit(2)
+
+
+def run_main(fn: Callable[[], object]) -> None:
+    """Run an entry point through :func:`exit_on_user_error`; Ctrl-C → exit 130.
+
+    Set ``CL_TRACEBACK=1`` to see the full traceback of a user error as well.
+    """
+    try:
+        exit_on_user_error(fn)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr, flush=True)
         sys.exit(130)
