@@ -1,6 +1,8 @@
 """Checkpoints: atomic save, load with clear errors, auto-resume discovery, RNG state capture."""
 from __future__ import annotations
 
+import argparse
+import errno
 import glob
 import os
 import random
@@ -29,73 +31,166 @@ def _fsync_dir(directory: str) -> None:
         os.close(fd)
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+# write failures the user can fix (full disk, quota, read-only or foreign-owned folder)
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
+
+
+def write_error(path: str, error: BaseException) -> UserError:
+    """The ``UserError`` for a failed write of ``path`` (the previous file at ``path`` is untouched)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    reason = getattr(error, "strerror", None) or str(error).splitlines()[0]
+    try:
+        free = f"; {shutil.disk_usage(directory).free / 2 ** 20:.0f} MiB free there"
+    except OSError:
+        free = ""
+    return UserError(f"could not write '{path}' ({reason}{free}); the previous checkpoint there is kept. Free disk "
+                     f"space or fix the permissions of '{directory}', or write the run elsewhere (CL_RUNS_DIR / --name)")
+
+
+def _is_write_failure(error: BaseException) -> bool:
+    if isinstance(error, OSError):
+        return error.errno in _WRITE_ERRNOS
+    # torch.save reports a failed write of its zip stream as a RuntimeError ("unexpected pos ...",
+    # "PytorchStreamWriter failed writing file ...")
+    text = str(error)
+    return isinstance(error, RuntimeError) and ("unexpected pos" in text or "PytorchStreamWriter failed" in text
+                                                or "file write failed" in text)
+
+
 def atomic_torch_save(obj, path: str) -> None:
     """``torch.save`` to a temp file in the same directory, flush + fsync, then ``os.replace``.
 
     A crash at any point leaves either the old file or the complete new one at ``path``, never a
     half-written file (the temp file is removed on error; a SIGKILL can leave a ``.<name>.*.tmp``, which
-    auto-resume never picks). ``CL_FAULT_INJECT=kill_in_save=n`` kills the process inside the n-th call
-    (:mod:`common.faults`).
+    auto-resume never picks and :func:`remove_stale_temp_files` deletes on the next start). The file gets
+    the mode the umask gives a new file (0644 under 022), not ``mkstemp``'s 0600, so teammates can read it.
+    A full disk / read-only or foreign folder is one ``UserError`` that says the previous file is kept.
+    ``CL_FAULT_INJECT=kill_in_save=n`` / ``disk_full_in_save=n`` act inside the n-th call (:mod:`common.faults`).
     """
     directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
     try:
+        os.makedirs(directory, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
+    except OSError as e:
+        raise (write_error(path, e) if _is_write_failure(e) else e) from None
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             faults.before_checkpoint_write(obj, f)
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        if isinstance(e, (OSError, RuntimeError)) and _is_write_failure(e):
+            raise write_error(path, e) from None
         raise
     _fsync_dir(directory)
 
 
-def refuse_non_finite(state_dict: dict, path: str, epoch=None) -> None:
-    """``UserError`` if a floating tensor of ``state_dict`` holds NaN / inf. A loss that diverges on the last step
-    of an epoch is only caught by the next epoch's loss check; its weights must not replace the last good
-    checkpoint. One fused reduction per save, not per step."""
-    floats = [v for v in state_dict.values() if torch.is_tensor(v) and v.is_floating_point()]
-    if not floats or bool(torch.stack([torch.isfinite(v).all() for v in floats]).all()):
+def remove_stale_temp_files(directory: str) -> list:
+    """Delete the ``.<name>.*.tmp`` files an interrupted :func:`atomic_torch_save` left in ``directory``
+    (call it only while holding the run folder's lock: a live run's temp file must not be touched).
+    Returns the removed paths."""
+    removed = []
+    for p in glob.glob(os.path.join(glob.escape(directory), ".*.tmp")):
+        try:
+            os.unlink(p)
+            removed.append(p)
+        except OSError:
+            pass
+    return removed
+
+
+def _tensors(obj, prefix: str = ""):
+    """(dotted key, tensor) of every tensor nested in dicts / lists / tuples of ``obj``."""
+    if torch.is_tensor(obj):
+        yield prefix, obj
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _tensors(v, f"{prefix}.{k}" if prefix else str(k))
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            yield from _tensors(v, f"{prefix}.{i}" if prefix else str(i))
+
+
+def refuse_non_finite(state: dict, path: str, epoch=None) -> None:
+    """``UserError`` if any floating tensor anywhere in ``state`` (model weights under any key, heads, queues,
+    memory banks, optimizer moments) holds NaN / inf. A loss that diverges on the last step of an epoch is only
+    caught by the next epoch's loss check; its weights must not replace the last good checkpoint. One fused
+    reduction per save, not per step."""
+    floats = [(k, v) for k, v in _tensors(state) if v.is_floating_point() or v.is_complex()]
+    if not floats or bool(torch.stack([torch.isfinite(v).all() for _, v in floats]).all()):
         return
-    bad = [k for k, v in state_dict.items() if torch.is_tensor(v) and v.is_floating_point()
-           and not bool(torch.isfinite(v).all())]
+    bad = [k for k, v in floats if not bool(torch.isfinite(v).all())]
     when = f" after epoch {epoch}" if epoch is not None else ""
     raise UserError(f"the model has NaN / inf weights{when} (e.g. {', '.join(bad[:3])}); not writing '{path}', the "
                     "previous checkpoint is kept. Likely causes: learning rate too high (lower --lr or add warm-up), "
                     "float16 overflow with AMP, or bad input data.")
 
 
-def save_checkpoint(state: dict, path: str, is_best: bool = False, best_name: str = "model_best.pth.tar") -> str:
-    """Atomically save ``state`` to ``path``; with ``is_best`` also (atomically) copy it to ``best_name``
-    in the same directory. ``state['args']`` given as an ``argparse.Namespace`` is stored as a dict so the
-    checkpoint does not depend on pickling the namespace. Returns ``path``."""
-    state = dict(state)
-    if isinstance(state.get("state_dict"), dict):
-        refuse_non_finite(state["state_dict"], path, state.get("epoch"))
-    if "args" in state and state["args"] is not None and not isinstance(state["args"], dict):
-        state["args"] = dict(vars(state["args"]))
+def to_plain(obj):
+    """``obj`` made of what ``torch.load(path, weights_only=True)`` accepts: tensors, numbers, strings, None and
+    dicts / lists / tuples of them (NumPy arrays → tensors, NumPy scalars → Python numbers, ``argparse.Namespace``
+    → dict, anything else, e.g. ``torch.device``, → its string)."""
+    if obj is None or isinstance(obj, (bool, int, float, str)) or torch.is_tensor(obj):
+        return obj
+    if isinstance(obj, np.ndarray):
+        return torch.from_numpy(obj.copy())
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, argparse.Namespace):
+        obj = vars(obj)
+    if isinstance(obj, dict):
+        return {(k if isinstance(k, (str, int)) else str(k)): to_plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(to_plain(v) for v in obj) if type(obj) in (list, tuple) else [to_plain(v) for v in obj]
+    if isinstance(obj, torch.Size):
+        return tuple(obj)
+    return str(obj)
+
+
+def save_checkpoint(state, path: str, is_best: bool = False, best_name: str = "model_best.pth.tar") -> str:
+    """The one way every entry point writes a file of tensors (training checkpoints, best copies, exports, plain
+    state dicts): every tensor checked finite whatever its key, the object made loadable with
+    ``torch.load(path, weights_only=True)`` (:func:`to_plain`), written atomically with the umask's mode, and a
+    full disk / unwritable folder reported as one ``UserError`` that keeps the previous file. With ``is_best`` it
+    is also (atomically) copied to ``best_name`` in the same directory. Returns ``path``."""
+    epoch = state.get("epoch") if isinstance(state, dict) else None
+    refuse_non_finite(state if isinstance(state, dict) else {"": state}, path, epoch)
+    state = to_plain(state)
     atomic_torch_save(state, path)
     if is_best:
         best = os.path.join(os.path.dirname(os.path.abspath(path)), best_name)
         directory = os.path.dirname(best)
-        fd, tmp = tempfile.mkstemp(prefix="." + best_name + ".", suffix=".tmp", dir=directory)
-        os.close(fd)
+        try:
+            fd, tmp = tempfile.mkstemp(prefix="." + best_name + ".", suffix=".tmp", dir=directory)
+            os.fchmod(fd, 0o666 & ~_umask())
+            os.close(fd)
+        except OSError as e:
+            raise (write_error(best, e) if _is_write_failure(e) else e) from None
         try:
             shutil.copyfile(path, tmp)
             with open(tmp, "rb+") as f:
                 os.fsync(f.fileno())
             os.replace(tmp, best)
-        except BaseException:
+        except BaseException as e:
             try:
                 os.unlink(tmp)
             except OSError:
                 pass
+            if isinstance(e, OSError) and _is_write_failure(e):
+                raise write_error(best, e) from None
             raise
     return path
 
@@ -160,9 +255,11 @@ def find_latest_checkpoint(run_dir: str, pattern: str = "checkpoint*.pth*",
 
 def capture_rng_state() -> dict:
     """Python, numpy, torch CPU and (if present) every CUDA device's RNG state."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
     state = {
         "python": random.getstate(),
-        "numpy": np.random.get_state(),
+        # as a tensor, so the checkpoint loads with weights_only=True
+        "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)),
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available():
@@ -177,7 +274,9 @@ def restore_rng_state(state: dict | None) -> None:
     if "python" in state:
         random.setstate(_to_python_state(state["python"]))
     if "numpy" in state:
-        np.random.set_state(state["numpy"])
+        kind, keys, pos, has_gauss, cached = state["numpy"]
+        keys = keys.numpy() if torch.is_tensor(keys) else np.asarray(keys)
+        np.random.set_state((kind, keys.astype(np.uint32), int(pos), int(has_gauss), float(cached)))
     if "torch" in state:
         torch.set_rng_state(torch.as_tensor(state["torch"], dtype=torch.uint8).cpu())
     if "cuda" in state and torch.cuda.is_available():

@@ -37,6 +37,7 @@ DEFAULTS = {
     "gpu": None,
     "multiprocessing_distributed": False,
     "nproc_per_node": 1,
+    "dist_timeout": 600,
 }
 
 
@@ -71,6 +72,9 @@ def add_distributed_args(parser: argparse.ArgumentParser, **defaults) -> argpars
         action=argparse.BooleanOptionalAction,
         help="launch N processes per node (N = number of GPUs, or --nproc-per-node on CPU), "
              "the fastest way to use PyTorch for single-node or multi-node training")
+    add("--dist-timeout", default=d["dist_timeout"], type=float, metavar="SECONDS",
+        help="give up joining the process group (and any collective) after this long; a process still waiting "
+             "after 10 s says what it waits for")
     add("--nproc-per-node", default=d["nproc_per_node"], type=int,
         help="processes per node when there is no GPU (CPU + gloo); ignored when CUDA is available")
     return parser
@@ -205,13 +209,26 @@ def init_distributed(args, local_rank: int = 0) -> torch.device:
             torch.set_num_threads(max(1, (os.cpu_count() or 1) // per_node))
 
     if distributed and not (dist.is_available() and dist.is_initialized()):
+        import datetime
+        import threading
+        timeout = float(getattr(args, "dist_timeout", None) or DEFAULTS["dist_timeout"])
+        where = init_method if not init_method.startswith("env://") else \
+            f"env:// ({os.environ.get('MASTER_ADDR', '?')}:{os.environ.get('MASTER_PORT', '?')})"
+        waiting = threading.Timer(10.0, lambda: print(
+            f"rank {rank}: still waiting for the other {world_size - 1} process(es) to join at {where} (backend "
+            f"{backend}); giving up after --dist-timeout {timeout:.0f} s", file=sys.stderr, flush=True))
+        waiting.daemon = True
+        waiting.start()
         try:
-            dist.init_process_group(backend=backend, init_method=init_method,
-                                    world_size=world_size, rank=rank)
+            dist.init_process_group(backend=backend, init_method=init_method, world_size=world_size, rank=rank,
+                                    timeout=datetime.timedelta(seconds=timeout))
         except (RuntimeError, ValueError) as e:
-            raise UserError(f"could not join the process group at {init_method} (backend {backend}, rank "
-                            f"{rank}/{world_size}): {e}. Check --dist-url / MASTER_ADDR / MASTER_PORT and "
-                            "that every node uses the same --world-size") from None
+            raise UserError(f"could not join the process group at {where} (backend {backend}, rank "
+                            f"{rank}/{world_size}): {str(e).splitlines()[0]}. Check --dist-url / MASTER_ADDR / "
+                            "MASTER_PORT, that every node uses the same --world-size and that all of them were "
+                            "started (--dist-timeout sets how long to wait)") from None
+        finally:
+            waiting.cancel()
 
     args.rank = rank
     args.world_size = world_size

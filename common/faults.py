@@ -9,6 +9,7 @@ case) nothing is installed and the hooks cost one integer comparison per checkpo
 * ``kill_in_save=n`` — during the n-th :func:`common.checkpoint.atomic_torch_save` call of the process,
   write half of the serialised checkpoint to the temp file, fsync it, then SIGKILL: the state a crash in
   the middle of a checkpoint write leaves on disk (a partial ``.<name>.*.tmp``, the old file untouched).
+* ``disk_full_in_save=n`` — the n-th checkpoint write fails part-way with ``OSError(ENOSPC)``, as on a full disk.
 
 Example: ``CL_FAULT_INJECT=kill_after_steps=5 python main.py ...`` exits with return code -9 after five
 steps. The variable is read once, when this module is first imported (``common.checkpoint`` imports it).
@@ -17,6 +18,7 @@ run every rank would count and only rank 0 writes checkpoints). ``tests/reliabil
 """
 from __future__ import annotations
 
+import errno
 import io
 import os
 import signal
@@ -28,7 +30,7 @@ from torch.optim.optimizer import register_optimizer_step_post_hook
 from common.utils import UserError
 
 FAULT_ENV = "CL_FAULT_INJECT"
-KNOWN_FAULTS = ("kill_after_steps", "kill_in_save")
+KNOWN_FAULTS = ("kill_after_steps", "kill_in_save", "disk_full_in_save")
 
 
 def parse_fault_spec(spec: str) -> dict:
@@ -66,6 +68,7 @@ def _kill_self() -> None:
 _PLAN = _plan_from_env()
 _KILL_AFTER_STEPS = _PLAN.get("kill_after_steps", 0)
 _KILL_IN_SAVE = _PLAN.get("kill_in_save", 0)
+_DISK_FULL_IN_SAVE = _PLAN.get("disk_full_in_save", 0)
 _steps_taken = 0
 _saves_started = 0
 
@@ -84,9 +87,15 @@ if _KILL_AFTER_STEPS:
 def before_checkpoint_write(obj, file) -> None:
     """Called by ``atomic_torch_save`` with the open temp file before ``torch.save`` writes ``obj`` to it."""
     global _saves_started
-    if not _KILL_IN_SAVE:
+    if not (_KILL_IN_SAVE or _DISK_FULL_IN_SAVE):
         return
     _saves_started += 1
+    if _saves_started == _DISK_FULL_IN_SAVE:
+        # what the kernel answers a write on a full disk, after part of the file went out
+        file.write(b"PK\x03\x04 partial")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    if not _KILL_IN_SAVE:
+        return
     if _saves_started == _KILL_IN_SAVE:
         buffer = io.BytesIO()
         torch.save(obj, buffer)

@@ -7,13 +7,18 @@ import sys
 
 
 def runs_root(root: str | None = None) -> str:
-    """The directory that holds ``runs/``: ``root``, else ``$CL_RUNS_DIR``, else the working directory."""
-    return os.path.abspath(root or os.environ.get("CL_RUNS_DIR") or os.getcwd())
+    """The folder that holds ``<method>/<name>/``: ``<root>/runs`` when ``root`` is given, else ``$CL_RUNS_DIR``
+    itself, else ``./runs`` under the working directory."""
+    if root:
+        return os.path.abspath(os.path.join(root, "runs"))
+    if os.environ.get("CL_RUNS_DIR"):
+        return os.path.abspath(os.environ["CL_RUNS_DIR"])
+    return os.path.abspath("runs")
 
 
 def make_run_dir(method: str, name: str, root: str | None = None, create: bool = True) -> str:
-    """``<root or $CL_RUNS_DIR or cwd>/runs/<method>/<name>/``, created with parents (unless ``create=False``)."""
-    path = os.path.join(runs_root(root), "runs", method, name)
+    """``<runs_root(root)>/<method>/<name>/``, created with parents (unless ``create=False``)."""
+    path = os.path.join(runs_root(root), method, name)
     if create:
         os.makedirs(path, exist_ok=True)
     return path

@@ -118,7 +118,7 @@ def test_progress_logger_and_meters(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setenv("CL_RUNS_DIR", str(tmp_path))
     run_dir = make_run_dir("paco", "digits")
-    assert run_dir == os.path.join(str(tmp_path), "runs", "paco", "digits") and os.path.isdir(run_dir)
+    assert run_dir == os.path.join(str(tmp_path), "paco", "digits") and os.path.isdir(run_dir)   # CL_RUNS_DIR/<method>/<name>
     assert make_run_dir("paco", "x", root=str(tmp_path / "r")).startswith(str(tmp_path / "r" / "runs"))
     log = RunLogger(run_dir)
     log.info("initial knn top-1: 10.00")
@@ -153,7 +153,7 @@ def test_save_refuses_non_finite_weights_and_keeps_previous_checkpoint(tmp_path)
     before = open(path, "rb").read()
     with torch.no_grad():
         model.weight[0, 0] = float("nan")
-    with pytest.raises(UserError, match=r"NaN / inf weights after epoch 2 \(e.g. weight\)"):
+    with pytest.raises(UserError, match=r"NaN / inf weights after epoch 2 \(e.g. state_dict.weight\)"):
         save_training_state(str(tmp_path), 2, model, filename="ckpt.pth")
     assert open(path, "rb").read() == before
     assert load_checkpoint(path)["epoch"] == 1
