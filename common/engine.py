@@ -180,19 +180,20 @@ class Run:
         self.log_name = log_name
         self.step = 0                       # optimizer steps taken: the x-axis of every scalar
         self.recorded = False               # run.json written by this process
+        self.name_flag, self.overwrite_flag = "--name", "--no-auto-resume"
 
     # ------------------------------------------------------------------------------------------------ opening
     @classmethod
     def open(cls, method: str, args, readable: str = "", name: str | None = None, root: str | None = None,
              subdir: str = "", ignore: Iterable[str] = (), overwrite: bool | None = None,
-             log_name: str = "log.txt") -> "Run":
+             log_name: str = "log.txt", name_flag: str = "--name", overwrite_flag: str = "--no-auto-resume") -> "Run":
         """Open (rank 0: create, lock, check) the folder ``<runs>/<method>/<name>[/<subdir>]``.
 
         ``name``: the user's ``--name`` (None → ``<readable>-<digest>``). ``root``: a method's own output-root flag
         (``<root>/runs/...``), else ``$CL_RUNS_DIR/<method>/<name>``, else ``./runs/<method>/<name>``. ``ignore``:
         further flags of this entry point that cannot change its result. ``overwrite``: the user asked not to
         continue what is there (``--no-auto-resume``; default: ``not args.auto_resume`` when that flag exists).
-        Sets ``args.run_dir``.
+        ``name_flag`` / ``overwrite_flag``: this entry point's spellings, for the messages. Sets ``args.run_dir``.
         """
         flags = result_flags(args, ignore)
         if name is None:
@@ -202,6 +203,7 @@ class Run:
         if overwrite is None:
             overwrite = not getattr(args, "auto_resume", True)
         run = cls(method, run_dir, flags, result_flags(args, ("name",)) | {"name": name}, overwrite, log_name)
+        run.name_flag, run.overwrite_flag = name_flag, overwrite_flag
         args.run_dir = run_dir
         decision, message = "train", ""
         if run.main:
@@ -243,7 +245,7 @@ class Run:
         if record.get("status") == "complete":
             final = record.get("final") or {}
             shown = f"; final {final['metric']}: {final['value']:.2f}" if "value" in final else ""
-            print(f"run complete: {self.run_dir}{shown} (nothing to do; --no-auto-resume trains it again)",
+            print(f"run complete: {self.run_dir}{shown} (nothing to do; {self.overwrite_flag} trains it again)",
                   flush=True)
             return "complete"
         return "train"
@@ -251,8 +253,8 @@ class Run:
     def refusal(self, differences: list[str], what: str) -> str:
         return (f"the run folder '{self.run_dir}' {what} with other flags ({'; '.join(differences[:8])}"
                 f"{'; ...' if len(differences) > 8 else ''}); continuing it would mix two runs. Start a new run with "
-                "another --name (or leave --name unset: the default name carries a digest of the flags), or "
-                "overwrite it on purpose with --no-auto-resume (or --resume FILE)")
+                f"another {self.name_flag} (or leave {self.name_flag} unset: the default name carries a digest of the "
+                f"flags), or overwrite it on purpose with {self.overwrite_flag} (or --resume FILE)")
 
     def read_record(self) -> dict | None:
         path = os.path.join(self.run_dir, RECORD)
@@ -297,12 +299,13 @@ class Run:
             state = load_checkpoint(path)
         except UserError as e:
             raise UserError(f"{e}. It is this run's resume checkpoint, so the run stops rather than start over it: "
-                            f"move it aside (mv '{path}' '{path}.damaged') to start again, or use another --name") \
+                            f"move it aside (mv '{path}' '{path}.damaged') to start again, or use another "
+                            f"{self.name_flag}") \
                 from None
         missing = [k for k in require if k not in state]
         if missing:
             raise UserError(f"'{path}' is not a training checkpoint of this entry point (no {', '.join(missing)}; "
-                            f"keys: {', '.join(map(str, list(state)[:8]))}); move it aside or use another --name")
+                            f"keys: {', '.join(map(str, list(state)[:8]))}); move it aside or use another {self.name_flag}")
         stored = state.get("run_flags")
         if stored is not None:
             differences = flag_differences(stored, self.flags)

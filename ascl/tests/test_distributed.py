@@ -22,7 +22,7 @@ BATCH, MEM_SIZE = 16, 32
 
 
 def _run_dir(tmp_path, run_id, model, t2):
-    return tmp_path / "runs" / "ascl" / run_id / f"digits_{model}_ascl_1_weak_augment_3_0.1_{t2}"
+    return tmp_path / "ascl" / run_id / f"digits_{model}_ascl_1_weak_augment_3_0.1_{t2}"
 
 
 def _compare(tmp_path, model, t2=0.05):
@@ -77,7 +77,7 @@ def test_imagenet_builder_two_processes_equal_one(tmp_path):
              "--lr", "0.5", "--mlp", str(data)]
     run_python("ascl", "ImageNet-1K/main_moco.py", *flags, "--name", "single", runs_dir=tmp_path)
     run_python("ascl", "ImageNet-1K/main_moco.py", *flags, "--name", "multi", *spawn_flags(2), runs_dir=tmp_path)
-    runs = [tmp_path / "runs" / "ascl" / name for name in ("single", "multi")]
+    runs = [tmp_path / "ascl" / name for name in ("single", "multi")]
     single, multi = (torch.load(run / "checkpoint_0001.pth.tar", map_location="cpu", weights_only=False)["state_dict"]
                      for run in runs)
     assert int(single["queue_ptr"]) == int(multi["queue_ptr"]) == 12   # 3 global batches of 4 enqueued

@@ -29,7 +29,7 @@ def test_train_sh_digits_defaults(tmp_path):
     initial, final = _metric(out, "initial knn top-1"), _metric(out, "final knn top-1")
     assert 0 <= initial <= 100 and 0 <= final <= 100
     _metric(out, "final linear top-1")
-    run = tmp_path / "runs" / "ascl" / "digits" / "digits_moco_ascl_1_weak_augment_3_0.1_0.05"
+    run = tmp_path / "ascl" / "digits" / "digits_moco_ascl_1_weak_augment_3_0.1_0.05"
     assert (run / "model_last.pth").is_file() and (run / "train_logs.txt").is_file()
     assert_fast_path_args(run / "model_last.pth")
     assert (run / "eval_logs.txt").read_text().endswith("\n")           # quirk 9 fixed
@@ -50,7 +50,7 @@ def test_cifar100_main_simple_script(tmp_path):
                       "--arch", "resnet20_option_a",
                       env={"DATA": data}, runs_dir=tmp_path)
     assert "final knn top-1" in proc.stdout
-    assert (tmp_path / "runs" / "ascl" / "ascl_project" / "cifar100_moco_ahcl_1_weak_augment_5_0.1_0.05").is_dir()
+    assert (tmp_path / "ascl" / "ascl_project" / "cifar100_moco_ahcl_1_weak_augment_5_0.1_0.05").is_dir()
 
 
 def test_imagenet_script(tmp_path):
@@ -58,7 +58,7 @@ def test_imagenet_script(tmp_path):
     proc = run_script("ascl", "sh/imagenet_ascl.sh", "-a", "resnet20_option_a", "--image-size", "16", "--batch-size", "4",
                       "--moco-k", "8", "--moco-dim", "16", "--epochs", "1", "-j", "0", "--nproc-per-node", "1",
                       "--no-progress", "--amp", "--channels-last", env={"DATA": data}, runs_dir=tmp_path)
-    run = tmp_path / "runs" / "ascl" / "imagenet_resnet20_option_a"
+    run = tmp_path / "ascl" / "imagenet_resnet20_option_a"
     assert (run / "checkpoint_0001.pth.tar").is_file(), proc.stdout[-2000:]
 
 

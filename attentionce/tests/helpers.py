@@ -26,7 +26,7 @@ def load_state(path) -> dict:
 
 
 def run_dir(runs: Path, name: str) -> Path:
-    return runs / "runs" / "attentionce" / name
+    return runs / "attentionce" / name
 
 
 def loss_gradient_worker(rank: int, world_size: int, port: int, views, out_dir: str) -> None:

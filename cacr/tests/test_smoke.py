@@ -28,7 +28,7 @@ STATE = {}
 def test_train_sh_digits_default(cacr_run, runs_dir):
     out = cacr_run(["bash", "sh/train.sh", "--epochs", "1", "--max-iters", "2", "--monitor-epochs", "5",
                     "--num_workers", "0", "--name", "smoke_digits", *FAST_PATH_FLAGS]).stdout
-    assert_fast_path_args(os.path.join(runs_dir, "runs", "cacr", "smoke_digits", "checkpoint.pth.tar"))
+    assert_fast_path_args(os.path.join(runs_dir, "cacr", "smoke_digits", "checkpoint.pth.tar"))
     initial = re.search(r"^initial (knn|linear) top-1: (\d+\.\d+)$", out, re.M)
     final = re.search(r"^final (knn|linear) top-1: (\d+\.\d+)$", out, re.M)
     assert initial and final and initial.start() < final.start(), out
@@ -44,9 +44,9 @@ def test_small_scale_train(cacr_run, fake_data, runs_dir, script, dataset, extra
     data = fake_data["stl10"] if dataset == "stl10" else fake_data["cifar"]
     name = f"smoke_{dataset}"
     cacr_run(["bash", f"sh/{script}", *SMALL, *extra, "--name", name], env={"DATA": data})
-    encoder = os.path.join(runs_dir, "runs", "cacr", name, "encoder.pth")
+    encoder = os.path.join(runs_dir, "cacr", name, "encoder.pth")
     assert os.path.isfile(encoder)
-    assert glob.glob(os.path.join(runs_dir, "runs", "cacr", name, "events.out.tfevents*"))
+    assert glob.glob(os.path.join(runs_dir, "cacr", name, "events.out.tfevents*"))
     STATE[dataset] = encoder
 
 
@@ -66,7 +66,7 @@ def test_linear_eval_sh(cacr_run, fake_data, dataset):
 def test_large_scale_train(cacr_run, fake_data, runs_dir, port, script, key):
     cacr_run(["bash", f"sh/{script}", *LARGE, "--amp", "--channels-last"],
              env={"DATA": fake_data[key], "GPUS": "0", "PORT": str(port)})
-    ckpts = glob.glob(os.path.join(runs_dir, "runs", "cacr", "ours", "*", "resnet18", "*", "checkpoint.pth.tar"))
+    ckpts = glob.glob(os.path.join(runs_dir, "cacr", "ours", "*", "resnet18", "*", "checkpoint.pth.tar"))
     assert ckpts
     state = torch.load(ckpts[0], map_location="cpu", weights_only=False)
     assert "encoder_q.fc.0.weight" in state["state_dict"] and "queue" in state["state_dict"]

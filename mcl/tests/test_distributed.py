@@ -27,7 +27,7 @@ def test_spawn_and_torchrun_two_processes_equal_one(tmp_path, cifar100_root):
     run_python("mcl", "main_cifar.py", *flags, "--name", "single", runs_dir=tmp_path)
     run_python("mcl", "main_cifar.py", *flags, "--name", "spawn", *spawn_flags(2), runs_dir=tmp_path)
     run_torchrun("mcl", "main_cifar.py", *flags, "--name", "torchrun", runs_dir=tmp_path)
-    runs = {name: tmp_path / "runs" / "mcl" / name for name in ("single", "spawn", "torchrun")}
+    runs = {name: tmp_path / "mcl" / name for name in ("single", "spawn", "torchrun")}
     states = {name: torch.load(run / "ShuffleNetV2_05x.pth.tar", map_location="cpu", weights_only=False)
               for name, run in runs.items()}
     momenta = {name: [s["momentum_buffer"] for s in state["optimizer"]["state"].values()]
@@ -59,7 +59,7 @@ def test_moco_mcl_torchrun_two_processes_equal_one(tmp_path, imagenet_root):
     flags = ["--data", str(imagenet_root), *MOCO_FLAGS]
     run_python("mcl", "main_moco_mcl.py", *flags, "--name", "single", runs_dir=tmp_path)
     run_torchrun("mcl", "main_moco_mcl.py", *flags, "--name", "torchrun", runs_dir=tmp_path)
-    runs = tmp_path / "runs" / "mcl"
+    runs = tmp_path / "mcl"
     single, two = (torch.load(runs / name / "checkpoint_0000.pth.tar", weights_only=False)["state_dict"]
                    for name in ("single", "torchrun"))
     assert int(single["module.queue_ptr"][0]) == 0 and MOCO_BATCHES * 4 == single["module.queue"].shape[-1]
@@ -83,7 +83,7 @@ def test_imagenet_two_processes_equal_one(tmp_path, imagenet_root):
              "--feat-dim", "16", "--init-lr", "0.002"]
     run_python("mcl", "main_imagenet.py", *flags, "--name", "single", runs_dir=tmp_path)
     run_python("mcl", "main_imagenet.py", *flags, "--name", "spawn", *spawn_flags(2), runs_dir=tmp_path)
-    runs = [tmp_path / "runs" / "mcl" / name for name in ("single", "spawn")]
+    runs = [tmp_path / "mcl" / name for name in ("single", "spawn")]
     states = [torch.load(run / "resnet18.pth.tar", map_location="cpu", weights_only=False) for run in runs]
     assert states[1]["args"]["world_size"] == 2
     for part in ("net", "criterion"):
@@ -118,7 +118,7 @@ def test_lincls_two_processes_equal_one(tmp_path, imagenet_root):
              "--lr", "1.0", "--seed", "0", "--pretrained", str(pretrained)]
     run_python("mcl", "main_lincls.py", *flags, "--name", "single", runs_dir=tmp_path)
     run_python("mcl", "main_lincls.py", *flags, "--name", "spawn", *spawn_flags(2), runs_dir=tmp_path)
-    runs = [tmp_path / "runs" / "mcl" / name for name in ("single", "spawn")]
+    runs = [tmp_path / "mcl" / name for name in ("single", "spawn")]
     states = [torch.load(run / "lincls_mcl_checkpoint_0001.pth.tar", map_location="cpu", weights_only=False)
               for run in runs]
     assert_states_close(states[0]["state_dict"], states[1]["state_dict"], rtol=1e-4, atol=1e-5)

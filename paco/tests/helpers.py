@@ -24,5 +24,5 @@ def run(cmd, tmp_path, env=None, timeout=240, expect_failure=False):
 
 
 def run_dir(tmp_path, dataset, mark, full=False):
-    d = Path(tmp_path) / "runs" / "paco" / dataset / mark
+    d = Path(tmp_path) / "paco" / dataset / mark
     return d / "checkpoint" if full else d
