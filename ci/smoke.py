@@ -26,6 +26,8 @@ def smoke_env(runs_dir: str | os.PathLike | None = None, extra: dict | None = No
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
     if runs_dir is not None:
         env["CL_RUNS_DIR"] = str(runs_dir)
+        # the originals' own output folders (results/, checkpoint/ ...) go beside the runs, not into the source tree
+        env["CL_ORIGINAL_OUTPUTS"] = str(Path(runs_dir) / "original_outputs")
     if extra:
         env.update({k: str(v) for k, v in extra.items()})
     return env

@@ -403,6 +403,45 @@ class Run:
         return False
 
 
+ORIGINAL_OUTPUTS_ENV = "CL_ORIGINAL_OUTPUTS"
+
+
+def original_output_path(script_dir: str, relative: str) -> str | None:
+    """Where an original wrote a file that its next documented command reads: ``relative`` to the folder its
+    scripts run in (``script_dir``, e.g. ``<repo>/attentionce/image`` for ``../results/stl10/x.pth``), so the
+    originals' command chains run as typed. ``$CL_ORIGINAL_OUTPUTS=<dir>`` resolves it under ``<dir>/<script
+    folder>/`` instead (the test suite does, to keep the source tree clean); ``=off`` → ``None`` (write none)."""
+    base = os.environ.get(ORIGINAL_OUTPUTS_ENV)
+    if base == "off":
+        return None
+    if base:
+        script_dir = os.path.join(base, os.path.basename(os.path.normpath(script_dir)))
+    return os.path.normpath(os.path.join(script_dir, relative))
+
+
+def publish(src: str, dest: str | None) -> str | None:
+    """Make the finished file ``src`` (in the run folder) also appear at ``dest`` (an original's output path): a hard
+    link where the file system allows it, else an atomic copy. Rank 0 only; returns ``dest``."""
+    if dest is None or not dist_utils.is_main_process():
+        return None
+    import shutil
+    import tempfile
+    directory = os.path.dirname(dest)
+    try:
+        os.makedirs(directory, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(dest) + ".", suffix=".tmp", dir=directory)
+        os.close(fd)
+        os.unlink(tmp)
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copyfile(src, tmp)
+        os.replace(tmp, dest)
+    except OSError as e:
+        raise write_error(dest, e) from None
+    return dest
+
+
 def _agree(decision):
     """Rank 0's ``decision`` on every rank (a no-op without a process group)."""
     if not dist_utils.is_dist_initialized():
