@@ -61,7 +61,7 @@ NON_RESULT_FLAGS = frozenset({
     "name", "mark", "resume", "auto_resume", "resume_checkpoint", "start_epoch", "evaluate",
     # output and data locations (the data are identified by --dataset and the flags that subset them)
     "root", "root_path", "data", "data_folder", "data_dir", "dataset_dir", "list_dir", "checkpoint_dir", "save_dir",
-    "save_folder", "output_dir", "log_dir", "logdir", "runs_dir", "model_path", "tb_folder", "model_folder",
+    "save_folder", "output_dir", "log_dir", "logdir", "runs_dir", "tb_folder", "model_folder",
     "save_path", "results_dir",
     # speed, progress and printing
     "workers", "num_workers", "print_freq", "log_freq", "progress", "no_progress", "save_every", "save_freq",
@@ -456,7 +456,8 @@ def fit(run: Run, start_epoch: int, epochs: int, train_one_epoch, checkpoint, ev
         snapshot_every: int = 0, snapshot_name: str | None = None, best: float | None = None):
     """The epoch loop every method shares: ``train_one_epoch(epoch) -> dict`` of training scalars (``loss``, ``lr``
     …), ``evaluate(epoch) -> dict | None`` of eval scalars (``metric`` among them for best-checkpoint tracking),
-    ``checkpoint(epoch_done, metrics, best) -> dict`` the method's checkpoint in its own layout. Epochs are 0-based;
+    ``checkpoint(epoch_done, metrics, best) -> dict`` the method's checkpoint in its own layout (``None``: the
+    entry point writes none, like the originals' linear evaluations that only report). Epochs are 0-based;
     the checkpoint holds ``epoch_done = epoch + 1``. Returns ``(last eval metrics, best)``."""
     metrics = None
     for epoch in range(start_epoch, epochs):
@@ -472,10 +473,11 @@ def fit(run: Run, start_epoch: int, epochs: int, train_one_epoch, checkpoint, ev
                 best = metrics[metric] if is_best else best
         summary = " ".join(f"{k} {v:.4f}" for k, v in {**train, **(metrics or {})}.items()
                            if isinstance(v, (int, float)))
-        run.info(f"epoch {epoch}: {summary}")
-        state = checkpoint(epoch + 1, metrics, best)
-        run.save(state, resume_name, is_best=is_best and best_name is not None, best_name=best_name)
-        if snapshot_every and snapshot_name and (epoch + 1) % snapshot_every == 0:
-            run.save(state, snapshot_name.format(epoch=epoch + 1))
+        run.info(f"epoch {epoch + 1}/{epochs}: {summary}")
+        if checkpoint is not None:
+            state = checkpoint(epoch + 1, metrics, best)
+            run.save(state, resume_name, is_best=is_best and best_name is not None, best_name=best_name)
+            if snapshot_every and snapshot_name and (epoch + 1) % snapshot_every == 0:
+                run.save(state, snapshot_name.format(epoch=epoch + 1))
         dist_utils.barrier()
     return metrics, best

@@ -18,13 +18,12 @@ import os
 import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from attentionce.image.model import Model, strip_module_prefix
 from attentionce.image.utils import DATASETS, build_split, canonical_dataset_name, test_transform, train_transform
 from common.checkpoint import load_checkpoint
 from common.eval.metrics import accuracy
-from common.logger import RunLogger, make_run_dir
+from common.engine import Run, fit
 from common.utils import UserError, check_finite, get_device, run_main, seed_everything
 
 METHOD = "attentionce"
@@ -138,11 +137,17 @@ def get_parser(variant: str = "image") -> argparse.ArgumentParser:
     parser.add_argument("--steps_per_epoch", type=int, default=0, help="stop each training pass after N steps (0 = all)")
     parser.add_argument("--seed", type=int, default=None, help="random seed (original: unseeded)")
     parser.add_argument("--device", type=str, default=None, help="cpu / cuda (default: cuda if available)")
-    parser.add_argument("--name", type=str, default=None, help="run name: runs/attentionce/<name>/ (logs)")
+    parser.add_argument("--name", type=str, default=None,
+                        help="run name: $CL_RUNS_DIR/attentionce/<name>/ (logs); default linear_<dataset>-<digest of "
+                             "every flag that changes the result, --model_path included>")
+    parser.add_argument("--auto_resume", default=True, action=argparse.BooleanOptionalAction,
+                        help="an identical command over a finished evaluation only reports its result "
+                             "(--no-auto_resume evaluates again)")
     return parser
 
 
-def run_epoch(net, loader, optimizer, criterion, device, epoch, epochs, train: bool, bn_mode: str, max_steps: int = 0):
+def run_epoch(net, loader, optimizer, criterion, device, epoch, epochs, train: bool, bn_mode: str, max_steps: int = 0,
+              run=None):
     """One training or test pass; returns (loss, top-1 %, top-5 %)."""
     net.train(train)
     if train:
@@ -152,7 +157,7 @@ def run_epoch(net, loader, optimizer, criterion, device, epoch, epochs, train: b
     correct5 = torch.zeros((), device=device)
     seen = 0
     name = "Train" if train else "Test"
-    bar = tqdm(loader, dynamic_ncols=True)
+    bar = run.progress(loader) if run is not None else loader
     with torch.set_grad_enabled(train):
         for step, (images, targets) in enumerate(bar):
             if train and max_steps and step >= max_steps:
@@ -164,15 +169,19 @@ def run_epoch(net, loader, optimizer, criterion, device, epoch, epochs, train: b
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
+                if run is not None:
+                    run.step += 1
             n = images.shape[0]
             acc1, acc5 = accuracy(logits.detach(), targets, topk=(1, 5))
             total_loss += loss.detach() * n
             correct1 += acc1 * n / 100
             correct5 += acc5 * n / 100
             seen += n
-            bar.set_description(f"{name} Epoch: [{epoch}/{epochs}] Loss: {total_loss.item() / seen:.4f} "
+            if hasattr(bar, "set_description"):
+                bar.set_description(f"{name} Epoch: [{epoch}/{epochs}] Loss: {total_loss.item() / seen:.4f} "
                                 f"ACC@1: {correct1.item() / seen * 100:.2f}% ACC@5: {correct5.item() / seen * 100:.2f}%")
-    bar.close()
+    if hasattr(bar, "close"):
+        bar.close()
     mean_loss = total_loss.item() / max(seen, 1)
     check_finite(mean_loss, epoch)
     return mean_loss, correct1.item() / max(seen, 1) * 100, correct5.item() / max(seen, 1) * 100
@@ -185,10 +194,27 @@ def main(argv=None, variant: str = "image"):
         raise UserError("--batch_size and --epochs must be positive")
     device = get_device(args.device)
     seed_everything(args.seed)
-    run_dir = make_run_dir(METHOD, args.name or f"linear_{args.dataset_name}")
-    logger = RunLogger(run_dir)
-    logger.info(str(args))
+    args.model_path = resolve_model_path(args.model_path)
+    with Run.open(METHOD, args, readable=f"linear_{args.dataset_name}", name=args.name,
+                  overwrite_flag="--no-auto_resume") as run:
+        linear_evaluation(run, args, device)
 
+
+def resolve_model_path(path: str) -> str:
+    """``path`` as given, else relative to ``image/`` (the original ran its scripts from there, so its README's
+    ``--model_path ../results/<dataset>/<file>.pth`` is relative to that folder; main.py writes the file there)."""
+    if os.path.exists(path) or os.path.isabs(path):
+        return os.path.abspath(path)
+    beside = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), path))
+    if os.path.exists(beside):
+        return beside
+    from common.engine import original_output_path
+    redirected = original_output_path(os.path.dirname(os.path.abspath(__file__)), path)
+    return redirected if redirected and os.path.exists(redirected) else path
+
+
+def linear_evaluation(run, args, device) -> None:
+    run.info(str(args))
     model = load_pretrained(args.model_path, args.arch, device)
     train_data = build_split(args.dataset_name, args.root, "linear_train", transform=train_transform(args.crop_size))
     test_data = build_split(args.dataset_name, args.root, "test", transform=test_transform())
@@ -201,21 +227,22 @@ def main(argv=None, variant: str = "image"):
     optimizer = torch.optim.Adam(net.fc.parameters(), lr=lr, weight_decay=args.weight_decay)
     criterion = nn.CrossEntropyLoss()
 
-    best_acc, last_acc = 0.0, 0.0
-    for epoch in range(1, args.epochs + 1):
-        train_loss, train_acc1, _ = run_epoch(net, train_loader, optimizer, criterion, device, epoch, args.epochs,
-                                              True, args.bn_mode, args.steps_per_epoch)
-        test_loss, last_acc, test_acc5 = run_epoch(net, test_loader, None, criterion, device, epoch, args.epochs,
-                                                   False, args.bn_mode)
-        best_acc = max(best_acc, last_acc)
-        logger.scalars({"linear/train_loss": train_loss, "linear/train_acc1": train_acc1,
-                        "linear/test_loss": test_loss, "linear/test_acc1": last_acc,
-                        "linear/test_acc5": test_acc5}, epoch)
-        logger.info(f"epoch {epoch}: train loss {train_loss:.4f} acc1 {train_acc1:.2f} | test loss {test_loss:.4f} "
-                    f"acc1 {last_acc:.2f} acc5 {test_acc5:.2f}")
-    logger.info(f"Best acc1 result:{best_acc}")
-    logger.info(f"Last acc1 result:{last_acc}")
-    logger.close()
+    def train_one_epoch(index):
+        loss, top1, _ = run_epoch(net, train_loader, optimizer, criterion, device, index + 1, args.epochs, True,
+                                  args.bn_mode, args.steps_per_epoch, run)
+        return {"epoch_loss": loss, "top1": top1}
+
+    def evaluate(index):
+        loss, top1, top5 = run_epoch(net, test_loader, None, criterion, device, index + 1, args.epochs, False,
+                                     args.bn_mode, 0, run)
+        return {"linear_top1": top1, "top5": top5, "loss": loss}
+
+    # the original reports the best test top-1 over the epochs (quirk 5) and the last one
+    metrics, best = fit(run, 0, args.epochs, train_one_epoch, None, evaluate, metric="linear_top1", best=0.0)
+    run.info(f"Best acc1 result:{best}")
+    run.info(f"Last acc1 result:{metrics['linear_top1']}")
+    run.info(f"final linear top-1: {best:.2f}")
+    run.finish("linear top-1", best)
 
 
 if __name__ == "__main__":

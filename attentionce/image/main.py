@@ -15,20 +15,18 @@ import os
 
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
-from tqdm import tqdm
 
 from attentionce.image.model import Model, add_module_prefix, strip_module_prefix
 from attentionce.image.utils import DATASETS, N_VIEWS, build_split, canonical_dataset_name, get_pretrain_dataset
 from attentionce.losses import AttentioNCE
 from common import distributed as dist_utils
 from common.augment.on_device import DeviceViews, add_augment_arg
-from common.checkpoint import (capture_rng_state, code_version, find_latest_checkpoint, load_checkpoint,
-                               restore_rng_state, save_checkpoint)
-from common.logger import RunLogger, make_run_dir
+from common.engine import Run, fit, original_output_path, publish
 from common.utils import (MixedPrecision, UserError, add_precision_args, check_finite, get_device, run_main,
                           seed_everything)
 
 METHOD = "attentionce"
+SCRIPT_DIR = os.path.dirname(os.path.abspath(__file__))   # the original ran its scripts from image/
 RESUME_FILE = "checkpoint.pth"
 
 # the two original copies differ only in these defaults (spec §a)
@@ -93,23 +91,27 @@ def get_parser(variant: str = "image") -> argparse.ArgumentParser:
     add_precision_args(parser)
     parser.add_argument("--device", default=None, type=str, help="cpu / cuda / cuda:1 (default: cuda if available)")
     parser.add_argument("--name", default=None, type=str,
-                        help="run name: runs/attentionce/<name>/ under $CL_RUNS_DIR or the working directory")
+                        help="run name: $CL_RUNS_DIR/attentionce/<name>/ (default ./runs/attentionce/<name>/); default "
+                             "<dataset>_<loss>_<arch>_b<batch>-<digest of every flag that changes the result>")
     parser.add_argument("--resume", default="", type=str, help="resume from this checkpoint.pth")
     parser.add_argument("--auto_resume", default=True, action=argparse.BooleanOptionalAction,
-                        help="continue from <run dir>/checkpoint.pth when it exists")
+                        help="continue from <run dir>/checkpoint.pth when it exists (--no-auto_resume: train "
+                             "again from scratch over what the run folder holds)")
     dist_utils.add_distributed_args(parser)
     return parser
 
 
 def default_run_name(args) -> str:
-    return (f"{args.dataset_name}_{args.loss}_{args.arch}_b{args.batch_size}_{float(args.d_pos)}_"
-            f"{float(args.d_neg)}" + ("_view4bug" if args.repeat_view4_bug else ""))
+    """The readable part of the default run name (``common.engine`` appends a digest of every result flag)."""
+    return f"{args.dataset_name}_{args.loss}_{args.arch}_b{args.batch_size}"
 
 
 def original_checkpoint_name(args, epoch: int) -> str:
-    """``<dataset>_<estimator>_4model_<batch>_<epoch>_<d_pos>_<d_neg>.pth`` (spec §e; floats print as 1.0)."""
+    """``<dataset>_<estimator>_4model_<batch>_<epoch>_<d_pos>_<d_neg>.pth`` (spec §e). The values print as the
+    original printed them: a value given on the command line is a float (``2.0``), the un-set default stays the
+    int ``1`` (argparse does not apply ``type`` to a non-string default), so ``_1_1`` as in the original."""
     return (f"{args.dataset_name}_{args.estimator}_4model_{args.batch_size}_{epoch}_"
-            f"{float(args.d_pos)}_{float(args.d_neg)}.pth")
+            f"{args.d_pos}_{args.d_neg}.pth")
 
 
 def check_args(args) -> None:
@@ -142,11 +144,11 @@ def set_bn_eval(module: torch.nn.Module) -> None:
             m.eval()
 
 
-def train_one_epoch(net, criterion, loader, optimizer, args, epoch, logger, global_step, views_of: DeviceViews,
-                    precision: MixedPrecision):
+def run_epoch(net, criterion, loader, optimizer, args, epoch, run: Run, views_of: DeviceViews,
+              precision: MixedPrecision) -> float:
     """One epoch (the original ``train``): per step one forward pass per view (BatchNorm statistics are per
     view batch, as in the original), the loss on the normalised projections, Adam step.  Returns the mean
-    loss weighted by the batch size and the new global step."""
+    loss weighted by the batch size (over all processes)."""
     net.train()
     if args.freeze_bn:
         set_bn_eval(net)
@@ -154,7 +156,7 @@ def train_one_epoch(net, criterion, loader, optimizer, args, epoch, logger, glob
     total_steps = len(loader) if args.steps_per_epoch <= 0 else min(len(loader), args.steps_per_epoch)
     loss_sum = torch.zeros((), device=args.device)
     seen = 0
-    bar = tqdm(loader, total=total_steps, disable=not dist_utils.is_main_process(), dynamic_ncols=True)
+    bar = run.progress(loader, total=total_steps)
     # the batched views depend only on (seed, epoch, rank, step): a resumed run sees the same views
     views_of.set_epoch(epoch)
     for step, (images, _) in enumerate(bar):
@@ -168,18 +170,20 @@ def train_one_epoch(net, criterion, loader, optimizer, args, epoch, logger, glob
         loss = criterion(torch.stack(projections).float())
         optimizer.zero_grad(set_to_none=True)
         precision.backward_step(loss, optimizer)
+        run.step += 1
         loss_sum += loss.detach() * images.shape[0]
         seen += images.shape[0]
-        global_step += 1
         if (step + 1) % args.print_freq == 0 or step + 1 == total_steps:
-            check_finite(loss_sum, global_step, "(AttentioNCE: also try a larger --d_neg or --temperature)")
+            check_finite(loss_sum, run.step, "(AttentioNCE: also try a larger --d_neg or --temperature)")
             mean = loss_sum.item() / seen
-            bar.set_description(f"Train Epoch: [{epoch}/{args.epochs}] Loss: {mean:.4f}")
-            logger.scalar("train/loss", loss.item(), global_step)
-    bar.close()
+            if hasattr(bar, "set_description"):
+                bar.set_description(f"Train Epoch: [{epoch}/{args.epochs}] Loss: {mean:.4f}")
+            run.scalar("train/loss", loss.item())
+    if hasattr(bar, "close"):
+        bar.close()
     mean = dist_utils.all_reduce_mean(loss_sum / max(seen, 1)).item()
-    check_finite(mean, global_step)
-    return mean, global_step
+    check_finite(mean, run.step)
+    return mean
 
 
 def evaluate(model, args) -> tuple[str, float]:
@@ -192,17 +196,20 @@ def evaluate(model, args) -> tuple[str, float]:
 
 def main_worker(local_rank, args):
     dist_utils.init_distributed(args, local_rank)
-    main_process = dist_utils.is_main_process()
     if args.batch_size % args.world_size:
         raise UserError(f"--batch_size {args.batch_size} is not divisible by the {args.world_size} processes; "
                         "use a multiple of the process count")
     local_batch = args.batch_size // args.world_size
     seed_everything(args.seed)
-    run_dir = make_run_dir(METHOD, args.name, create=main_process)
-    logger = RunLogger(run_dir, enabled=main_process)
-    logger.info(f"Home device: {args.device}")
-    logger.info(str(args))
+    with Run.open(METHOD, args, readable=default_run_name(args), name=args.name,
+                  ignore=("estimator", "eval_epochs"), overwrite_flag="--no-auto_resume") as run:
+        train(run, args, local_batch)
+    dist_utils.cleanup()
 
+
+def train(run: Run, args, local_batch: int) -> None:
+    run.info(f"Home device: {args.device}")
+    run.info(str(args))
     n_views = 2 if args.loss == "simclr" else N_VIEWS
     batched_views = None
     if args.augment == "batched":
@@ -211,7 +218,7 @@ def main_worker(local_rank, args):
         batched_views = batched_attentionce_views(args.crop_size, "cifar10", n_views)
     else:
         dataset = get_pretrain_dataset(args.dataset_name, args.root, args.crop_size, args.seed, n_views=n_views)
-    logger.info(f"# Classes: {len(dataset.classes)}")
+    run.info(f"# Classes: {len(dataset.classes)}")
     if len(dataset) < args.batch_size:
         raise UserError(f"the {args.dataset_name} pre-training split has {len(dataset)} images, fewer than "
                         f"--batch_size {args.batch_size} (the last incomplete batch is dropped); lower --batch_size")
@@ -229,61 +236,66 @@ def main_worker(local_rank, args):
     criterion = AttentioNCE(args.temperature, args.d_pos, args.d_neg, loss=args.loss)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
 
-    start_epoch, global_step, initial = 1, 0, None
-    resume = args.resume or (find_latest_checkpoint(run_dir, RESUME_FILE) if args.auto_resume else None)
-    if resume:
-        state = load_checkpoint(resume, map_location=args.device)
-        if "state_dict" not in state or "optimizer" not in state:
-            raise UserError(f"checkpoint '{resume}' is not an AttentioNCE training checkpoint (no state_dict / "
-                            f"optimizer); resume from <run dir>/{RESUME_FILE}")
+    # epochs count from 1 as in the original; the checkpoint's "epoch" is the last completed one
+    start_epoch, initial = 1, None
+    state = run.resume_state(args.resume, RESUME_FILE, require=("epoch", "state_dict", "optimizer"))
+    if state is not None:
         try:
             model.load_state_dict(strip_module_prefix(state["state_dict"]))
-            optimizer.load_state_dict(state["optimizer"])
-        except (RuntimeError, ValueError, KeyError) as e:
-            raise UserError(f"checkpoint '{resume}' does not match this model (--arch {args.arch}, "
+        except RuntimeError as e:
+            raise UserError(f"the resume checkpoint does not match this model (--arch {args.arch}, "
                             f"--feature_dim {args.feature_dim}): {str(e).splitlines()[0]}") from None
-        if state.get("scaler"):   # empty when the scaler is off (no AMP, or bfloat16 on CPU)
-            precision.scaler.load_state_dict(state["scaler"])
-        start_epoch, global_step = state["epoch"] + 1, state.get("global_step", 0)
+        start_epoch = run.restore(state, optimizer=optimizer, scaler=precision.scaler) + 1
         initial = state.get("initial_eval")
-        restore_rng_state(state.get("rng_state", state.get("rng")))  # "rng": checkpoints written before the rename
-        logger.info(f"resumed from {resume} at epoch {state['epoch']}")
+        run.info(f"resumed from {args.resume or RESUME_FILE} at epoch {state['epoch']}")
 
     if args.eval != "none" and initial is None:
-        if main_process:
+        if run.main:
             initial = evaluate(model, args)
         dist_utils.barrier()
     if initial is not None:
-        logger.info(f"initial {initial[0]}: {initial[1]:.2f}")
+        run.info(f"initial {initial[0]}: {initial[1]:.2f}")
+        run.scalar(eval_tag(initial[0]), initial[1], 0)
 
-    for epoch in range(start_epoch, args.epochs + 1):
+    last = {"loss": None}
+
+    def train_one_epoch(index):
+        epoch = index + 1
         sampler.set_epoch(epoch)
         if hasattr(dataset, "set_epoch"):
             dataset.set_epoch(epoch)
-        loss, global_step = train_one_epoch(net, criterion, loader, optimizer, args, epoch, logger, global_step,
-                                            views_of, precision)
-        logger.scalar("train/epoch_loss", loss, epoch)
-        logger.info(f"epoch {epoch}: loss {loss:.4f}")
-        if main_process:
-            if epoch % args.save_every == 0 or epoch == args.epochs:
-                # the original's file: DataParallel state dict ('module.' keys), read by linear.py
-                path = os.path.join(run_dir, original_checkpoint_name(args, epoch))
-                save_checkpoint(add_module_prefix(model.state_dict()), path)
-            save_checkpoint({"epoch": epoch, "global_step": global_step, "state_dict": model.state_dict(),
-                             "optimizer": optimizer.state_dict(), "scaler": precision.scaler.state_dict(),
-                             "args": args_for_saving(args),
-                             "rng_state": capture_rng_state(), "code_version": code_version(),
-                             "initial_eval": initial},
-                            os.path.join(run_dir, RESUME_FILE))
-        dist_utils.barrier()
+        last["loss"] = run_epoch(net, criterion, loader, optimizer, args, epoch, run, views_of, precision)
+        return {"epoch_loss": last["loss"]}
 
-    if args.eval != "none" and main_process:
-        final = evaluate(model, args)
-        logger.info(f"final {final[0]}: {final[1]:.2f}")
-        logger.scalar(f"eval/{final[0].replace(' ', '_')}", final[1], args.epochs)
-    logger.info(f"checkpoints in {run_dir}")
-    logger.close()
-    dist_utils.cleanup()
+    def checkpoint(done, metrics, best):
+        if run.main and (done % args.save_every == 0 or done == args.epochs):
+            # the original's file: DataParallel state dict ('module.' keys) that linear.py reads, also written
+            # where the original's README passes it on (../results/<dataset>/ beside image/)
+            path = run.save(add_module_prefix(model.state_dict()), original_checkpoint_name(args, done),
+                            bookkeeping=False)
+            publish(path, original_output_path(SCRIPT_DIR, os.path.join("..", "results", args.dataset_name,
+                                                                        original_checkpoint_name(args, done))))
+        return {"epoch": done, "state_dict": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scaler": precision.scaler.state_dict(), "args": args_for_saving(args), "initial_eval": initial}
+
+    fit(run, start_epoch - 1, args.epochs, train_one_epoch, checkpoint, resume_name=RESUME_FILE)
+
+    if args.eval != "none":
+        final = evaluate(model, args) if run.main else None
+        if final is not None:
+            run.info(f"final {final[0]}: {final[1]:.2f}")
+            run.scalar(eval_tag(final[0]), final[1])
+    elif last["loss"] is not None:    # no evaluation asked for: the run's last number is its training loss
+        final = ("loss", last["loss"])
+        run.info(f"final loss: {final[1]:.4f}")
+    else:
+        final = None
+    run.finish(*(final or (None, None)))
+
+
+def eval_tag(metric_name: str) -> str:
+    """'linear top-1' → 'eval/linear_top1' (the logging schema)."""
+    return "eval/" + metric_name.replace(" top-1", "_top1")
 
 
 def args_for_saving(args) -> dict:
@@ -293,7 +305,6 @@ def args_for_saving(args) -> dict:
 def main(argv=None, variant: str = "image"):
     args = get_parser(variant).parse_args(argv)
     check_args(args)
-    args.name = args.name or default_run_name(args)
     # the data order's seed must agree between processes (and survive a resume): fixed by --seed, else 0
     args.data_seed = args.seed if args.seed is not None else 0
     if args.device is not None:
