@@ -304,7 +304,8 @@ def paired_differences(rows: list) -> list:
 
 
 def differences_table(diffs: list) -> str:
-    lines = ["| method | − baseline | metric | seeds | per-seed differences | mean ± std |", "|---|---|---|---|---|---|"]
+    lines = ["| method | − baseline | metric | seeds | per-seed differences | mean ± std |",
+             "|---|---|---|---|---|---|"]
     for d in diffs:
         per_seed = ", ".join(f"{v:+.2f}" for v in d["differences"])
         mean = f"{d['mean']:+.2f}" + (f" ± {d['std']:.2f}" if d["std"] is not None else "")
@@ -376,7 +377,8 @@ def write_plot(path: Path, rows: list) -> bool:
         ax.tick_params(axis="y", labelsize=7)
     handles = [
         plt.Line2D([], [], marker="D", color=METHOD_COLOUR, linestyle="", label="method: mean ± std over seeds"),
-        plt.Line2D([], [], marker="D", color=BASELINE_COLOURS[0], linestyle="", label="its baseline (a second one in orange)"),
+        plt.Line2D([], [], marker="D", color=BASELINE_COLOURS[0], linestyle="",
+                   label="its baseline (a second one in orange)"),
         plt.Line2D([], [], marker="o", color="#555555", alpha=0.55, linestyle="", markersize=4, label="one seed"),
         plt.Line2D([], [], color=UNTRAINED_COLOUR, linestyle="--", label="untrained network (initial)"),
     ]

@@ -18,10 +18,6 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # `python ci/smoke.py` from a plain checkout
-    sys.path.append(str(ROOT))
-
-from common.golden import golden_dir, golden_fixtures  # noqa: E402,F401  (golden_dir: re-exported for the tests)
 
 
 def smoke_env(runs_dir: str | os.PathLike | None = None, extra: dict | None = None) -> dict:
@@ -164,10 +160,11 @@ if __name__ == "__main__":
 
 
 def run_golden(method: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    """Run ``ci/golden.py --method <method>`` on every ``.pt`` fixture of ``golden_dir()/<method>`` (the in-repo
-    ``tests/golden`` unless ``$GOLDEN_DIR`` is set) and assert that all of them pass (the closing line must be
-    ``N passed, 0 failed`` with N = the number of files). A missing or empty fixture folder raises
+    """Run ``ci/golden.py --method <method>`` on every ``.pt`` fixture of ``common.golden.golden_dir()/<method>``
+    (the in-repo ``tests/golden`` unless ``$GOLDEN_DIR`` is set) and assert that all of them pass (the closing line
+    must be ``N passed, 0 failed`` with N = the number of files). A missing or empty fixture folder raises
     FileNotFoundError: it fails the calling test instead of skipping it."""
+    from common.golden import golden_fixtures  # here, not at the top: the smoke helpers do not need torch
     files = [str(p) for p in golden_fixtures(method)]
     proc = subprocess.run([sys.executable, str(ROOT / "ci" / "golden.py"), "--method", method, *files],
                           cwd=ROOT, env=smoke_env(), capture_output=True, text=True, timeout=timeout)
