@@ -1,4 +1,4 @@
-"""Golden-fixture checks for ASCL (``python ci/golden.py --method ascl shared/golden/ascl/*.pt``).
+"""Golden-fixture checks for ASCL (``python ci/golden.py --method ascl tests/golden/ascl/*.pt``).
 
 Every family recomputes its keys from the fixture's inputs and hparams with this repository's code:
 ``moco_loss`` / ``moco_sequence`` / ``byol_loss`` → :class:`ascl.losses.ASCLLoss`;

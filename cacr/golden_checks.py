@@ -1,6 +1,6 @@
-"""Golden-fixture checks for CACR (``python ci/golden.py --method cacr ../shared/golden/cacr/*.pt``).
+"""Golden-fixture checks for CACR (``python ci/golden.py --method cacr tests/golden/cacr/*.pt``).
 
-Families (recognised by ``hparams['source']`` and the file name, see ``shared/golden/cacr/README.md``):
+Families (recognised by ``hparams['source']`` and the file name, see ``tests/golden/cacr/README.md``):
 small-scale loss, queue-MoCo, MoCo-v3 CACR, schedules, LARS, weighted kNN, imbalanced CIFAR subsets.
 Every value is recomputed from the stored inputs with this package's code; nothing is special-cased per file.
 """

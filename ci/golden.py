@@ -1,7 +1,10 @@
 #!/usr/bin/env python
 """Check golden fixtures (tensors recorded from the authors' code) against this repository.
 
-    python ci/golden.py --method paco ../shared/golden/paco/*.pt
+    python ci/golden.py --method paco tests/golden/paco/*.pt       # the fixtures shipped in the repository
+    python ci/golden.py --method paco ../shared/golden/paco/*.pt   # any other fixture set, e.g. the shared one
+    python ci/golden.py --method paco                              # no files: every .pt of $GOLDEN_DIR/paco
+                                                                   # ($GOLDEN_DIR defaults to tests/golden)
 
 Prints one line per file (PASS/FAIL, the worst key and its error) and a last line ``N passed, M failed``;
 exits 1 if any file fails or is not recognised by the method's checks.
@@ -19,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # works from a plain checkout too, not only after `pip install -e .`
     sys.path.append(str(ROOT))
 
-from common.golden import UnrecognisedFixture, load_fixture  # noqa: E402
+from common.golden import UnrecognisedFixture, golden_fixtures, load_fixture  # noqa: E402
 
 METHODS = ("cacr", "ascl", "paco", "mcl", "attentionce")
 
@@ -56,9 +59,17 @@ def check_file(checks, path: str, verbose: bool) -> bool:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--method", required=True, choices=METHODS)
-    parser.add_argument("files", nargs="+", help="fixture files (.pt); other files (json, md) are skipped")
+    parser.add_argument("files", nargs="*", help="fixture files (.pt); other files (json, md) are skipped; "
+                                                 "default: every .pt of $GOLDEN_DIR/<method> (tests/golden/<method>)")
     parser.add_argument("-v", "--verbose", action="store_true", help="print every key")
     args = parser.parse_args(argv)
+    if not args.files:
+        try:
+            args.files = [str(p) for p in golden_fixtures(args.method)]
+        except FileNotFoundError as exc:
+            print(f"error: {exc}; pass the fixture files or set $GOLDEN_DIR", file=sys.stderr)
+            print("0 passed, 0 failed")
+            return 1
     try:
         checks = importlib.import_module(f"{args.method}.golden_checks")
     except ModuleNotFoundError as exc:

@@ -2,7 +2,7 @@
 
     python ci/results.py --jobs 2                                   # every variant, seeds 0 1 2
     python ci/results.py --methods ascl ascl-moco --jobs 2          # re-run some; merged into results.json
-    python ci/results.py --report-only                              # rebuild results.md / .png from the JSON
+    python ci/results.py --plot-only                                # no training: table + figure from the JSON
 
 Each run is ``cd <method> && bash sh/train.sh <seed flag> S [baseline flags]``, i.e. the embedded default of
 that method's README with only the seed (and, for a baseline, the loss) changed. Its ``initial <metric>: v`` and
@@ -13,8 +13,10 @@ resume the previous seed's finished checkpoint instead of training.
 
 Written to ``--out`` (default ``docs/results``): ``results.json`` (rewritten after every run and merged with the
 existing file, so one method can be re-run alone), ``results.md`` (mean ± sample std over seeds) and
-``results.png`` (bar plot with error bars; needs the optional ``plot`` extra, ``pip install -e '.[plot]'``,
-and is skipped with a message without it).
+``results.png`` (one panel per metric, each method beside its baseline: every seed, mean ± std, the untrained
+network; below, the per-seed paired differences method − baseline with their mean ± std; needs the optional
+``plot`` extra, ``pip install -e '.[plot]'``, and is skipped with a message without it, an error with
+``--plot-only``).
 """
 from __future__ import annotations
 
@@ -263,12 +265,67 @@ def write_markdown(path: Path, rows: list, runs: dict) -> None:
         f"{os.cpu_count()}-core machine, {', '.join(map(str, threads))} thread(s) per run, load average at the start "
         f"of the runs {min(loads, default=0):.1f}–{max(loads, default=0):.1f}: a load above the core count means "
         "other jobs shared the machine, which inflates the wall time but not the CPU time.\n\n")
-    path.write_text(header + markdown_table(rows))
+    diffs = paired_differences(rows)
+    differences = ("\n## Method − baseline, paired by seed\n\n"
+                   "A seed gives the method and its baseline the same untrained network (the same initial scores), so "
+                   "the differences are paired by seed; mean ± sample standard deviation of those differences. "
+                   "A mean within one standard deviation of zero is within the seed-to-seed noise.\n\n"
+                   + differences_table(diffs)) if diffs else ""
+    path.write_text(header + markdown_table(rows) + differences)
+
+
+METRIC_PANELS = (("knn top-1", "k-NN top-1"), ("linear top-1", "linear probe top-1"),
+                 ("top-1", "supervised top-1"))
+METHOD_COLOUR, BASELINE_COLOURS, UNTRAINED_COLOUR = "#1f77b4", ("#7f7f7f", "#ff7f0e"), "#d62728"
+# difference view: a mean beyond one std of the paired differences is a gain (green) or a loss (purple)
+GAIN_COLOUR, LOSS_COLOUR, NOISE_COLOUR = "#2ca02c", "#9467bd", "#7f7f7f"
+
+
+def paired_differences(rows: list) -> list:
+    """Method − baseline for every baseline row, paired by seed (a seed gives both runs the same untrained
+    network, see their equal initial scores): one entry per (method folder, metric, baseline) with the common
+    seeds, the per-seed differences, their mean and sample std."""
+    methods = {(row["method"], row["metric"]): row for row in rows if not row["baseline"]}
+    out = []
+    for base in rows:
+        method = methods.get((base["method"], base["metric"]))
+        if not base["baseline"] or method is None:
+            continue
+        ours = dict(zip(method["seeds"], method["final_values"]))
+        theirs = dict(zip(base["seeds"], base["final_values"]))
+        seeds = sorted(set(ours) & set(theirs))
+        if not seeds:
+            continue
+        diffs = [ours[s] - theirs[s] for s in seeds]
+        mean, std = _mean_std(diffs)
+        out.append({"method": method["label"], "baseline": base["label"], "metric": base["metric"],
+                    "seeds": seeds, "differences": diffs, "mean": mean, "std": std})
+    return out
+
+
+def differences_table(diffs: list) -> str:
+    lines = ["| method | − baseline | metric | seeds | per-seed differences | mean ± std |",
+             "|---|---|---|---|---|---|"]
+    for d in diffs:
+        per_seed = ", ".join(f"{v:+.2f}" for v in d["differences"])
+        mean = f"{d['mean']:+.2f}" + (f" ± {d['std']:.2f}" if d["std"] is not None else "")
+        lines.append(f"| {d['method']} | {d['baseline']} | {d['metric']} | {','.join(map(str, d['seeds']))} | "
+                     f"{per_seed} | {mean} |")
+    return "\n".join(lines) + "\n"
+
+
+def _short(label: str) -> str:
+    return label.replace(" (", "\n(")  # "SimCLR (CACR setup)" on two lines under its tick
 
 
 def write_plot(path: Path, rows: list) -> bool:
-    """Bar plot of the final metric (mean, error bar = std) with the untrained network as a tick; False if
-    matplotlib is missing."""
+    """Two views of the final metric; False if matplotlib is missing.
+
+    Top: one panel per metric (k-NN, linear probe, supervised top-1), each method beside its own baseline(s):
+    every seed as a dot, mean ± sample std as a diamond with an error bar, the untrained network (initial) as a
+    red dash. Bottom: method − baseline per seed (paired by seed) with their mean ± sample std, and zero marked,
+    so a gain within the seed-to-seed spread is seen as one.
+    """
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -276,38 +333,101 @@ def write_plot(path: Path, rows: list) -> bool:
     except ImportError:
         print(f"{path.name} skipped: matplotlib is not installed (pip install -e '.[plot]')")
         return False
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(rows) + 1.5), 4.5))
-    positions = list(range(len(rows)))
-    colours = ["#9e9e9e" if row["baseline"] else "#1f77b4" for row in rows]
-    ax.bar(positions, [row["final_mean"] for row in rows], color=colours,
-           yerr=[row["final_std"] or 0.0 for row in rows], capsize=4, zorder=2)
-    initial = [(i, row["initial_mean"]) for i, row in enumerate(rows) if row["initial_mean"] is not None]
-    if initial:
-        ax.scatter([i for i, _ in initial], [v for _, v in initial], marker="_", s=400, color="#d62728",
-                   linewidths=2, zorder=3, label="untrained network (initial)")
-        ax.legend(loc="upper left", fontsize=8)
-    for i, row in enumerate(rows):
-        ax.text(i, row["final_mean"] + (row["final_std"] or 0.0) + 1.5, f"{row['final_mean']:.1f}",
-                ha="center", fontsize=8)
-    ax.set_xticks(positions, [f"{row['label']}\n{row['metric']}" for row in rows], rotation=35, ha="right",
-                  fontsize=8)
-    ax.set_ylabel("test accuracy on digits (%)")
-    ax.set_ylim(0, 115)  # headroom for the legend above the bars
-    ax.set_title("digits sanity check: method (blue) vs baseline (grey), mean ± std over seeds", fontsize=9)
-    ax.grid(axis="y", alpha=0.3, zorder=0)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    known = [m for m, _ in METRIC_PANELS]
+    panels = [(m, title) for m, title in METRIC_PANELS if any(r["metric"] == m for r in rows)]
+    panels += [(m, m) for m in dict.fromkeys(r["metric"] for r in rows) if m not in known]
+    panel_rows = {m: [r for r in rows if r["metric"] == m] for m, _ in panels}
+    diffs = paired_differences(rows)
+
+    widths = [max(2, len(panel_rows[m])) + 0.5 * len({r["method"] for r in panel_rows[m]}) for m, _ in panels]
+    fig = plt.figure(figsize=(max(9.0, 0.75 * sum(widths) + 2), 8.0 + 0.25 * max(0, len(diffs) - 6)))
+    grid = fig.add_gridspec(2, len(panels), width_ratios=widths, height_ratios=[3, 2.2 + 0.15 * len(diffs)],
+                            hspace=0.55, wspace=0.25)
+    for col, (metric, title) in enumerate(panels):
+        ax = fig.add_subplot(grid[0, col])
+        x, ticks, labels, groups = 0.0, [], [], {}
+        for row in panel_rows[metric]:
+            groups.setdefault(row["method"], []).append(row)
+        for members in groups.values():
+            members = sorted(members, key=lambda r: r["baseline"])  # the method first, then its baselines
+            start = x
+            for k, row in enumerate(members):
+                colour = BASELINE_COLOURS[(k - 1) % len(BASELINE_COLOURS)] if row["baseline"] else METHOD_COLOUR
+                values = row["final_values"]
+                jitter = [x + 0.08 * (i - (len(values) - 1) / 2) for i in range(len(values))]
+                ax.scatter(jitter, values, s=12, color=colour, alpha=0.55, zorder=3, linewidths=0)
+                ax.errorbar([x], [row["final_mean"]], yerr=[row["final_std"] or 0.0], fmt="D", color=colour,
+                            markersize=6, capsize=5, elinewidth=1.5, zorder=4)
+                ax.annotate(f"{row['final_mean']:.1f}", (x + 0.16, row["final_mean"]), fontsize=7, va="center")
+                ticks.append(x)
+                labels.append(_short(row["label"]))
+                x += 1.0
+            initial = [r["initial_mean"] for r in members if r["initial_mean"] is not None]
+            if initial:  # the same untrained network for the method and its baselines (same seeds)
+                ax.hlines(statistics.fmean(initial), start - 0.35, x - 0.65, colors=UNTRAINED_COLOUR,
+                          linestyles="--", linewidth=1.5, zorder=2)
+            x += 0.5
+        ax.set_xticks(ticks, labels, fontsize=7, rotation=30, ha="right")
+        ax.set_xlim(-0.6, x - 0.9)
+        ax.margins(y=0.08)
+        ax.set_title(title, fontsize=9)
+        ax.grid(axis="y", alpha=0.3, zorder=0)
+        if col == 0:
+            ax.set_ylabel("test accuracy on digits (%)", fontsize=8)
+        ax.tick_params(axis="y", labelsize=7)
+    handles = [
+        plt.Line2D([], [], marker="D", color=METHOD_COLOUR, linestyle="", label="method: mean ± std over seeds"),
+        plt.Line2D([], [], marker="D", color=BASELINE_COLOURS[0], linestyle="",
+                   label="its baseline (a second one in orange)"),
+        plt.Line2D([], [], marker="o", color="#555555", alpha=0.55, linestyle="", markersize=4, label="one seed"),
+        plt.Line2D([], [], color=UNTRAINED_COLOUR, linestyle="--", label="untrained network (initial)"),
+    ]
+    fig.suptitle("digits sanity check: final test accuracy per method and its baseline", fontsize=10, y=0.995)
+    fig.legend(handles=handles, loc="upper center", ncol=4, fontsize=8, frameon=False, bbox_to_anchor=(0.5, 0.965))
+
+    ax = fig.add_subplot(grid[1, :])
+    if diffs:
+        ys = list(range(len(diffs)))[::-1]
+        for y, d in zip(ys, diffs):
+            spread = d["std"] or 0.0
+            within = abs(d["mean"]) <= spread
+            colour = NOISE_COLOUR if within else GAIN_COLOUR if d["mean"] > 0 else LOSS_COLOUR
+            ax.scatter(d["differences"], [y] * len(d["differences"]), s=18, color=colour, alpha=0.6, zorder=3,
+                       linewidths=0)
+            ax.errorbar([d["mean"]], [y], xerr=[spread], fmt="D", color=colour, markersize=6, capsize=5, zorder=4)
+            ax.annotate(f"{d['mean']:+.2f} ± {spread:.2f}" + ("  (within noise)" if within else ""),
+                        (max(d["differences"] + [d["mean"] + spread]), y), xytext=(8, 0),
+                        textcoords="offset points", fontsize=7, va="center")
+        ax.set_yticks(ys, [f"{d['method']} − {d['baseline']}  [{d['metric']}]" for d in diffs], fontsize=7)
+        ax.axvline(0.0, color="black", linewidth=1, zorder=1)
+        lo = min(min(d["differences"] + [d["mean"] - (d["std"] or 0)]) for d in diffs)
+        hi = max(max(d["differences"] + [d["mean"] + (d["std"] or 0)]) for d in diffs)
+        pad = 0.1 * (hi - lo or 1.0)
+        ax.set_xlim(min(lo, 0.0) - pad, max(hi, 0.0) + 2.5 * pad)  # room on the right for the mean ± std labels
+        ax.margins(y=0.12)
+    ax.set_xlabel("method − baseline, final test accuracy (points), paired by seed: dots = the seeds, "
+                  "diamond = mean ± sample std of the paired differences", fontsize=8)
+    ax.set_title("method − baseline, paired by seed (grey: |mean| ≤ one std, within the seed-to-seed noise; "
+                 "green / purple: a gain / loss beyond it)", fontsize=9)
+    ax.grid(axis="x", alpha=0.3, zorder=0)
+    ax.tick_params(axis="x", labelsize=7)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
     return True
 
 
-def write_report(out: Path, data: dict) -> list:
+def write_report(out: Path, data: dict, require_plot: bool = False) -> list:
+    """results.md and results.png from the runs in ``data``; with ``require_plot`` a missing matplotlib is a
+    UserError (after the table is written) instead of a message."""
     rows = aggregate(data["runs"])
     write_markdown(out / RESULTS_MD, rows, data["runs"])
-    if rows and write_plot(out / RESULTS_PNG, rows):
+    plotted = bool(rows) and write_plot(out / RESULTS_PNG, rows)
+    if plotted:
         print(f"wrote {out / RESULTS_PNG}")
     print(f"wrote {out / RESULTS_MD}\n")
     print(markdown_table(rows))
+    if require_plot and not plotted:
+        raise UserError(f"{out / RESULTS_PNG} not drawn: matplotlib is not installed; pip install -e '.[plot]'")
     return rows
 
 
@@ -328,7 +448,8 @@ def parse_args(argv=None):
     p.add_argument("--runs-dir", type=Path, default=None,
                    help="where each run's CL_RUNS_DIR and logs go (default: a new temporary folder)")
     p.add_argument("--timeout", type=float, default=3600.0, help="seconds before a run is killed")
-    p.add_argument("--report-only", action="store_true", help="only rebuild results.md / .png from results.json")
+    p.add_argument("--report-only", "--plot-only", dest="report_only", action="store_true",
+                   help="no training: only rebuild results.md (table) and results.png (figure) from results.json")
     args = p.parse_args(argv)
     if args.methods == ["all"]:
         args.methods = [v.name for v in VARIANTS]
@@ -351,7 +472,10 @@ def main(argv=None) -> int:
     json_path = args.out / RESULTS_JSON
     data = load_results(json_path)  # fails early on a corrupt file, before hours of training
     if args.report_only:
-        write_report(args.out, data)
+        if not data["runs"]:
+            raise UserError(f"{json_path} has no runs to report; run ci/results.py without --plot-only first, "
+                            f"or pass --out to the folder holding results.json")
+        write_report(args.out, data, require_plot=True)
         return 0
     runs_root = args.runs_dir or Path(tempfile.mkdtemp(prefix="cl_results_"))
     runs_root.mkdir(parents=True, exist_ok=True)

@@ -151,11 +151,6 @@ def assert_states_close(reference: dict, other: dict, rtol: float = 1e-4, atol: 
     return compared
 
 
-def golden_dir() -> Path:
-    """Where the shared golden fixtures live: ``$GOLDEN_DIR`` or ``<repo>/../shared/golden``."""
-    return Path(os.environ.get("GOLDEN_DIR", ROOT.parent / "shared" / "golden"))
-
-
 if __name__ == "__main__":
     if len(sys.argv) < 3:
         sys.exit("usage: python ci/smoke.py METHOD SCRIPT [-- ARGS...]")
@@ -167,10 +162,12 @@ if __name__ == "__main__":
 
 
 def run_golden(method: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    """Run ``ci/golden.py --method <method>`` on every ``.pt`` fixture of ``golden_dir()/<method>`` and assert
-    that all of them pass (the closing line must be ``N passed, 0 failed`` with N = the number of files)."""
-    files = sorted(str(p) for p in (golden_dir() / method).glob("*.pt"))
-    assert files, f"no .pt fixtures in {golden_dir() / method}"
+    """Run ``ci/golden.py --method <method>`` on every ``.pt`` fixture of ``common.golden.golden_dir()/<method>``
+    (the in-repo ``tests/golden`` unless ``$GOLDEN_DIR`` is set) and assert that all of them pass (the closing line
+    must be ``N passed, 0 failed`` with N = the number of files). A missing or empty fixture folder raises
+    FileNotFoundError: it fails the calling test instead of skipping it."""
+    from common.golden import golden_fixtures  # here, not at the top: the smoke helpers do not need torch
+    files = [str(p) for p in golden_fixtures(method)]
     proc = subprocess.run([sys.executable, str(ROOT / "ci" / "golden.py"), "--method", method, *files],
                           cwd=ROOT, env=smoke_env(), capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -1,4 +1,4 @@
-"""Golden-fixture checks for MCL (``python ci/golden.py --method mcl ../shared/golden/mcl/*.pt``).
+"""Golden-fixture checks for MCL (``python ci/golden.py --method mcl tests/golden/mcl/*.pt``).
 
 Families (``meta['kind']``, falling back to the file name): ``cifar_sup_mcl``, ``imagenet_sup_mcl_memory``,
 ``moco_mcl``, ``mperclass_sampler``. Every key is recomputed in float64 from the fixture's inputs and

@@ -1,4 +1,4 @@
-"""Golden-fixture checks for PaCo (`python ci/golden.py --method paco ../shared/golden/paco/*.pt`).
+"""Golden-fixture checks for PaCo (`python ci/golden.py --method paco tests/golden/paco/*.pt`).
 
 Families (by ``meta['kind']``, falling back to the file name): ``paco_loss`` (loss_*.pt), ``gpaco_loss``
 (gpaco_loss_*.pt), ``builder_step`` (builder_step_*.pt), ``shot_acc`` (shot_acc_*.pt). Every key is recomputed

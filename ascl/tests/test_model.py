@@ -1,21 +1,17 @@
-"""Model structure against the original's parameter counts (shared/golden/ascl/archs.json) and checkpoint keys."""
+"""Model structure against the original's parameter counts (tests/golden/ascl/archs.json) and checkpoint keys."""
 import json
-import os
-from pathlib import Path
 
 import pytest
 import torch
 
 from ascl.model import ASCL, LinearHead, ModelBase
+from common.golden import golden_file
 from common.utils import count_parameters
 
-ARCHS = Path(os.environ.get("GOLDEN_DIR", Path(__file__).resolve().parents[3] / "shared" / "golden")) / "ascl" / "archs.json"
 
-
-@pytest.mark.skipif(not ARCHS.is_file(), reason="no archs.json")
 @pytest.mark.parametrize("arch", ["resnet18"])  # resnet34/50 checked the same way by hand (slow to build)
 def test_parameter_counts_match_original(arch):
-    ref = json.loads(ARCHS.read_text())
+    ref = json.loads(golden_file("ascl", "archs.json").read_text())
     for variant in ("cifar10", "stl10"):
         entry = ref.get(f"{arch}/{variant}")
         if entry is None:

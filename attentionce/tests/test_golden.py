@@ -3,24 +3,20 @@
 import pytest
 import torch
 
-from ci.smoke import golden_dir, run_golden
+from ci.smoke import run_golden
+from common.golden import golden_file
 
-GOLDEN = golden_dir() / "attentionce"
 
-
-@pytest.mark.skipif(not (golden_dir() / "attentionce").is_dir(), reason=f"no golden fixtures at {golden_dir()}")
 def test_golden_fixtures_pass():
     run_golden("attentionce")
 
 
-
-@pytest.mark.skipif(not GOLDEN.is_dir(), reason=f"no golden fixtures at {GOLDEN}")
 def test_golden_check_is_not_vacuous():
     """Perturbing the recorded loss by 1e-6 relative, or beta by dropping the 1e-6 term, fails the check;
     a fixture of another family is not silently accepted."""
     from attentionce.golden_checks import check_fixture
     from common.golden import UnrecognisedFixture
-    path = str(GOLDEN / "cifar10_b8_d16_t0.5.pt")
+    path = str(golden_file("attentionce", "cifar10_b8_d16_t0.5.pt"))
     fixture = torch.load(path, weights_only=False)
     assert all(r.ok for r in check_fixture(path, fixture))
     bad = {**fixture, "tensors": dict(fixture["tensors"])}

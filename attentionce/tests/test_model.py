@@ -2,20 +2,15 @@
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
-import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[2]
-ARCHS = Path(os.environ.get("GOLDEN_DIR", ROOT.parent / "shared" / "golden")) / "attentionce" / "archs.json"
+from common.golden import golden_file
 
 
-@pytest.mark.skipif(not ARCHS.is_file(), reason="no archs.json")
 def test_resnet50_model_matches_original():
     from attentionce.image.model import Model, add_module_prefix
-    spec = json.loads(ARCHS.read_text())["resnet50_cifar_variant"]
+    spec = json.loads(golden_file("attentionce", "archs.json").read_text())["resnet50_cifar_variant"]
     model = Model(128, "resnet50")
     count = lambda m: sum(p.numel() for p in m.parameters())
     assert count(model.f) == spec["encoder_params"]

@@ -1,25 +1,21 @@
 """Multi-network wrappers (§e, quirk 1): parameter counts of every architecture for N = 2, 3, 4 and of the
 shared / per-branch children, feature dims, and the (logits, embeddings) interface."""
 import json
-import os
-from pathlib import Path
 
 import pytest
 import torch
 
+from common.golden import golden_file
 from mcl.models import get_model
 from mcl.utils import cal_param_size
 
-ARCHS_JSON = Path(os.environ.get("GOLDEN_DIR", Path(__file__).resolve().parents[3] / "shared" / "golden")) / "mcl" / "archs.json"
 CIFAR = ["resnet32", "resnet56", "resnet110", "wrn_16_2", "wrn_40_2", "wrn_28_4", "ShuffleNetV2_05x",
          "ShuffleNetV2_1x", "hcgnet_A1", "hcgnet_A2"]
 
 
 @pytest.fixture(scope="module")
 def archs():
-    if not ARCHS_JSON.is_file():
-        pytest.skip(f"{ARCHS_JSON} not found")
-    return json.loads(ARCHS_JSON.read_text())
+    return json.loads(golden_file("mcl", "archs.json").read_text())
 
 
 def children_params(model):

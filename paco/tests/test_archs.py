@@ -1,4 +1,4 @@
-"""The PaCo wrapper of every scripted combination has the original's size (shared/golden/paco/archs.json):
+"""The PaCo wrapper of every scripted combination has the original's size (tests/golden/paco/archs.json):
 query encoder with the BN MLP head, classifier, momentum copies (linear_k only in the LT wrapper), queue shape."""
 from __future__ import annotations
 
@@ -7,10 +7,9 @@ import json
 import pytest
 import torch
 
-from ci.smoke import golden_dir
+from common.golden import golden_file
 from paco.main_paco import build_model, parse_args
 
-ARCHS = golden_dir() / "paco" / "archs.json"
 COMBOS = {  # archs.json key → entry variant and flags as the scripts pass them
     "resnet32/cifar100": ("cifar", ["--imb-factor", "0.01", "--alpha", "0.01", "--feat_dim", "64",
                                     "--moco-dim", "32", "--moco-k", "1024"]),
@@ -26,10 +25,9 @@ COMBOS = {  # archs.json key → entry variant and flags as the scripts pass the
 }
 
 
-@pytest.mark.skipif(not ARCHS.is_file(), reason=f"no {ARCHS}")
 @pytest.mark.parametrize("key", sorted(COMBOS))
 def test_wrapper_sizes_match_original(key):
-    expected = json.loads(ARCHS.read_text())[key]
+    expected = json.loads(golden_file("paco", "archs.json").read_text())[key]
     variant, flags = COMBOS[key]
     args = parse_args(variant, flags + ["--no-multiprocessing-distributed"])
     with torch.device("meta"):  # shapes only: no memory, no initialisation cost

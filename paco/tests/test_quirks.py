@@ -2,18 +2,15 @@
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn as nn
 
+from common.golden import golden_file
 from paco.losses import PaCoLoss, paco_loss
 from paco.main_paco import parse_args
 from paco.moco.builder import PaCo
-
-GOLDEN = Path(os.environ.get("GOLDEN_DIR", Path(__file__).resolve().parents[3] / "shared" / "golden")) / "paco"
 
 
 class TinyEncoder(nn.Module):
@@ -81,11 +78,10 @@ def test_gamma_only_scales_denominator_and_alpha_zero():  # quirk 4 and §f note
     assert torch.allclose(inter["per_anchor_loss"], ce, atol=1e-6)
 
 
-@pytest.mark.skipif(not (GOLDEN / "lr_schedules.json").is_file(), reason="no golden lr schedules")
 def test_lr_schedules_match_the_originals():  # quirk 9 (CIFAR: 1.1x at epoch 10, drops after 320 / 360), 22
     from argparse import Namespace
     from paco.main_paco import adjust_learning_rate
-    data = json.loads((GOLDEN / "lr_schedules.json").read_text())
+    data = json.loads(golden_file("paco", "lr_schedules.json").read_text())
     optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
     for name, entry in data.items():
         a = entry["args"]

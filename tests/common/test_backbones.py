@@ -1,5 +1,5 @@
-"""common.backbones: parameter counts against every plain-network entry of shared/golden/*/archs.json, output
-shapes, classifier attribute names, initialisation, SplitBatchNorm against the ASCL fixture, registry errors.
+"""common.backbones: parameter counts against every plain-network entry of tests/golden/*/archs.json, output shapes,
+classifier attribute names, initialisation, SplitBatchNorm against the ASCL fixture, registry errors.
 
 Large ImageNet models are built on the meta device (no memory, no forward) to count parameters cheaply.
 """
@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-from pathlib import Path
 
 import pytest
 import torch
@@ -16,17 +14,21 @@ import torch.nn as nn
 
 from common.backbones import (SplitBatchNorm, build_backbone, convert_split_batchnorm, convert_sync_batchnorm,
                               list_backbones)
+from common.golden import golden_dir, golden_file
 
-REPO = Path(__file__).resolve().parents[2]
-GOLDEN_DIR = Path(os.environ.get("GOLDEN_DIR", REPO.parent / "shared" / "golden"))
+ARCHS_METHODS = ("mcl", "paco", "ascl", "attentionce", "cacr")
 
 
 def _archs(method: str) -> dict:
-    path = GOLDEN_DIR / method / "archs.json"
+    # read at collection to parametrise the tests; a missing file leaves the table empty here and fails
+    # test_archs_fixtures_are_present (an empty parametrisation alone would only be reported as skipped)
+    path = golden_dir() / method / "archs.json"
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-MCL, PACO, ASCL, ATTENTIONCE, CACR = (_archs(m) for m in ("mcl", "paco", "ascl", "attentionce", "cacr"))
+MCL, PACO, ASCL, ATTENTIONCE, CACR = (_archs(m) for m in ARCHS_METHODS)
+
+
 @pytest.fixture(autouse=True, scope="module")
 def _one_thread():
     """Many tiny ops (HCGNet, ShuffleNet): intra-op threads only add overhead, badly so on a shared machine."""
@@ -36,7 +38,9 @@ def _one_thread():
     torch.set_num_threads(threads)
 
 
-needs_golden = pytest.mark.skipif(not GOLDEN_DIR.exists(), reason=f"golden fixtures not found at {GOLDEN_DIR}")
+@pytest.mark.parametrize("method", ARCHS_METHODS)
+def test_archs_fixtures_are_present(method):
+    assert json.loads(golden_file(method, "archs.json").read_text())
 
 
 def n_params(module: nn.Module) -> int:
@@ -62,7 +66,6 @@ CLASSIFIER_NAME = {"ResNet": {"classifier", "fc"}, "WideResNet": {"fc"}, "Shuffl
                    "HCGNet": {"classifier"}}
 
 
-@needs_golden
 @pytest.mark.parametrize("name,entry", MCL_SINGLE, ids=_ids(MCL_SINGLE))
 def test_mcl_single_network_counts(name, entry):
     model = build_meta(name, entry["num_classes"])
@@ -80,7 +83,6 @@ def test_mcl_single_network_counts(name, entry):
     assert isinstance(getattr(no_head, head[0]), nn.Identity)
 
 
-@needs_golden
 def test_mcl_moco_encoder_count():
     entry = MCL["moco_mcl_resnet18"]
     model = build_meta("resnet18", entry["output_dim"])
@@ -97,7 +99,6 @@ def paco_name(key: str) -> str:
     return f"{arch}_option_a" if variant.startswith("cifar") else arch
 
 
-@needs_golden
 @pytest.mark.parametrize("key,entry", PACO_NETS, ids=_ids(PACO_NETS))
 def test_paco_backbone_counts(key, entry):
     name = paco_name(key)
@@ -113,7 +114,6 @@ def test_paco_backbone_counts(key, entry):
 ASCL_NETS = [(k, v) for k, v in ASCL.items() if isinstance(v, dict) and "backbone_params" in v]
 
 
-@needs_golden
 @pytest.mark.parametrize("key,entry", ASCL_NETS, ids=_ids(ASCL_NETS))
 def test_ascl_backbone(key, entry):
     model = build_meta(f"cifar_{entry['arch']}", 0, maxpool=entry["maxpool_kept"], bn_splits=entry["bn_splits"])
@@ -140,7 +140,6 @@ def test_ascl_backbone(key, entry):
 
 
 # ------------------------------------------------------------------------------------------------ AttentioNCE
-@needs_golden
 def test_attentionce_encoder():
     entry = ATTENTIONCE["resnet50_cifar_variant"]
     model = build_backbone("cifar_resnet50", 0)
@@ -167,7 +166,6 @@ def test_attentionce_encoder():
 CACR_ALEXNETS = [(k, v) for k, v in CACR.items() if k.startswith("small_alexnet")]
 
 
-@needs_golden
 @pytest.mark.parametrize("key,entry", CACR_ALEXNETS, ids=_ids(CACR_ALEXNETS))
 def test_cacr_small_alexnet_structure(key, entry):
     model = build_meta("small_alexnet", feat_dim=entry["output_dim"], input_size=entry["input_size"])
@@ -178,7 +176,6 @@ def test_cacr_small_alexnet_structure(key, entry):
     assert model.feature_dim == entry["output_dim"]
 
 
-@needs_golden
 @pytest.mark.parametrize("input_size", [32, 64])
 def test_cacr_small_alexnet_outputs(input_size):
     entry = next(v for _, v in CACR_ALEXNETS if v["input_size"] == input_size)
@@ -194,7 +191,6 @@ def test_cacr_small_alexnet_outputs(input_size):
     assert torch.allclose(out.norm(dim=1), torch.ones(2), atol=1e-5)
 
 
-@needs_golden
 def test_cacr_resnet_and_vit_counts():
     assert n_params(build_meta("resnet50", 1000)) == CACR["resnet50_lincls"]["total_params"]
     assert build_meta("resnet50").feature_dim == CACR["resnet50_lincls"]["feature_dim"]
@@ -305,9 +301,8 @@ def test_initialisation():
 
 
 # ------------------------------------------------------------------------------------------------------ split BN
-@needs_golden
 def test_split_batchnorm_fixture():
-    fixture = torch.load(GOLDEN_DIR / "ascl" / "split_batchnorm_s8.pt", weights_only=True)
+    fixture = torch.load(golden_file("ascl", "split_batchnorm_s8.pt"), weights_only=True)
     t, h = fixture["tensors"], fixture["hparams"]
     bn = SplitBatchNorm(h["num_features"], h["num_splits"], eps=h["eps"], momentum=h["momentum"])
     with torch.no_grad():

@@ -10,9 +10,9 @@ from PIL import Image
 
 import common.data as D
 from common.data import fake
+from common.golden import golden_file
 from common.utils import UserError
 
-GOLDEN = os.environ.get("GOLDEN_DIR", os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "golden"))
 
 
 @pytest.fixture(scope="module")
@@ -273,10 +273,7 @@ def test_webvision(tmp_path):
 
 # ------------------------------------------------------------------------------------------------------ imbalance
 def test_cifar100_lt_counts_match_golden():
-    path = os.path.join(GOLDEN, "paco", "cifar100_lt_counts.json")
-    if not os.path.isfile(path):
-        pytest.skip(f"golden fixtures not found at {path} (the checkout needs ../shared/golden beside it)")
-    with open(path) as f:
+    with open(golden_file("paco", "cifar100_lt_counts.json")) as f:
         golden = json.load(f)
     targets = np.repeat(np.arange(100), 500)
     np.random.RandomState(1).shuffle(targets)
@@ -314,10 +311,7 @@ def test_cifar_lt_selection_is_paco_global_rng_order():
 
 @pytest.mark.parametrize("name,total", [("cifar10", 27500), ("cifar100", 7870)])
 def test_cacr_imbalanced_indices_match_golden(name, total):
-    path = os.path.join(GOLDEN, "cacr", f"imbalance_{name}_seed0.pt")
-    if not os.path.exists(path):
-        pytest.skip("golden fixtures not available")
-    t = torch.load(path, weights_only=True)["tensors"]
+    t = torch.load(golden_file("cacr", f"imbalance_{name}_seed0.pt"), weights_only=True)["tensors"]
     idx = D.cacr_imbalanced_indices(t["targets"].numpy(), name)
     assert len(idx) == total
     assert np.array_equal(idx, t["selected_indices"].numpy())

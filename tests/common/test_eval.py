@@ -1,6 +1,3 @@
-import os
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -8,14 +5,7 @@ import torch.nn.functional as F
 
 from common.eval import (accuracy, class_counts, extract_features, knn_accuracy, knn_evaluate, shot_accuracy,
                          train_linear_probe, weighted_knn_predict)
-
-GOLDEN = Path(os.environ.get("GOLDEN_DIR", Path(__file__).resolve().parents[2].parent / "shared" / "golden"))
-
-
-def _need(path: Path):
-    if not path.exists():
-        pytest.skip(f"golden fixture {path} not present")
-    return path
+from common.golden import golden_file
 
 
 def _clusters(n, d=16, c=5, seed=0, noise=1.0):
@@ -60,7 +50,7 @@ def test_knn_chunking_and_layout_do_not_change_the_result():
 
 
 def test_knn_ascl_fixture():
-    f = torch.load(_need(GOLDEN / "ascl" / "knn_k200_t01.pt"), weights_only=False)
+    f = torch.load(golden_file("ascl", "knn_k200_t01.pt"), weights_only=False)
     t, h = f["tensors"], f["hparams"]
     scores, pred = weighted_knn_predict(t["feature"], t["feature_bank"], t["feature_labels"], h["classes"],
                                         k=h["knn_k"], temperature=h["knn_t"], bank_is_transposed=True)
@@ -70,7 +60,7 @@ def test_knn_ascl_fixture():
 
 
 def test_knn_cacr_fixture():
-    f = torch.load(_need(GOLDEN / "cacr" / "knn_k20_T0.07.pt"), weights_only=False)
+    f = torch.load(golden_file("cacr", "knn_k20_T0.07.pt"), weights_only=False)
     t, h = f["tensors"], f["hparams"]
     for k in h["ks"]:
         top1, top5 = knn_accuracy(t["test_features"], t["test_labels"], t["train_features"], t["train_labels"],
@@ -80,7 +70,7 @@ def test_knn_cacr_fixture():
 
 
 def test_shot_accuracy_fixture():
-    f = torch.load(_need(GOLDEN / "paco" / "shot_acc_12cls.pt"), weights_only=False)
+    f = torch.load(golden_file("paco", "shot_acc_12cls.pt"), weights_only=False)
     t, h = f["tensors"], f["hparams"]
     for counts in (t["train_counts"], class_counts(t["train_labels"], h["num_classes"])):
         r = shot_accuracy(t["preds"], t["labels"], counts, h["many_shot_thr"], h["low_shot_thr"])

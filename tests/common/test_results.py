@@ -80,3 +80,45 @@ def test_every_variant_names_a_real_script_and_seed_flag():
         script = results.ROOT / variant.method / "sh" / "train.sh"
         assert script.is_file(), script
         assert variant.baseline == bool(variant.flags)
+
+
+def _record(variant, seed, final, baseline=False, method="fake", metric="knn top-1"):
+    return {"variant": variant, "method": method, "label": variant.title(), "seed": seed, "baseline": baseline,
+            "flags": ["--base"] if baseline else [], "metrics": {metric: {"initial": 50.0, "final": final}},
+            "wall_s": 10.0, "cpu_s": 9.0, "threads": 1, "load_average_at_start": 0.5, "error": None}
+
+
+FAKE_RUNS = {f"{v}/seed{s}": _record(v, s, final, baseline=v != "fake")
+             for v, finals in (("fake", (62.0, 60.0, 65.0)), ("fake-base", (60.0, 61.0, 61.0)))
+             for s, final in enumerate(finals)}
+
+
+def test_paired_differences_are_per_seed():
+    rows = results.aggregate({**FAKE_RUNS, "fake-base/seed3": _record("fake-base", 3, 99.0, baseline=True)})
+    (d,) = results.paired_differences(rows)
+    assert (d["method"], d["baseline"], d["metric"], d["seeds"]) == ("Fake", "Fake-Base", "knn top-1", [0, 1, 2])
+    assert d["differences"] == [2.0, -1.0, 4.0]          # seed 3 has no method run: left out, not averaged in
+    assert d["mean"] == pytest.approx(5 / 3) and d["std"] == pytest.approx(math.sqrt(19 / 3))
+    assert "| Fake | Fake-Base | knn top-1 | 0,1,2 | +2.00, -1.00, +4.00 | +1.67 ± 2.52 |" in \
+        results.differences_table([d])
+
+
+def test_plot_only_rebuilds_table_and_figure_without_training(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    (tmp_path / "results.json").write_text(json.dumps({"runs": FAKE_RUNS}))
+    before = (tmp_path / "results.json").read_text()
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("--plot-only must not train")
+    monkeypatch.setattr(results, "run_one", no_training)
+    assert results.main(["--plot-only", "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "results.json").read_text() == before
+    assert (tmp_path / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    table = (tmp_path / "results.md").read_text()
+    assert "| Fake | default | knn top-1 | 0,1,2 | 50.00 ± 0.00 | **62.33 ± 2.52** |" in table
+    assert "+2.00, -1.00, +4.00 | +1.67 ± 2.52 |" in table
+
+
+def test_plot_only_without_results_is_a_user_error(tmp_path):
+    with pytest.raises(results.UserError, match="no runs to report"):
+        results.main(["--plot-only", "--out", str(tmp_path)])

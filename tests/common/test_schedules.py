@@ -1,25 +1,16 @@
 import json
 import math
-import os
-from pathlib import Path
 
 import pytest
 import torch
 
+from common.golden import golden_file
 from common.schedules import (cosine_lr, cosine_momentum, paco_cifar_lr, paco_lr, set_lr, step_lr,
                               warmup_cosine_lr, warmup_cosine_lr_by_step, warmup_step_lr)
 
-GOLDEN = Path(os.environ.get("GOLDEN_DIR", Path(__file__).resolve().parents[2].parent / "shared" / "golden"))
-
-
-def _need(path: Path):
-    if not path.exists():
-        pytest.skip(f"golden fixture {path} not present")
-    return path
-
 
 def test_paco_schedules_match_json_exactly():
-    data = json.loads(_need(GOLDEN / "paco" / "lr_schedules.json").read_text())
+    data = json.loads(golden_file("paco", "lr_schedules.json").read_text())
     assert len(data) >= 3
     for name, entry in data.items():
         a = entry["args"]
@@ -32,7 +23,7 @@ def test_paco_schedules_match_json_exactly():
 
 
 def test_ascl_per_iteration_schedule():
-    f = torch.load(_need(GOLDEN / "ascl" / "lr_schedule_small.pt"), weights_only=False)
+    f = torch.load(golden_file("ascl", "lr_schedule_small.pt"), weights_only=False)
     for i, c in enumerate(f["hparams"]["configs"]):
         W, E, base, I = c["warm_up"], c["epochs"], c["base_lr"], c["iters_per_epoch"]
         got = torch.tensor([[warmup_cosine_lr_by_step(base, e * I + it, E * I, W * I) for it in range(I)]
@@ -42,7 +33,7 @@ def test_ascl_per_iteration_schedule():
 
 
 def test_cacr_schedules():
-    f = torch.load(_need(GOLDEN / "cacr" / "schedules_readme.pt"), weights_only=False)
+    f = torch.load(golden_file("cacr", "schedules_readme.pt"), weights_only=False)
     h, t = f["hparams"], f["tensors"]
 
     def check(name, values):
