@@ -181,6 +181,7 @@ class Run:
         self.step = 0                       # optimizer steps taken: the x-axis of every scalar
         self.recorded = False               # run.json written by this process
         self.started = time.time()
+        self.resume_path = None             # the file resume_state read
         self.name_flag, self.overwrite_flag = "--name", "--no-auto-resume"
 
     # ------------------------------------------------------------------------------------------------ opening
@@ -296,6 +297,7 @@ class Run:
         ``require``, stops the run naming it; recorded result flags that differ from this command's stop it too.
         """
         if explicit:
+            self.resume_path = explicit
             return load_checkpoint(explicit)
         path = os.path.join(self.run_dir, resume_name)
         if any(c in resume_name for c in "*?["):
@@ -309,6 +311,7 @@ class Run:
             path, resume_name = found[-1], os.path.basename(found[-1])
         if self.overwrite or not os.path.exists(path):
             return None
+        self.resume_path = path
         try:
             state = load_checkpoint(path)
         except UserError as e:
@@ -332,7 +335,7 @@ class Run:
         """Load ``state`` into the given objects (model DDP or not; ``extra``: ``{key: object}`` restored from
         ``state[key]``) and the RNG; returns ``state['epoch']``. Mismatches are one ``UserError``."""
         from common.training import load_model_state
-        source = "the resume checkpoint"
+        source = f"checkpoint '{self.resume_path}'"
         if model is not None:
             load_model_state(model, state[model_key], source=source)
         if optimizer is not None and state.get("optimizer") is not None:
