@@ -32,7 +32,8 @@ class RelabelOutput(NamedTuple):
     loss_per_sample: torch.Tensor | None = None  # N (BYOL only)
 
 
-def neighbor_weights(logits_pd: torch.Tensor, relation: str, nn_num: int, max_entropy: float):
+def neighbor_weights(logits_pd: torch.Tensor, relation: str, nn_num: int, max_entropy: float,
+                     out: torch.Tensor | None = None):
     """Adaptive relabeling weights (no gradient).
 
     Args:
@@ -41,31 +42,66 @@ def neighbor_weights(logits_pd: torch.Tensor, relation: str, nn_num: int, max_en
             ``normal`` (all zero: plain InfoNCE).
         nn_num: k_nn, number of neighbours.
         max_entropy: ln(M) normaliser of the confidence.
+        out: optional N×M tensor (may be a strided view) the weights are written into.
     Returns:
         (w N×M, p N×M | None, entropy N×1 | None, confidence N×1 | None)
     """
     if relation not in RELATION_TYPES:
         raise ValueError(f"unknown relation type {relation!r}; expected one of {RELATION_TYPES}")
-    p = entropy = confidence = None
-    if relation in ("ascl", "ahcl"):
-        log_p = F.log_softmax(logits_pd, dim=1)
-        p = F.softmax(logits_pd, dim=1)
-        entropy = -(p * log_p).sum(dim=1, keepdim=True)
-        confidence = 1 - entropy / max_entropy
-    if relation == "ascl":
-        w = torch.clamp(nn_num * confidence * p, max=1.0)
-    elif relation in ("ahcl", "hard"):
-        top = logits_pd.topk(nn_num, dim=1).indices
-        value = confidence.expand(-1, nn_num) if relation == "ahcl" else torch.ones_like(top, dtype=logits_pd.dtype)
-        w = torch.zeros_like(logits_pd).scatter_(1, top, value)
-    else:
-        w = torch.zeros_like(logits_pd)
+    with torch.no_grad():
+        if out is None:
+            out = torch.empty_like(logits_pd)
+        p = entropy = confidence = None
+        if relation in ("ascl", "ahcl"):
+            # p = exp(a − max) / Σ and H = −Σ p log p = log Σ − Σ p·(a − max) (log p = a − max − log Σ, Σ p = 1):
+            # two non-negative terms, so no cancellation when p is peaked, and no log-softmax tensor
+            shifted = logits_pd - logits_pd.amax(dim=1, keepdim=True)
+            p = torch.exp(shifted)
+            total = p.sum(dim=1, keepdim=True)
+            p.div_(total)
+            entropy = total.log() - torch.linalg.vecdot(p, shifted).unsqueeze(1)
+            confidence = 1 - entropy / max_entropy
+        if relation == "ascl":
+            w = torch.mul(p, nn_num * confidence, out=out).clamp_(max=1.0)
+        elif relation in ("ahcl", "hard"):
+            top = logits_pd.topk(nn_num, dim=1).indices
+            value = confidence.expand(-1, nn_num) if relation == "ahcl" else torch.ones_like(top, dtype=out.dtype)
+            w = out.zero_().scatter_(1, top, value)
+        else:
+            w = out.zero_()
     return w, p, entropy, confidence
 
 
 def soft_cross_entropy(logits: torch.Tensor, soft_labels: torch.Tensor) -> torch.Tensor:
-    """Batch mean of −Σ_c y_c log softmax(logits)_c.  logits, soft_labels: N×K → scalar."""
-    return -(soft_labels * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
+    """Batch mean of −Σ_c y_c log softmax(logits)_c.  logits, soft_labels: N×K → scalar.
+
+    Fused (:class:`_SoftCrossEntropy`): −Σ y (l − lse) = lse·Σy − Σ y·l, gradient (softmax·Σy − y)/N, without
+    the log-softmax and product tensors autograd would keep."""
+    return _SoftCrossEntropy.apply(logits, soft_labels.detach())
+
+
+class _SoftCrossEntropy(torch.autograd.Function):
+    """Batch-mean soft cross-entropy; saves exp(l − max) and the targets, gradient only for the logits."""
+
+    @staticmethod
+    def forward(ctx, logits, soft_labels):
+        soft_labels = soft_labels.to(logits.dtype)
+        row_max = logits.amax(dim=1, keepdim=True)
+        exp_shifted = torch.sub(logits, row_max).exp_()
+        total = exp_shifted.sum(dim=1, keepdim=True)
+        lse = (row_max + total.log()).squeeze(1)
+        label_mass = soft_labels.sum(dim=1)
+        per_sample = lse * label_mass - torch.linalg.vecdot(soft_labels, logits)
+        ctx.save_for_backward(exp_shifted, total, label_mass, soft_labels)
+        return per_sample.mean()
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        exp_shifted, total, label_mass, soft_labels = ctx.saved_tensors
+        scale = grad_out / exp_shifted.shape[0]
+        grad = exp_shifted * (label_mass[:, None] * scale / total)                 # softmax · Σy / N
+        grad.addcmul_(soft_labels, -scale)                                          # − y / N
+        return grad, None
 
 
 class Relabeling(NamedTuple):
@@ -87,23 +123,49 @@ def relabel(k: torch.Tensor, queue: torch.Tensor, T2: float, relation: str = "as
         T2: teacher temperature.  relation: ascl | ahcl | hard | normal.  nn_num: k_nn.
         max_entropy: confidence normaliser, default ln(Q).
     Returns:
-        Relabeling; soft_labels y_i = [1, w_i] / (1 + Σ_j w_ij).
+        Relabeling; soft_labels y_i = [1, w_i] / (1 + Σ_j w_ij) (``neighbor_weights`` is a view of the
+        un-normalised [1, w] buffer).
     """
     if max_entropy is None:
         max_entropy = math.log(queue.shape[1])
-    logits_pd = None if relation == "normal" else k @ queue / T2
+    logits_pd = None if relation == "normal" else torch.mm(k, queue).div_(T2)
     scores = logits_pd if logits_pd is not None else k.new_zeros(k.shape[0], queue.shape[1])
-    w, p, entropy, confidence = neighbor_weights(scores, relation, nn_num, max_entropy)
-    unnormalised = torch.cat([torch.ones_like(w[:, :1]), w], dim=1)
+    # [1, w] written in one buffer (no concatenation copy)
+    unnormalised = scores.new_empty(scores.shape[0], 1 + scores.shape[1])
+    unnormalised[:, 0] = 1
+    w, p, entropy, confidence = neighbor_weights(scores, relation, nn_num, max_entropy, out=unnormalised[:, 1:])
     soft_labels = unnormalised / unnormalised.sum(dim=1, keepdim=True)
     return Relabeling(soft_labels, w, logits_pd, p, entropy, confidence)
 
 
 def moco_logits(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, T1: float) -> torch.Tensor:
-    """Student logits N×(1+Q): [q_i·k_i, q_i·u_1 .. q_i·u_Q] / T1 (k and queue constant)."""
-    l_pos = (q * k.detach()).sum(dim=1, keepdim=True)
-    l_neg = q @ queue.detach()
-    return torch.cat([l_pos, l_neg], dim=1) / T1
+    """Student logits N×(1+Q): [q_i·k_i, q_i·u_1 .. q_i·u_Q] / T1 (k and queue constant).
+
+    Written straight into one N×(1+Q) buffer by :class:`_MoCoLogits` (no concatenation, no division pass)."""
+    return _MoCoLogits.apply(q, k.detach(), queue.detach(), float(T1))
+
+
+class _MoCoLogits(torch.autograd.Function):
+    """[q·k, q·queue] / T1 with the GEMM writing the queue columns in place; gradient for q only."""
+
+    @staticmethod
+    def forward(ctx, q, k, queue, T1):
+        k, queue = k.to(q.dtype), queue.to(q.dtype)
+        logits = q.new_empty(q.shape[0], 1 + queue.shape[1])
+        torch.linalg.vecdot(q, k, out=logits[:, 0])
+        logits[:, 0].div_(T1)
+        torch.mm(q, queue, out=logits[:, 1:])
+        logits[:, 1:].div_(T1)
+        ctx.save_for_backward(k, queue)
+        ctx.T1 = T1
+        return logits
+
+    @staticmethod
+    def backward(ctx, grad_logits):
+        k, queue = ctx.saved_tensors
+        grad_q = torch.mm(grad_logits[:, 1:], queue.t())
+        grad_q.addcmul_(grad_logits[:, :1], k)
+        return grad_q.div_(ctx.T1), None, None, None
 
 
 def moco_ascl_loss(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, T1: float, T2: float,
