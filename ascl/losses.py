@@ -87,7 +87,10 @@ class _SoftCrossEntropy(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, logits, soft_labels):
-        soft_labels = soft_labels.to(logits.dtype)
+        # float32 at least, as autocast runs log_softmax: a 1+Q-way log-sum-exp in half precision is too coarse
+        ctx.logits_dtype = logits.dtype
+        dtype = torch.promote_types(logits.dtype, torch.float32)
+        logits, soft_labels = logits.to(dtype), soft_labels.to(dtype)
         row_max = logits.amax(dim=1, keepdim=True)
         exp_shifted = torch.sub(logits, row_max).exp_()
         total = exp_shifted.sum(dim=1, keepdim=True)
@@ -103,7 +106,7 @@ class _SoftCrossEntropy(torch.autograd.Function):
         scale = grad_out / exp_shifted.shape[0]
         grad = exp_shifted * (label_mass[:, None] * scale / total)                 # softmax · Σy / N
         grad.addcmul_(soft_labels, -scale)                                          # − y / N
-        return grad, None
+        return grad.to(ctx.logits_dtype), None
 
 
 class Relabeling(NamedTuple):
@@ -134,6 +137,8 @@ def relabel(k: torch.Tensor, queue: torch.Tensor, T2: float, relation: str = "as
     if max_entropy is None:
         max_entropy = math.log(queue.shape[1])
     logits_pd = None if relation == "normal" else torch.mm(k, queue).div_(T2)
+    if logits_pd is not None and logits_pd.dtype in (torch.float16, torch.bfloat16):
+        logits_pd = logits_pd.float()  # the softmax over the queue in float32, as autocast runs softmax
     scores = logits_pd if logits_pd is not None else k.new_zeros(k.shape[0], queue.shape[1])
     unnormalised = scores.new_empty(scores.shape[0], 1 + scores.shape[1])     # [1, w] in one buffer
     w, p, entropy, confidence = neighbor_weights(scores, relation, nn_num, max_entropy, out=unnormalised[:, 1:],
