@@ -91,3 +91,15 @@ def test_module_with_and_without_intermediates_same_loss_and_gradient():
         grads.append(qq.grad)
         assert (out.p is not None) == keep and (out.neighbor_weights is not None) == keep
     assert torch.equal(losses[0], losses[1]) and torch.equal(grads[0], grads[1])
+
+
+def test_under_bfloat16_autocast_the_loss_stays_float32_and_close():
+    q, k, queue = _inputs(n=8, c=16, q=64, seed=6, dtype=torch.float32)
+    ref = moco_ascl_loss(q, k, queue, 0.1, 0.05, "ascl", 3).loss
+    qq = q.clone().requires_grad_(True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = moco_ascl_loss(qq, k, queue, 0.1, 0.05, "ascl", 3)
+    out.loss.backward()
+    assert out.loss.dtype == torch.float32 and out.soft_labels.dtype == torch.float32
+    assert qq.grad.dtype == torch.float32 and torch.isfinite(qq.grad).all()
+    torch.testing.assert_close(out.loss, ref, rtol=2e-2, atol=0)

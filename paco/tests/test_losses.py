@@ -81,3 +81,14 @@ def test_only_sup_logits_require_grad():
     sup.requires_grad_(True)
     paco_loss(feats, labels, sup, cfg["K"], 0.05, log_prior=prior).backward()
     assert sup.grad is not None and torch.isfinite(sup.grad).all()
+
+
+def test_half_precision_inputs_computed_in_float32_and_gradients_keep_their_dtype():
+    cfg = CONFIGS[0]
+    feats, labels, sup, prior, anchors = _inputs(cfg, dtype=torch.float32)
+    ref = paco_intermediates(feats, labels, sup, anchors, 0.05, log_prior=prior)["per_anchor_loss"].mean()
+    f, s = feats.bfloat16().requires_grad_(True), sup.bfloat16().requires_grad_(True)
+    loss = paco_loss(f, labels, s, cfg["K"], 0.05, log_prior=prior)
+    loss.backward()
+    assert loss.dtype == f.grad.dtype == s.grad.dtype == torch.bfloat16
+    torch.testing.assert_close(loss.float(), ref, rtol=2e-2, atol=0)
