@@ -208,6 +208,9 @@ class Run:
             os.path.join(runs_root(root), method, name)
         if overwrite is None:
             overwrite = not getattr(args, "auto_resume", True)
+        # --resume FILE continues that file into this folder: an explicit choice, like --no-auto-resume
+        resume = getattr(args, "resume", None)
+        overwrite = overwrite or (isinstance(resume, str) and resume not in ("", "auto", "run_dir"))
         run = cls(method, run_dir, flags, result_flags(args, ("name",)) | {"name": name}, overwrite, log_name)
         run.name_flag, run.overwrite_flag = name_flag, overwrite_flag
         args.run_dir = run_dir
