@@ -262,13 +262,15 @@ def train(run: Run, args):
         run.info(f"initial {metric}: {acc:.2f}")
         run.scalar(eval_tag(metric), acc, 0)
 
+    last = {}     # the last epoch's training scalars (the run's final number when nothing is evaluated)
+
     def one_epoch(epoch):
         # the shuffling order depends only on (seed, epoch), so a resumed run sees the same batches
         generator.manual_seed(args.seed * 100003 + epoch)
         views_of.set_epoch(epoch)
-        scalars = train_one_epoch(model, loader, criterion, optimizer, epoch, args, run, views_of, precision)
+        last.update(train_one_epoch(model, loader, criterion, optimizer, epoch, args, run, views_of, precision))
         scheduler.step()
-        return {**scalars, "lr": optimizer.param_groups[0]["lr"]}
+        return {**last, "lr": optimizer.param_groups[0]["lr"]}
 
     def checkpoint(done, metrics, best):
         return {"epoch": done, "state_dict": encoder.state_dict(), "optimizer": optimizer.state_dict(),
@@ -281,13 +283,14 @@ def train(run: Run, args):
     path = run.save(encoder.state_dict(), "encoder.pth", bookkeeping=False)
     publish(path, encoder_publish_path(args))
     run.info(f"saved {path}")
-    final = None
     if args.monitor != "none":
-        metric, acc = monitor_accuracy(encoder, args)
-        run.info(f"final {metric}: {acc:.2f}")
-        run.scalar(eval_tag(metric), acc)
-        final = (metric, acc)
-    run.finish(*(final or (None, None)))
+        metric, value = monitor_accuracy(encoder, args)
+        run.scalar(eval_tag(metric), value)
+    else:                 # no evaluation asked for: the run's last number is its training loss
+        metric, value = "loss", last.get("loss")
+    if value is not None:
+        run.info(f"final {metric}: {value:.4f}" if metric == "loss" else f"final {metric}: {value:.2f}")
+    run.finish(metric, value)
     return encoder
 
 
