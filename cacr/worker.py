@@ -17,10 +17,12 @@ METHOD = "cacr"
 
 def open_run(local_rank: int, args, **run_options) -> Run:
     """Join the process group, seed every rank differently (``seed + rank``, deterministic) and open the run
-    (``common.engine.Run.open(METHOD, args, **run_options)``); its log records the command line first."""
+    (``common.engine.Run.open(METHOD, args, **run_options)``); its log records the command line first. An explicit
+    ``--resume FILE`` continues that file whatever the folder holds (as ``--no-auto-resume`` starts over it)."""
     cdist.init_distributed(args, local_rank)
     if args.seed is not None:
         seed_everything(args.seed + args.rank, deterministic=True)
+    run_options.setdefault("overwrite", bool(args.resume) or not args.auto_resume)
     run = Run.open(METHOD, args, **run_options)
     run.info(" ".join(sys.argv))
     return run

@@ -144,7 +144,7 @@ def main_worker(local_rank, args):
     # the run folder is the original's: --output_dir (MoCo v3) or next to the pre-training checkpoint (large scale);
     # -e/--evaluate only reports, so it neither continues nor completes a run
     with open_run(local_rank, args, readable=f"lincls_{args.arch}", folder=args.output_dir,
-                  overwrite=args.evaluate or not args.auto_resume, ignore=("start_epoch",)) as run:
+                  overwrite=args.evaluate or bool(args.resume) or not args.auto_resume, ignore=("start_epoch",)) as run:
         linear_classification(run, args)
     cdist.cleanup()
 

@@ -217,8 +217,9 @@ def main(argv=None, dataset_default: str = "cifar10"):
     args = parse_option(argv, dataset_default)
     args.device = get_device(args.device)
     seed_everything(args.seed)
+    # an explicit --resume FILE continues that file whatever the folder holds (as --no-auto-resume starts over it)
     with Run.open("cacr", args, readable=readable_name(args), name=args.name, root=args.result_folder,
-                  ignore=("log_folder", "log_interval")) as run:
+                  ignore=("log_folder", "log_interval"), overwrite=bool(args.resume) or not args.auto_resume) as run:
         return train(run, args)
 
 
