@@ -28,6 +28,12 @@ def open_run(local_rank: int, args, **run_options) -> Run:
     return run
 
 
+def args_record(args) -> dict:
+    """The command's arguments as plain values (``args`` of the checkpoints; run-time objects as strings)."""
+    return {k: (v if v is None or isinstance(v, (bool, int, float, str, list, tuple)) else str(v))
+            for k, v in vars(args).items()}
+
+
 def ddp_state_dict(model: torch.nn.Module) -> dict:
     """The model's state dict with the ``module.`` keys of the original's DDP model, whatever the wrapping here (the
     originals' ``main_lincls.py`` select ``module.encoder_q.*`` / ``module.base_encoder.*`` by that prefix)."""

@@ -32,7 +32,7 @@ from common.training import load_model_state
 from common.utils import UserError, check_finite, run_main
 
 from cacr.imagenet_pretraining import vits
-from cacr.worker import ddp_state_dict, open_run
+from cacr.worker import args_record, ddp_state_dict, open_run
 
 RESUME_FILE = "checkpoint.pth.tar"
 
@@ -215,7 +215,8 @@ def linear_classification(run, args):
     def checkpoint(done, metrics, best):
         # the original's layout: DDP keys (module.fc... / module.heads.head...), best_acc1; model_best.pth.tar
         return {"epoch": done, "arch": args.arch, "state_dict": ddp_state_dict(model), "best_acc1": best,
-                "optimizer": optimizer.state_dict(), "acc1": metrics["linear_top1"], "acc5": metrics["top5"]}
+                "optimizer": optimizer.state_dict(), "acc1": metrics["linear_top1"], "acc5": metrics["top5"],
+                "args": args_record(args)}
 
     metrics, best_acc1 = fit(run, start_epoch, args.epochs, one_epoch, checkpoint, evaluate, metric="linear_top1",
                              resume_name=RESUME_FILE, best_name="model_best.pth.tar", best=best_acc1)

@@ -33,7 +33,7 @@ from cacr.imagenet_pretraining import vits
 from cacr.imagenet_pretraining.moco import builder as moco_builder
 from cacr.imagenet_pretraining.moco.loader import MulCropsTransform, global_transforms, local_transform
 from cacr.imagenet_pretraining.moco.optimizer import LARS
-from cacr.worker import ddp_state_dict, open_run, seeded_loader
+from cacr.worker import args_record, ddp_state_dict, open_run, seeded_loader
 
 RESUME_FILE = "checkpoint.pth.tar"
 
@@ -185,7 +185,7 @@ def pretrain(run, args):
     def checkpoint(done, metrics, best):
         # the original's layout: DDP keys (module.base_encoder..., module.momentum_encoder..., module.predictor...)
         state = {"epoch": done, "arch": args.arch, "state_dict": ddp_state_dict(model),
-                 "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict()}
+                 "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(), "args": args_record(args)}
         if done % args.save_freq == 0 or done == args.epochs:
             # the original's file name: checkpoint_%04d % the 0-based epoch just trained (last of 100: 0099)
             run.save(state, f"checkpoint_{done - 1:04d}.pth.tar")

@@ -27,6 +27,7 @@ from cacr.small_scale_experiments import util
 from cacr.small_scale_experiments.encoder import build_encoder
 from cacr.small_scale_experiments.losses import CHOICES, CACRLoss, SimCLRBaseline
 from cacr.small_scale_experiments.monitor import monitor_accuracy
+from cacr.worker import args_record
 
 RESUME_FILE = "checkpoint.pth.tar"
 SMALL_SCALE_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -276,7 +277,7 @@ def train(run: Run, args):
     def checkpoint(done, metrics, best):
         return {"epoch": done, "state_dict": encoder.state_dict(), "optimizer": optimizer.state_dict(),
                 "scaler": precision.scaler.state_dict(), "scheduler": scheduler.state_dict(),
-                "args": {k: (str(v) if isinstance(v, torch.device) else v) for k, v in vars(args).items()}}
+                "args": args_record(args)}
 
     fit(run, start_epoch, args.epochs, one_epoch, checkpoint, resume_name=RESUME_FILE)
 

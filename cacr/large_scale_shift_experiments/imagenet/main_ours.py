@@ -29,7 +29,7 @@ from common.utils import MixedPrecision, UserError, add_precision_args, check_fi
 
 from cacr.large_scale_shift_experiments.imagenet.ours.builder import MoCo
 from cacr.large_scale_shift_experiments.imagenet.ours.loader import MultiCropsTransform
-from cacr.worker import ddp_state_dict, open_run, seeded_loader
+from cacr.worker import args_record, ddp_state_dict, open_run, seeded_loader
 
 RESUME_FILE = "checkpoint.pth.tar"
 
@@ -201,7 +201,7 @@ def pretrain(run, args):
     def checkpoint(done, metrics, best):
         # the original's layout: DDP keys (module.encoder_q..., module.queue), epoch = the next epoch
         state = {"epoch": done, "arch": args.arch, "state_dict": ddp_state_dict(model),
-                 "optimizer": optimizer.state_dict(), "scaler": precision.scaler.state_dict()}
+                 "optimizer": optimizer.state_dict(), "scaler": precision.scaler.state_dict(), "args": args_record(args)}
         if done % args.interval == 0:   # the original's kept file, numbered by the 0-based epoch just trained
             run.save(state, original_checkpoint_name(done - 1))
         return state
