@@ -49,7 +49,8 @@ def parse_option(argv=None, dataset_default: str = "cifar10"):
     parser.add_argument("--image-size", type=int, default=None, help="crop size used in pre-training (default 32 / 64)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", type=str, default=None)
-    parser.add_argument("--name", type=str, default=None, help="run name (default lincls_<dataset>-<digest of the flags>)")
+    parser.add_argument("--name", type=str, default=None,
+                        help="run name (default lincls_<dataset>-<digest of the flags>)")
     parser.add_argument("--no-auto-resume", dest="auto_resume", action="store_false",
                         help="evaluate again even if an identical run has finished")
     parser.add_argument("--max-iters", type=int, default=0, help="stop each epoch after this many iterations")
@@ -131,7 +132,8 @@ def linear_evaluation(run, args) -> float:
 
     def train_one_epoch(epoch):
         classifier.train()
-        for it, (images, labels) in enumerate(run.progress(train_loader, f"linear epoch {epoch}", enabled=args.progress)):
+        bar = run.progress(train_loader, f"linear epoch {epoch}", enabled=args.progress)
+        for it, (images, labels) in enumerate(bar):
             if args.max_iters and it >= args.max_iters:
                 break
             with torch.no_grad():

@@ -78,7 +78,8 @@ def parse_option(argv=None, dataset_default: str = "cifar10"):
                         help="CUDA ids for nn.DataParallel (default: all visible; ignored on CPU)")
     parser.add_argument("--result_folder", type=str, default=None,
                         help="checkpoint root (default: the run directory runs/cacr/<name>)")
-    parser.add_argument("--log_folder", type=str, default=None, help="accepted for the original's commands; TensorBoard files go to the run folder")
+    parser.add_argument("--log_folder", type=str, default=None,
+                        help="accepted for the original's commands; TensorBoard files go to the run folder")
     # additions of this re-implementation
     parser.add_argument("--arch", type=str, default="small_alexnet",
                         help="encoder: small_alexnet (the paper) or any common.backbones name (+ linear head, "

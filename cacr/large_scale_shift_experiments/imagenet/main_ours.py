@@ -201,7 +201,8 @@ def pretrain(run, args):
     def checkpoint(done, metrics, best):
         # the original's layout: DDP keys (module.encoder_q..., module.queue), epoch = the next epoch
         state = {"epoch": done, "arch": args.arch, "state_dict": ddp_state_dict(model),
-                 "optimizer": optimizer.state_dict(), "scaler": precision.scaler.state_dict(), "args": args_record(args)}
+                 "optimizer": optimizer.state_dict(), "scaler": precision.scaler.state_dict(),
+                 "args": args_record(args)}
         if done % args.interval == 0:   # the original's kept file, numbered by the 0-based epoch just trained
             run.save(state, original_checkpoint_name(done - 1))
         return state
