@@ -108,6 +108,10 @@ def test_large_scale_pretrain_and_lincls_layouts(runs, fake_data):
     assert set(last) == {"epoch", "arch", "state_dict", "optimizer", "scaler"} | OURS
     assert last["epoch"] == 2 and last["arch"] == "resnet18"
     assert set(last["state_dict"]) == large_model_keys()      # module.encoder_q..., module.queue ...
+    # ... also where the original wrote it (results/ of imagenet/), which its README's main_lincls.py reads
+    published = only_file("imagenet/results/ours/imagenet/resnet18/*/checkpoint_0001.pth.tar",
+                          runs / "original_outputs")
+    assert set(load(published)["state_dict"]) == large_model_keys()
 
     # --resume of the original's file (its keys only) continues it
     original = run_dir.parent / "original_checkpoint_0000.pth.tar"

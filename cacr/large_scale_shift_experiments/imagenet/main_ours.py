@@ -21,7 +21,7 @@ from common.augment import moco_v1_transform, moco_v2_transform
 from common.backbones import build_backbone, freeze_batchnorm
 from common.data import WebVision, build_dataset
 from common.data.seeded import SeededTransformDataset
-from common.engine import fit
+from common.engine import fit, original_output_path, publish
 from common.meters import AverageMeter, ProgressMeter
 from common.schedules import cosine_lr, set_lr, step_lr
 from common.training import load_model_state
@@ -32,6 +32,7 @@ from cacr.large_scale_shift_experiments.imagenet.ours.loader import MultiCropsTr
 from cacr.worker import args_record, ddp_state_dict, open_run, seeded_loader
 
 RESUME_FILE = "checkpoint.pth.tar"
+LARGE_SCALE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def get_parser(webvision: bool = False):
@@ -204,7 +205,8 @@ def pretrain(run, args):
                  "optimizer": optimizer.state_dict(), "scaler": precision.scaler.state_dict(),
                  "args": args_record(args)}
         if done % args.interval == 0:   # the original's kept file, numbered by the 0-based epoch just trained
-            run.save(state, original_checkpoint_name(done - 1))
+            path = run.save(state, original_checkpoint_name(done - 1))
+            publish(path, original_publish_path(args, original_checkpoint_name(done - 1)))
         return state
 
     fit(run, start_epoch, args.epochs, one_epoch, checkpoint, resume_name=RESUME_FILE)
@@ -245,6 +247,16 @@ def train(loader, model, optimizer, epoch, args, run, precision: MixedPrecision)
 def original_checkpoint_name(epoch: int) -> str:
     """The original's ``checkpoint_{:04d}.pth.tar`` of the 0-based ``epoch`` (the last of 200 epochs: 0199)."""
     return f"checkpoint_{epoch:04d}.pth.tar"
+
+
+def original_publish_path(args, filename: str) -> str | None:
+    """Where the original wrote its kept checkpoints, which its README's ``main_lincls.py --pretrained`` reads:
+    ``<--output_folder>/ours/<dataset>/<arch>/<terms>/`` (default ``results/`` of the folder it ran in)."""
+    relative = os.path.join(run_name(args, args.dataset_name), filename)
+    if args.output_folder:
+        return os.path.join(args.output_folder, relative)
+    script_dir = os.path.join(LARGE_SCALE_DIR, "webvision" if args.webvision else "imagenet")
+    return original_output_path(script_dir, os.path.join("results", relative))
 
 
 def load_training_checkpoint(run, state, model, optimizer, scaler, explicit: str) -> None:
