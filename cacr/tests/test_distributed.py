@@ -55,7 +55,7 @@ def test_large_scale_two_processes_equal_one(cacr_run, fake_data, tmp_path):
              "--moco-unif-no-intra-batch"]
     cacr_run([*flags, "--output_folder", tmp_path / "single", fake_data["imagenet"]])
     cacr_run([*flags, *spawn_flags(2), "--output_folder", tmp_path / "spawn", fake_data["imagenet"]])
-    run_dirs = [glob.glob(os.path.join(tmp_path, name, "cacr", "ours", "*", "resnet20_option_a", "*"))
+    run_dirs = [glob.glob(os.path.join(tmp_path, name, "runs", "cacr", "ours", "*", "resnet20_option_a", "*"))
                 for name in ("single", "spawn")]
     assert all(len(d) == 1 for d in run_dirs), run_dirs
     single, two = (torch.load(os.path.join(d[0], "checkpoint.pth.tar"), map_location="cpu",
