@@ -21,7 +21,7 @@ import torchvision.transforms as T
 from common import distributed as cdist
 from common.augment import normalize_transform
 from common.backbones import build_backbone
-from common.checkpoint import load_checkpoint
+from common.checkpoint import load_checkpoint, save_checkpoint
 from common.data import build_dataset
 from common.eval.knn import weighted_knn_predict
 from common.logger import make_run_dir
@@ -169,9 +169,9 @@ def main(argv=None):
         test_labels = torch.tensor(val_set.targets, dtype=torch.long)
         if cdist.is_main_process() and args.dump_features:
             os.makedirs(out_dir, exist_ok=True)
-            torch.save(dict(train_features=train_features.cpu(), test_features=test_features.cpu(),
-                            train_labels=train_labels, test_labels=test_labels),
-                       os.path.join(out_dir, "features.pth"))
+            save_checkpoint(dict(train_features=train_features.cpu(), test_features=test_features.cpu(),
+                                 train_labels=train_labels, test_labels=test_labels),
+                            os.path.join(out_dir, "features.pth"))
 
     if cdist.is_main_process():
         num_classes = int(max(train_labels.max(), test_labels.max())) + 1

@@ -354,8 +354,10 @@ CASES = [
            {"variant": "cifar_arch"}),
           ("resume_checkpoint", ["{imagefolder}", *CACR_V3, "--resume", "{ckpt}"], ["bad.pth.tar", "corrupt"],
            corrupt()),
+          # --resume: the setup run's folder belongs to its flags (common.engine); the file is continued explicitly
           ("nan_loss", ["{imagefolder}", *CACR_V3, "-b", "2", "--max-iters", "3", "-p", "1", "--epochs", "2", "--lr",
-                        "1e30", "--output_dir", "{case}/out"], ["loss is", "step epoch 1 iteration"], None,
+                        "1e30", "--output_dir", "{case}/out", "--resume", "{keep}"], ["loss is", "step epoch 1 iteration"],
+           None,
            ["{imagefolder}", *CACR_V3, "-b", "2", "--output_dir", "{case}/out"],
            "out/checkpoint.pth.tar")),
     *rows("cacr", "imagenet_pretraining/main_lincls.py",
