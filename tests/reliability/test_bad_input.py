@@ -710,7 +710,8 @@ def results(data, tmp_path_factory):
                 values.update(case.make(case_dir, data))
             keep = str(case_dir / case.keep) if case.keep else ""
             common = dict(cwd=str(ROOT / method), entry=case.entry, watch=str(case_dir), timeout=300,
-                          env={"CL_RUNS_DIR": str(case_dir), "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"},
+                          env={"CL_RUNS_DIR": str(case_dir), "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1",
+                               "CL_ORIGINAL_OUTPUTS": str(case_dir / "original_outputs")},
                           globs={"keep": keep} if keep else {})
             if case.setup is not None:
                 jobs.append(dict(common, id=case.id + "#setup", argv=_format(case.setup, {**values, "keep": "{keep}"})))
