@@ -40,7 +40,10 @@ DEFAULT_DIST_URL = "tcp://localhost:9996"
 CHECKPOINT = "moco_ckpt.pth.tar"
 BEST_CHECKPOINT = "moco_ckpt.best.pth.tar"
 
-# list files relative to --list-dir (the originals hard-code ./imagenet_inat/data/...)
+# list files relative to --list-dir; the originals hard-code ./imagenet_inat/data/... run from PaCo/LT, where the
+# release ships them: the same files are shipped at paco/LT/imagenet_inat/data (the large train lists of ImageNet-LT
+# and iNaturalist 2018 excepted, users put them there or pass --list-dir)
+SHIPPED_LIST_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "LT", "imagenet_inat", "data")
 LIST_FILES = {
     "imagenet": ("ImageNet_LT/ImageNet_LT_train.txt", "ImageNet_LT/ImageNet_LT_test.txt"),
     "inat": ("iNaturalist18/iNaturalist18_train.txt", "iNaturalist18/iNaturalist18_val.txt"),
@@ -66,12 +69,14 @@ def build_parser(variant: str) -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     datasets = d(("imagenet", "inat"), ("imagenet", "places"), ("cifar100", "inat", "imagenet"), ("imagenet", "inat"))
     p.add_argument("--dataset", default=datasets[0], choices=datasets + ("digits",),
-                   help="digits = embedded 32x32 scikit-learn digits (CPU runs)")
+                   help="digits = embedded 32x32 scikit-learn digits (CPU runs)" +
+                   ("; imagenet and places both read the Places-LT lists, as the original did" if places else ""))
     p.add_argument("--data", metavar="DIR", default=d("./data", "./data", "./cifar", "./data"),
                    help="image root the list paths are joined to (ImageFolder root with train/ val/ for full "
                         "ImageNet; CIFAR-100 python folder for CIFAR — the original ignored --data and read ./cifar)")
-    p.add_argument("--list-dir", default=os.environ.get("PACO_LISTS", "./imagenet_inat/data"),
-                   help="folder holding ImageNet_LT/, iNaturalist18/, Places_LT/ list files (hard-coded in the original)")
+    p.add_argument("--list-dir", default=os.environ.get("PACO_LISTS", SHIPPED_LIST_DIR),
+                   help="folder holding ImageNet_LT/, iNaturalist18/, Places_LT/ list files (the original hard-codes "
+                        "LT/imagenet_inat/data, shipped here with the original's lists; $PACO_LISTS overrides)")
     p.add_argument("--root_path", type=str, default=None,
                    help="output root; runs go to <root_path>/runs/paco/<dataset>/<mark> (default $CL_RUNS_DIR or cwd)")
     archs = d(TORCHVISION_ARCHS + ("resnext101_32x4d", "resnet32"), TORCHVISION_ARCHS, ("resnet32",) + TORCHVISION_ARCHS,
@@ -230,8 +235,13 @@ def build_datasets(args):
         train = build_dataset("imagefolder", args.data, "train")
         test = build_dataset("imagefolder", args.data, "val", transform=test_tf)
     else:
-        key = "places" if args.dataset == "places" else args.dataset
+        # paco_fp16_places.py read the Places lists whatever --dataset said (its default is imagenet)
+        key = "places" if args.variant == "places" else args.dataset
         train_list, test_list = LIST_FILES[key]
+        if not os.path.isfile(os.path.join(args.list_dir, train_list)) and key in ("imagenet", "inat"):
+            raise UserError(f"training list {os.path.join(args.list_dir, train_list)} not found: the release's "
+                            f"{os.path.basename(train_list)} is too large to ship; put it in that folder "
+                            f"(next to the shipped test list) or pass --list-dir FOLDER holding {train_list}")
         if key == "places" and getattr(args, "test_split", "val") == "test":
             test_list = "Places_LT/Places_LT_test.txt"
         train = ListFileDataset(args.data, os.path.join(args.list_dir, train_list), num_classes=args.num_classes)
