@@ -26,14 +26,14 @@ from common.logger import RunLogger, make_run_dir
 from common.meters import AverageMeter, ProgressMeter
 from common.schedules import cosine_lr, set_lr, step_lr
 from common.training import progress, resume_or_start, save_training_state
-from common.utils import MixedPrecision, UserError, add_precision_args, check_finite, seed_everything
+from common.utils import HelpFormatter, MixedPrecision, UserError, add_precision_args, check_finite, seed_everything
 from ascl.imagenet_builder import MoCo
 from ascl.losses import soft_cross_entropy
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="ASCL ImageNet training (moco main_moco.py with the ASCL builder)",
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=HelpFormatter)
     parser.add_argument("data", metavar="DIR", nargs="?", default=os.environ.get("DATA"),
                         help="path to the dataset (ImageFolder layout: DIR/train/<class>/*.JPEG); default $DATA")
     parser.add_argument("-a", "--arch", metavar="ARCH", default="resnet50",

@@ -25,7 +25,7 @@ from common.eval import accuracy, knn_evaluate, recalibrated_copy
 from common.logger import RunLogger, make_run_dir
 from common.training import progress, resume_or_start, save_training_state
 from common.augment.on_device import add_augment_arg
-from common.utils import MixedPrecision, UserError, add_precision_args, check_finite, seed_everything
+from common.utils import HelpFormatter, MixedPrecision, UserError, add_precision_args, check_finite, seed_everything
 from ascl.dataloader import DATASETS, prepare_dataset
 from ascl.model import ASCL, LinearHead
 from ascl.utils import adjust_learning_rate
@@ -40,7 +40,7 @@ def build_parser(variant: str = "main") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=f"ASCL {'(wandb-free variant) ' if simple else ''}self-supervised pre-training with a "
                     "kNN monitor, followed by linear evaluation.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=HelpFormatter)
     parser.add_argument("-a", "--arch", default="resnet18",
                         help="backbone: resnet18 | resnet34 | resnet50 (the original's CIFAR-style ResNets); any "
                              "other common.backbones name (e.g. resnet20_option_a) is accepted for small CPU runs")

@@ -1,7 +1,9 @@
 """Small utilities every entry point needs: user-facing errors, seeding, device / AMP selection."""
 from __future__ import annotations
 
+import argparse
 import contextlib
+import copy
 import os
 import random
 import sys
@@ -69,6 +71,19 @@ def run_main(fn: Callable[[], object]) -> None:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr, flush=True)
         sys.exit(130)
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """``--help`` formatter of every entry point: argparse's ArgumentDefaultsHelpFormatter, which appends
+    ``(default: …)`` only to options that have a help text, extended to options without one, so every option
+    with a default (other than None / SUPPRESS) shows it."""
+
+    def _format_action(self, action):
+        if not (action.help and action.help.strip()) and action.help is not argparse.SUPPRESS \
+                and action.default is not None and action.default is not argparse.SUPPRESS:
+            action = copy.copy(action)
+            action.help = "(default: %(default)s)"
+        return super()._format_action(action)
 
 
 def seed_everything(seed: int | None, deterministic: bool = False) -> None:

@@ -33,7 +33,7 @@ from common.augment.on_device import DeviceViews, add_augment_arg, uint8_collate
 from common.data import build_dataset
 from common.distributed import add_distributed_args, all_reduce_mean, wrap_ddp
 from common.training import progress
-from common.utils import MixedPrecision, UserError, add_precision_args, check_finite, run_main
+from common.utils import HelpFormatter, MixedPrecision, UserError, add_precision_args, check_finite, run_main
 from mcl.builder import SupervisedMCL, freeze_batchnorm, gather_batch
 from mcl.dataset.class_sampler import MPerClassSampler
 from mcl.engine import (add_loss_weight_args, end_epoch, evaluate, evaluate_keeping_rng, finish_run, format_eval,
@@ -48,7 +48,7 @@ DATASETS = {"cifar100": "cifar100", "cifar10": "cifar10", "digits": "digits"}  #
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Supervised MCL on CIFAR-100 (main_cifar.py)",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=HelpFormatter)
     p.add_argument("--data", default="./data/", type=str, help="dataset root (CIFAR python pickles)")
     p.add_argument("--dataset", default="cifar100", type=str, choices=sorted(DATASETS),
                    help="dataset to train on (the original always used CIFAR-100 and only put this in the log "

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from common.distributed import (add_distributed_args, all_reduce_mean, concat_all_gather, per_process_batch_size,
                                 rank_split_sampler, set_sampler_epoch, wrap_ddp)
 from common.training import progress
-from common.utils import MixedPrecision, UserError, add_precision_args, check_finite, run_main
+from common.utils import HelpFormatter, MixedPrecision, UserError, add_precision_args, check_finite, run_main
 from mcl.builder import SupervisedMCL, freeze_batchnorm
 from mcl.dataset.imagenet import get_imagenet_dataloader_sample
 from mcl.engine import (add_loss_weight_args, end_epoch, evaluate, evaluate_keeping_rng, finish_run, format_eval,
@@ -39,7 +39,7 @@ WEIGHT_DECAY = 1e-4  # hard-coded in the original (quirk 17)
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Supervised MCL on ImageNet (main_imagenet.py)",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=HelpFormatter)
     p.add_argument("--data", default="./data/ImageNet/", type=str, help="root holding train/ and val/ class folders")
     p.add_argument("--dataset", default="ImageNet", type=str, help="dataset name (log / run name only)")
     p.add_argument("--arch", default="resnet18", type=str, choices=IMAGENET_ARCHS, help="network factory")

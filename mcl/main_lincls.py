@@ -32,13 +32,13 @@ from common.distributed import (add_distributed_args, all_reduce_mean, cleanup, 
 from common.eval.metrics import accuracy
 from common.meters import AverageMeter
 from common.training import load_model_state, progress
-from common.utils import UserError, check_finite, run_main
+from common.utils import HelpFormatter, UserError, check_finite, run_main
 from mcl.engine import start_run
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Linear evaluation of MoCo-MCL (main_lincls.py)",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=HelpFormatter)
     p.add_argument("--data", metavar="DIR", default="./data/ImageNet/", help="dataset root holding train/ and val/")
     p.add_argument("-a", "--arch", metavar="ARCH", default="resnet50", help="encoder name (common.backbones)")
     p.add_argument("-j", "--workers", default=32, type=int, help="data loading workers (total)")

@@ -34,7 +34,7 @@ from common.distributed import (add_distributed_args, all_reduce_mean, cleanup, 
                                 per_process_batch_size, rank_split_sampler, set_sampler_epoch, unwrap_model, wrap_ddp)
 from common.meters import AverageMeter, ProgressMeter
 from common.training import load_model_state, progress
-from common.utils import MixedPrecision, UserError, add_precision_args, check_finite, run_main
+from common.utils import HelpFormatter, MixedPrecision, UserError, add_precision_args, check_finite, run_main
 from mcl.engine import start_run
 from mcl.moco.builder_mcl import MoCo
 from mcl.moco.loader import TwoCropsTransform
@@ -42,7 +42,7 @@ from mcl.moco.loader import TwoCropsTransform
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="MoCo + MCL pre-training (main_moco_mcl.py)",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=HelpFormatter)
     p.add_argument("--data", metavar="DIR", default="./data/ImageNet/", help="dataset root holding train/")
     p.add_argument("-a", "--arch", metavar="ARCH", default="resnet50",
                    help="torchvision-style encoder name from common.backbones (resnet18, resnet50, ...)")

@@ -28,7 +28,7 @@ from common.logger import RunLogger, make_run_dir
 from common.meters import AverageMeter
 from common.schedules import paco_cifar_lr, paco_lr, set_lr
 from common.training import progress, resume_or_start
-from common.utils import MixedPrecision, UserError, add_precision_args, autocast, check_finite, seed_everything
+from common.utils import HelpFormatter, MixedPrecision, UserError, add_precision_args, autocast, check_finite, seed_everything
 from paco.augmentations import AUG_CHOICES, batched_train_views, test_transform, train_transform
 from paco.losses import CrossEntropyBaseline, PaCoLoss
 from paco.moco.builder import PaCo
@@ -66,7 +66,7 @@ def build_parser(variant: str) -> argparse.ArgumentParser:
         "places": "PaCo on Places-LT, fp16, frozen-stage fine-tuning (LT/paco_fp16_places.py)",
         "cifar": "PaCo on CIFAR-100-LT (LT/paco_cifar.py)",
         "imagenet": "PaCo on full ImageNet (Full-ImageNet/paco_imagenet.py)"}[variant],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=HelpFormatter)
     datasets = d(("imagenet", "inat"), ("imagenet", "places"), ("cifar100", "inat", "imagenet"), ("imagenet", "inat"))
     p.add_argument("--dataset", default=datasets[0], choices=datasets + ("digits",),
                    help="digits = embedded 32x32 scikit-learn digits (CPU runs)" +

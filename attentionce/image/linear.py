@@ -25,7 +25,7 @@ from attentionce.image.utils import DATASETS, build_split, canonical_dataset_nam
 from common.checkpoint import load_checkpoint
 from common.eval.metrics import accuracy
 from common.logger import RunLogger, make_run_dir
-from common.utils import UserError, check_finite, get_device, run_main, seed_everything
+from common.utils import HelpFormatter, UserError, check_finite, get_device, run_main, seed_everything
 
 METHOD = "attentionce"
 
@@ -117,7 +117,7 @@ def probe_top1(kind: str, train_x, train_y, test_x, test_y, epochs: int = 100, k
 
 def get_parser(variant: str = "image") -> argparse.ArgumentParser:
     d = VARIANT_DEFAULTS[variant]
-    parser = argparse.ArgumentParser(description="Linear Evaluation", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(description="Linear Evaluation", formatter_class=HelpFormatter)
     parser.add_argument("--root", type=str, default=d["root"], help="dataset root")
     parser.add_argument("--model_path", type=str, default=d["model_path"],
                         help="The pretrained model path (the original's default does not exist: pass the .pth "

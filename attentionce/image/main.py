@@ -25,7 +25,7 @@ from common.augment.on_device import DeviceViews, add_augment_arg
 from common.checkpoint import (capture_rng_state, code_version, find_latest_checkpoint, load_checkpoint,
                                restore_rng_state, save_checkpoint)
 from common.logger import RunLogger, make_run_dir
-from common.utils import (MixedPrecision, UserError, add_precision_args, check_finite, get_device, run_main,
+from common.utils import (HelpFormatter, MixedPrecision, UserError, add_precision_args, check_finite, get_device, run_main,
                           seed_everything)
 
 METHOD = "attentionce"
@@ -40,7 +40,7 @@ VARIANT_DEFAULTS = {
 
 def get_parser(variant: str = "image") -> argparse.ArgumentParser:
     d = VARIANT_DEFAULTS[variant]
-    parser = argparse.ArgumentParser(description="Train AttentioNCE", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(description="Train AttentioNCE", formatter_class=HelpFormatter)
     # ---- the original's flags, same defaults
     parser.add_argument("--root", type=str, default=d["root"],
                         help="dataset root (CIFAR pickles / STL-10 binaries / tiny-imagenet-200 or its parent)")

@@ -15,7 +15,7 @@ import os
 import re
 
 from common.checkpoint import atomic_torch_save, load_checkpoint
-from common.utils import UserError, run_main
+from common.utils import HelpFormatter, UserError, run_main
 
 # torchvision VisionTransformer key (regex, after the prefix) → timm / DeiT key
 TORCHVISION_TO_TIMM = (
@@ -65,7 +65,7 @@ def convert(state_dict: dict, prefix: str = "module.base_encoder.") -> dict:
 def main(argv=None):
     parser = argparse.ArgumentParser(description="Convert a MoCo-v3 / CACR ViT checkpoint to DeiT format "
                                                  "({'model': state_dict} with timm's key names)",
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=HelpFormatter)
     parser.add_argument("--input", type=str, required=True, help="input checkpoint")
     parser.add_argument("--output", type=str, required=True, help="output path")
     args = parser.parse_args(argv)

@@ -25,7 +25,7 @@ from common.checkpoint import load_checkpoint
 from common.data import build_dataset
 from common.eval.knn import weighted_knn_predict
 from common.logger import make_run_dir
-from common.utils import UserError, get_device, run_main
+from common.utils import HelpFormatter, UserError, get_device, run_main
 
 from cacr.imagenet_pretraining import vits
 
@@ -39,7 +39,7 @@ def bool_flag(s):
 
 
 def get_parser():
-    parser = argparse.ArgumentParser("Evaluation with weighted k-NN on ImageNet")
+    parser = argparse.ArgumentParser("Evaluation with weighted k-NN on ImageNet", formatter_class=HelpFormatter)
     parser.add_argument("--cfg", type=str, default=None, help="unused (kept for the original's command lines)")
     parser.add_argument("--arch", default="vit_base", type=str,
                         help="vit_base / vit_small / vit_conv_* / vit_tiny or a torchvision / common backbone "

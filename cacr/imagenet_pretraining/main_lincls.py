@@ -29,7 +29,7 @@ from common.logger import make_run_dir
 from common.meters import AverageMeter, ProgressMeter
 from common.schedules import cosine_lr, set_lr, step_lr
 from common.training import progress, resume_or_start, save_training_state
-from common.utils import UserError, check_finite, run_main
+from common.utils import HelpFormatter, UserError, check_finite, run_main
 
 from cacr.imagenet_pretraining import vits
 from cacr.worker import start_worker
@@ -44,7 +44,7 @@ VARIANTS = {
 
 def get_parser(variant: str):
     v = VARIANTS[variant]
-    parser = argparse.ArgumentParser(description="Linear classification of a frozen CACR encoder")
+    parser = argparse.ArgumentParser(description="Linear classification of a frozen CACR encoder", formatter_class=HelpFormatter)
     parser.add_argument("data", metavar="DIR", nargs="?", default=os.environ.get("DATA"),
                         help="ImageFolder root with train/ and val/; env DATA")
     parser.add_argument("-a", "--arch", metavar="ARCH", default="resnet50")

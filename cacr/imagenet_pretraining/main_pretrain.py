@@ -26,7 +26,7 @@ from common.logger import make_run_dir
 from common.meters import AverageMeter, ProgressMeter
 from common.schedules import cosine_momentum, set_lr, warmup_cosine_lr
 from common.training import progress, resume_or_start, save_training_state
-from common.utils import (MixedPrecision, UserError, add_precision_args, autocast, check_finite, run_main,
+from common.utils import (HelpFormatter, MixedPrecision, UserError, add_precision_args, autocast, check_finite, run_main,
                           to_channels_last)
 
 from cacr.imagenet_pretraining import vits
@@ -37,7 +37,7 @@ from cacr.worker import seeded_loader, start_worker
 
 
 def get_parser():
-    parser = argparse.ArgumentParser(description="CACR ImageNet pre-training (MoCo-v3 style)")
+    parser = argparse.ArgumentParser(description="CACR ImageNet pre-training (MoCo-v3 style)", formatter_class=HelpFormatter)
     parser.add_argument("data", metavar="DIR", nargs="?", default=os.environ.get("DATA"),
                         help="path to the dataset (uses DIR/train); env DATA")
     parser.add_argument("-a", "--arch", metavar="ARCH", default="resnet50",

@@ -19,14 +19,14 @@ from common.checkpoint import load_checkpoint
 from common.data import build_dataset
 from common.logger import RunLogger, make_run_dir
 from common.training import load_model_state, progress
-from common.utils import UserError, check_finite, get_device, run_main, seed_everything
+from common.utils import HelpFormatter, UserError, check_finite, get_device, run_main, seed_everything
 
 from cacr.small_scale_experiments import util
 from cacr.small_scale_experiments.encoder import build_encoder, feature_dim
 
 
 def parse_option(argv=None, dataset_default: str = "cifar10"):
-    parser = argparse.ArgumentParser("CACR small-scale linear evaluation")
+    parser = argparse.ArgumentParser("CACR small-scale linear evaluation", formatter_class=HelpFormatter)
     parser.add_argument("--dataset", type=str, default=dataset_default, choices=util.DATASETS)
     parser.add_argument("--encoder_checkpoint", type=str, default=None,
                         help="path of encoder.pth written by main_ours.py (required)")

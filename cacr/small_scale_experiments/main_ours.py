@@ -21,7 +21,7 @@ from common.checkpoint import atomic_torch_save
 from common.logger import RunLogger, make_run_dir
 from common.meters import AverageMeter
 from common.training import progress, resume_or_start, save_training_state
-from common.utils import (MixedPrecision, UserError, add_precision_args, check_finite, get_device, run_main,
+from common.utils import (HelpFormatter, MixedPrecision, UserError, add_precision_args, check_finite, get_device, run_main,
                           seed_everything)
 
 from cacr.small_scale_experiments import util
@@ -33,7 +33,7 @@ from cacr.small_scale_experiments.monitor import monitor_accuracy
 def parse_option(argv=None, dataset_default: str = "cifar10"):
     parser = argparse.ArgumentParser(
         "CACR small-scale pre-training",
-        description="Contrastive attraction + contrastive repulsion with SmallAlexNet and in-batch negatives.")
+        description="Contrastive attraction + contrastive repulsion with SmallAlexNet and in-batch negatives.", formatter_class=HelpFormatter)
     parser.add_argument("--dataset", type=str, default=dataset_default, choices=util.DATASETS,
                         help="which dataset (replaces the original per-dataset copies of this file)")
     parser.add_argument("--Ny", type=int, default=4, help="number of positive views per sample (Ny+1 views)")

@@ -25,7 +25,7 @@ from common.logger import make_run_dir
 from common.meters import AverageMeter, ProgressMeter
 from common.schedules import cosine_lr, set_lr, step_lr
 from common.training import progress, resume_or_start, save_training_state
-from common.utils import MixedPrecision, UserError, add_precision_args, check_finite, run_main
+from common.utils import HelpFormatter, MixedPrecision, UserError, add_precision_args, check_finite, run_main
 
 from cacr.large_scale_shift_experiments.imagenet.ours.builder import MoCo
 from cacr.large_scale_shift_experiments.imagenet.ours.loader import MultiCropsTransform
@@ -34,7 +34,7 @@ from cacr.worker import seeded_loader, start_worker
 
 def get_parser(webvision: bool = False):
     parser = argparse.ArgumentParser(description=f"CACR queue-MoCo pre-training on "
-                                                 f"{'WebVision-v1' if webvision else 'an ImageFolder dataset'}")
+                                                 f"{'WebVision-v1' if webvision else 'an ImageFolder dataset'}", formatter_class=HelpFormatter)
     parser.add_argument("data", metavar="DIR", nargs="?", default=os.environ.get("DATA"),
                         help="dataset root (ImageFolder with train/; WebVision: root with info/); env DATA")
     parser.add_argument("-a", "--arch", metavar="ARCH", default="resnet50", help="torchvision / common backbone name")
