@@ -63,7 +63,8 @@ def get_parser():
     parser.add_argument("--cacr-cost", default="rbf", type=str, choices=moco_builder.COSTS,
                         help="rbf (weighted InfoNCE, default) or euclidean")
     parser.add_argument("--use-full-mode", action="store_true",
-                        help="local crops also go through the momentum encoder and serve as keys")
+                        help="with --use-local-crops: local crops also go through the momentum encoder and serve as "
+                             "keys (full mode; quirk §k.7: without local crops it changes nothing)")
     parser.add_argument("--moco-dim", default=256, type=int)
     parser.add_argument("--moco-mlp-dim", default=4096, type=int)
     parser.add_argument("--moco-m", default=0.99, type=float)
@@ -73,7 +74,12 @@ def get_parser():
     parser.add_argument("--optimizer", default="lars", type=str, choices=["lars", "adamw"])
     parser.add_argument("--warmup-epochs", default=10, type=int)
     parser.add_argument("--crop-min", default=0.08, type=float)
-    parser.add_argument("--use-local-crops", action="store_true", help="add local (multi-)crops")
+    parser.add_argument("--use-local-crops", action="store_true",
+                        help="add local (multi-)crops (light mode: local crops are queries only). Quirk §k.7: the "
+                             "README commands (and sh/pretrain_*.sh) run without it, as the original did; then each "
+                             "term has one query, the CACR attraction weights are all 1 and the rbf loss is ½ × the "
+                             "MoCo-v3 loss (the CACR weighting is inactive). Pass it (the README says the paper used "
+                             "the light multi-crop mode) to enable the CACR weighting")
     parser.add_argument("--local_crops_number", type=int, default=8)
     parser.add_argument("--local_crops_scale", type=float, nargs="+", default=(0.05, 0.4))
     parser.add_argument("--image-size", default=224, type=int, help="global crop size (small for smoke tests)")
