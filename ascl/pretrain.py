@@ -25,7 +25,7 @@ from common.eval import accuracy, knn_evaluate, recalibrated_copy
 from common.logger import RunLogger, make_run_dir
 from common.training import progress, resume_or_start, save_training_state
 from common.augment.on_device import add_augment_arg
-from common.utils import HelpFormatter, MixedPrecision, UserError, add_precision_args, check_finite, seed_everything
+from common.utils import set_visible_gpus, HelpFormatter, MixedPrecision, UserError, add_precision_args, check_finite, seed_everything
 from ascl.dataloader import DATASETS, prepare_dataset
 from ascl.model import ASCL, LinearHead
 from ascl.utils import adjust_learning_rate
@@ -80,7 +80,7 @@ def build_parser(variant: str = "main") -> argparse.ArgumentParser:
                              "automatically anyway (see --no_auto_resume)")
     parser.add_argument("--no_auto_resume", action="store_true",
                         help="start from scratch even if the run directory holds a checkpoint")
-    parser.add_argument("--gpuid", default="0", type=str, help="written to CUDA_VISIBLE_DEVICES (GPU machines)")
+    parser.add_argument("--gpuid", default="0", type=str, help="written to CUDA_VISIBLE_DEVICES before CUDA starts in single-process runs, as the original (an existing CUDA_VISIBLE_DEVICES wins); without CUDA a notice and the CPU")
     parser.add_argument("--t1", default=0.1, type=float, help="student temperature T1")
     parser.add_argument("--t2", default=0.05, type=float, help="teacher temperature T2")
     parser.add_argument("--aug", default="weak_augment", choices=["weak_augment", "strong_augment"],
@@ -437,9 +437,8 @@ def main(variant: str = "main", argv=None) -> None:
     if variant == "main_simple":
         args.run_id, args.entity, args.wandb = "ascl_project", None, False   # quirk 3 fixed
     single_process = not args.multiprocessing_distributed and "LOCAL_RANK" not in os.environ
-    if single_process and args.gpuid and "CUDA_VISIBLE_DEVICES" not in os.environ:
-        # before any CUDA call, as the original; multi-process launches use every visible GPU instead
-        os.environ["CUDA_VISIBLE_DEVICES"] = args.gpuid
+    # before any CUDA call, as the original; multi-process launches use every visible GPU instead
+    set_visible_gpus("--gpuid", args.gpuid if single_process else None, keep_existing=True)
     if args.dataset == "digits" and args.data_path in ("cifar10", ""):
         args.data_path = None
     elif not args.data_path or not os.path.isdir(args.data_path):

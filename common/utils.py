@@ -120,6 +120,33 @@ def get_device(name: str | None = None) -> torch.device:
     return device
 
 
+def _gpu_ids_text(ids) -> str:
+    return " ".join(map(str, ids)) if isinstance(ids, (list, tuple)) else str(ids)
+
+
+def gpus_available(flag: str, ids) -> bool:
+    """Whether CUDA can serve a GPU-selecting flag (``--gpu 0``, ``--gpus 0 1``, ``--gpu-id 0,1``) set to ``ids``.
+
+    Without CUDA this prints the one notice line every entry point prints for such a flag and returns False: the
+    run goes on on the CPU (the originals' users keep their commands). Nothing is printed when the flag is unset.
+    """
+    if torch.cuda.is_available():
+        return True
+    if ids not in (None, "", [], ()):
+        print(f"notice: {flag} {_gpu_ids_text(ids)} selects GPUs but CUDA is not available; running on the CPU",
+              file=sys.stderr, flush=True)
+    return False
+
+
+def set_visible_gpus(flag: str, ids, keep_existing: bool = False) -> bool:
+    """Apply a GPU-selecting flag the originals' way: its ids go to ``CUDA_VISIBLE_DEVICES`` *before* any CUDA call
+    (CUDA reads the variable once, when it initialises; set later it is ignored), then :func:`gpus_available`.
+    ``keep_existing``: a ``CUDA_VISIBLE_DEVICES`` already in the environment wins over the flag."""
+    if ids not in (None, "", [], ()) and not (keep_existing and "CUDA_VISIBLE_DEVICES" in os.environ):
+        os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, ids)) if isinstance(ids, (list, tuple)) else str(ids)
+    return gpus_available(flag, ids)
+
+
 def autocast(device, enabled: bool = True, dtype: torch.dtype | None = None):
     """Mixed-precision context: float16 on CUDA, bfloat16 on CPU (CPU autocast has no float16 speed-up).
 

@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=128, help="batch size (global, train and test)")
     p.add_argument("--num-workers", type=int, default=8,
                    help="data loader workers (used here; the original ignored it, quirk 16)")
-    p.add_argument("--gpu-id", type=str, default="0", help="written to CUDA_VISIBLE_DEVICES when CUDA is present")
+    p.add_argument("--gpu-id", type=str, default="0", help="written to CUDA_VISIBLE_DEVICES before CUDA starts, as the original (an existing CUDA_VISIBLE_DEVICES wins); without CUDA a notice and the CPU")
     p.add_argument("--manual_seed", type=int, default=0, help="seed of numpy / torch / python")
     p.add_argument("--resume", "-r", action="store_true", help="resume from --resume-checkpoint")
     p.add_argument("--resume-checkpoint", default=None, type=str,

@@ -34,7 +34,7 @@ from common.distributed import (add_distributed_args, all_reduce_mean, cleanup, 
                                 per_process_batch_size, rank_split_sampler, set_sampler_epoch, unwrap_model, wrap_ddp)
 from common.meters import AverageMeter, ProgressMeter
 from common.training import load_model_state, progress
-from common.utils import HelpFormatter, MixedPrecision, UserError, add_precision_args, check_finite, run_main
+from common.utils import set_visible_gpus, HelpFormatter, MixedPrecision, UserError, add_precision_args, check_finite, run_main
 from mcl.engine import start_run
 from mcl.moco.builder_mcl import MoCo
 from mcl.moco.loader import TwoCropsTransform
@@ -232,8 +232,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     if args.number_net < 2:
         raise UserError(f"--number-net {args.number_net}: MCL needs at least 2 networks (quirk 21)")
-    if args.gpu_ids:
-        os.environ["CUDA_VISIBLE_DEVICES"] = args.gpu_ids
+    set_visible_gpus("--gpu-ids", args.gpu_ids)  # before any CUDA call, as the original
     if args.name is None:
         args.name = f"moco_mcl_{args.arch}_n{args.number_net}"
     launch(main_worker, args)

@@ -21,7 +21,7 @@ from common.checkpoint import atomic_torch_save
 from common.logger import RunLogger, make_run_dir
 from common.meters import AverageMeter
 from common.training import progress, resume_or_start, save_training_state
-from common.utils import (HelpFormatter, MixedPrecision, UserError, add_precision_args, check_finite, get_device, run_main,
+from common.utils import (gpus_available, HelpFormatter, MixedPrecision, UserError, add_precision_args, check_finite, get_device, run_main,
                           seed_everything)
 
 from cacr.small_scale_experiments import util
@@ -71,7 +71,7 @@ def parse_option(argv=None, dataset_default: str = "cifar10"):
     parser.add_argument("--num_workers", type=int, default=6)
     parser.add_argument("--log_interval", type=int, default=40)
     parser.add_argument("--gpus", type=int, nargs="*", default=None,
-                        help="CUDA ids for nn.DataParallel (default: all visible; ignored on CPU)")
+                        help="CUDA ids for nn.DataParallel (default: all visible; without CUDA a notice and the CPU)")
     parser.add_argument("--result_folder", type=str, default=None,
                         help="checkpoint root (default: the run directory runs/cacr/<name>)")
     parser.add_argument("--log_folder", type=str, default=None, help="TensorBoard root (default: the run directory)")
@@ -195,6 +195,7 @@ def train_one_epoch(encoder, loader, criterion, optimizer, epoch, args, logger, 
 
 def main(argv=None, dataset_default: str = "cifar10"):
     args = parse_option(argv, dataset_default)
+    gpus_available("--gpus", args.gpus)  # without CUDA: one notice line, the run goes on on the CPU
     args.device = get_device(args.device)
     seed_everything(args.seed)
     run_dir = make_run_dir("cacr", args.name, root=args.result_folder)

@@ -25,7 +25,7 @@ from common.logger import make_run_dir
 from common.meters import AverageMeter, ProgressMeter
 from common.schedules import cosine_lr, set_lr, step_lr
 from common.training import progress, resume_or_start, save_training_state
-from common.utils import HelpFormatter, MixedPrecision, UserError, add_precision_args, check_finite, run_main
+from common.utils import set_visible_gpus, HelpFormatter, MixedPrecision, UserError, add_precision_args, check_finite, run_main
 
 from cacr.large_scale_shift_experiments.imagenet.ours.builder import MoCo
 from cacr.large_scale_shift_experiments.imagenet.ours.loader import MultiCropsTransform
@@ -51,7 +51,7 @@ def get_parser(webvision: bool = False):
     parser.add_argument("--no-auto-resume", dest="auto_resume", action="store_false")
     parser.add_argument("--interval", default=50, type=int, help="keep checkpoint_XXXX.pth.tar every N epochs")
     parser.add_argument("--seed", default=None, type=int, help="seed (+ rank)")
-    parser.add_argument("--gpus", type=int, nargs="*", default=None, help="GPU ids on this node (default all)")
+    parser.add_argument("--gpus", type=int, nargs="*", default=None, help="GPU ids on this node, written to CUDA_VISIBLE_DEVICES before CUDA starts (default all); without CUDA a notice and the CPU")
     parser.add_argument("--moco-dim", default=128, type=int)
     parser.add_argument("--moco-k", default=65536, type=int, help="queue length K")
     parser.add_argument("--moco-m", default=0.999, type=float)
@@ -147,8 +147,7 @@ def main(argv=None, webvision: bool = False):
                         "only 0 is supported")
     if args.Ny < 1:
         raise UserError("--Ny must be >= 1")
-    if args.gpus and torch.cuda.is_available():
-        os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, args.gpus))
+    set_visible_gpus("--gpus", args.gpus)  # before any CUDA call, as the original
     args.dataset_name = "webvision_v1" if webvision else dataset_name_from_path(args.data)
     args.name = run_name(args, args.dataset_name)
     cdist.launch(main_worker, args)
