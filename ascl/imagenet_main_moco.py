@@ -60,7 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--moco-dim", default=128, type=int, help="feature dimension")
     parser.add_argument("--moco-k", default=65536, type=int, help="queue size; number of negative keys")
     parser.add_argument("--moco-m", default=0.999, type=float, help="moco momentum of updating key encoder")
-    parser.add_argument("--moco-t1", default=0.1, type=float, help="student temperature T1")
+    parser.add_argument("--moco-t1", "--moco-t", default=0.1, type=float, dest="moco_t1",
+                        help="student temperature T1; --moco-t is MoCo's spelling (the original passed main_moco's "
+                             "single temperature positionally into T1; quirk 6 fixed: keywords, so --mlp no longer "
+                             "lands in T2)")
     parser.add_argument("--moco-t2", default=0.05, type=float, help="teacher (neighbour) temperature T2")
     parser.add_argument("--mlp", action="store_true", help="use mlp head")
     parser.add_argument("--aug-plus", action="store_true", help="use moco v2 data augmentation")

@@ -85,6 +85,44 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
             action.help = "(default: %(default)s)"
         return super()._format_action(action)
 
+    def _get_help_string(self, action):
+        if action.default is None and "(default:" in (action.help or ""):
+            return action.help  # the help already says what an unset option means
+        return super()._get_help_string(action)
+
+    def _format_action_invocation(self, action):
+        if isinstance(action, BooleanFlag):
+            return f"{action.option_strings[0]} [{{True,False}}], {', '.join(action.option_strings[1:])}"
+        return super()._format_action_invocation(action)
+
+
+class BooleanFlag(argparse.BooleanOptionalAction):
+    """``--flag`` / ``--no-flag``, and also the originals' spelled-out ``--flag True`` / ``--flag False`` (their
+    ``type=bool`` / str2bool flags), each spelling meaning what it says (an original ``type=bool`` flag read
+    "False" as True)."""
+
+    TRUE, FALSE = ("true", "t", "yes", "y", "1"), ("false", "f", "no", "n", "0")
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, **kwargs)
+        self.nargs, self.metavar = "?", "{True,False}"
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if option_string is not None and option_string.startswith("--no-"):
+            if values is not None:
+                parser.error(f"argument {option_string}: takes no value (use {option_string[:2]}{option_string[5:]} "
+                             f"{values})")
+            setattr(namespace, self.dest, False)
+        elif values is None or values.lower() in self.TRUE:
+            setattr(namespace, self.dest, True)
+        elif values.lower() in self.FALSE:
+            setattr(namespace, self.dest, False)
+        else:
+            parser.error(f"argument {option_string}: expected True or False, got {values!r}")
+
+    def format_usage(self):
+        return " | ".join(self.option_strings)
+
 
 def seed_everything(seed: int | None, deterministic: bool = False) -> None:
     """Seed python, numpy and torch (all devices). ``None`` does nothing.

@@ -28,8 +28,8 @@ from common.logger import RunLogger, make_run_dir
 from common.meters import AverageMeter
 from common.schedules import paco_cifar_lr, paco_lr, set_lr
 from common.training import progress, resume_or_start
-from common.utils import HelpFormatter, MixedPrecision, UserError, add_precision_args, autocast, check_finite, seed_everything
-from paco.augmentations import AUG_CHOICES, batched_train_views, test_transform, train_transform
+from common.utils import BooleanFlag, HelpFormatter, MixedPrecision, UserError, add_precision_args, autocast, check_finite, seed_everything
+from paco.augmentations import AUG_ALIASES, AUG_CHOICES, batched_train_views, test_transform, train_transform
 from paco.losses import CrossEntropyBaseline, PaCoLoss
 from paco.moco.builder import PaCo
 
@@ -109,14 +109,17 @@ def build_parser(variant: str) -> argparse.ArgumentParser:
                    help="queue size K; must be a multiple of the global batch")
     p.add_argument("--moco-m", default=0.999, type=float, help="key-encoder momentum")
     p.add_argument("--moco-t", default=d(0.2, 0.2, 0.07, 0.2), type=float, help="temperature T of the PaCo loss")
-    bool_flag = dict(action=argparse.BooleanOptionalAction)
-    p.add_argument("--mlp", default=True, help="2-layer projection head with BN (a real switch; the original's "
-                   "type=bool flag could not be turned off)", **bool_flag)
-    p.add_argument("--aug-plus", default=True, help="MoCo-v2 recipe for the mocov2 pipelines", **bool_flag)
-    p.add_argument("--cos", default=True, help="cosine LR after warm-up" + (" (ignored by the CIFAR schedule)"
-                                                                            if cifar else ""), **bool_flag)
-    p.add_argument("--normalize", default=False, help="L2-normalise the pooled feature before the classifier",
+    bool_flag = dict(action=BooleanFlag)  # also the original's "--mlp True" / "--normalize False" (meaning it)
+    quirk8 = (" (quirk §k.8 fixed: --{0} / --no-{0} or the original's --{0} True / False, meaning what they say; "
+              "the original's type=bool flag read False as True)")
+    p.add_argument("--mlp", default=True, help="2-layer projection head with BN" + quirk8.format("mlp"), **bool_flag)
+    p.add_argument("--aug-plus", default=True, help="MoCo-v2 recipe for the mocov2 pipelines" + quirk8.format("aug-plus"),
                    **bool_flag)
+    p.add_argument("--cos", default=True, help="cosine LR after warm-up" + (" (ignored by the CIFAR schedule, quirk "
+                                                                            "§k.9)" if cifar else "") +
+                   quirk8.format("cos"), **bool_flag)
+    p.add_argument("--normalize", default=False, help="L2-normalise the pooled feature before the classifier" +
+                   quirk8.format("normalize"), **bool_flag)
     p.add_argument("--mark", default=None, type=str, help="run name (default: <arch>_<aug>)")
     p.add_argument("--reload", default=None, type=str,
                    help="load the matching tensors of a checkpoint's state_dict (released or ours; 'module.' "
@@ -135,7 +138,10 @@ def build_parser(variant: str) -> argparse.ArgumentParser:
                    help="paco: the PaCo loss; ce: the supervised baseline, plain cross-entropy on the classifier "
                         "logits (no class prior, no contrastive term) with the same network, data and schedule "
                         "(not in the original)")
-    p.add_argument("--aug", default=None, type=str, choices=AUG_CHOICES[variant], help="augmentation pair (§d.3); the original crashed without it, here it falls back to the first choice")
+    aliases = AUG_ALIASES.get(variant, {})
+    p.add_argument("--aug", default=None, type=str, choices=AUG_CHOICES[variant] + tuple(aliases),
+                   help="augmentation pair (§d.3); the original crashed without it, here it falls back to the first "
+                        "choice" + "".join(f"; {a} = {b} (the original's name)" for a, b in aliases.items()))
     if full:
         p.add_argument("--rand_m", default=10, type=int, help="RandAugment magnitude (clipped to 10, quirk §k.17)")
         p.add_argument("--rand_n", default=2, type=int, help="RandAugment ops per image")
@@ -180,6 +186,7 @@ def parse_args(variant: str, argv=None) -> argparse.Namespace:
             raise UserError("--alpha is required for paco_cifar.py (the scripts pass 0.01)")
     if args.aug is None:
         args.aug = AUG_CHOICES[variant][0]
+    args.aug = AUG_ALIASES.get(variant, {}).get(args.aug, args.aug)
     if args.mark is None:
         args.mark = f"{args.arch}_{args.aug}"
     if args.augment == "batched":  # refuse --aug pairs without a batched equivalent before any process starts
