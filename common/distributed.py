@@ -66,7 +66,8 @@ def add_distributed_args(parser: argparse.ArgumentParser, **defaults) -> argpars
              "the moco placeholder address is replaced by a free local port")
     add("--dist-backend", default=d["dist_backend"], type=str,
         help="distributed backend (nccl on GPU; switched to gloo automatically on CPU)")
-    add("--gpu", default=d["gpu"], type=int, help="GPU id to use (single-process runs; without CUDA a notice and the CPU)")
+    add("--gpu", default=d["gpu"], type=int,
+        help="GPU id to use (single-process runs; without CUDA a notice and the CPU)")
     add("--multiprocessing-distributed", default=d["multiprocessing_distributed"],
         action=argparse.BooleanOptionalAction,
         help="launch N processes per node (N = number of GPUs, or --nproc-per-node on CPU), "

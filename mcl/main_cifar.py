@@ -64,7 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=128, help="batch size (global, train and test)")
     p.add_argument("--num-workers", type=int, default=8,
                    help="data loader workers (used here; the original ignored it, quirk 16)")
-    p.add_argument("--gpu-id", type=str, default="0", help="written to CUDA_VISIBLE_DEVICES before CUDA starts, as the original (an existing CUDA_VISIBLE_DEVICES wins); without CUDA a notice and the CPU")
+    p.add_argument("--gpu-id", type=str, default="0",
+                   help="written to CUDA_VISIBLE_DEVICES before CUDA starts, as the original (an existing "
+                        "CUDA_VISIBLE_DEVICES wins); without CUDA a notice and the CPU")
     p.add_argument("--manual_seed", type=int, default=0, help="seed of numpy / torch / python")
     p.add_argument("--resume", "-r", action="store_true", help="resume from --resume-checkpoint")
     p.add_argument("--resume-checkpoint", default=None, type=str,
@@ -79,7 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint-dir", default=None, type=str,
                    help="where checkpoints are written (default: the run directory runs/mcl/<name>/; "
                         "the original used ./checkpoint)")
-    p.add_argument("--kd_T", type=float, default=3, help="temperature of every KL term")
+    p.add_argument("--kd_T", type=float, default=3,
+                   help="temperature of every KL term, on the tau-scaled logits (quirk 6 reproduced, as the original)")
     p.add_argument("--tau", type=float, default=0.1, help="contrastive temperature")
     add_loss_weight_args(p)
     p.add_argument("--feat-dim", default=128, type=int, help="embedding head output dimension")

@@ -50,7 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=90, help="number of epochs to train")
     p.add_argument("--batch-size", type=int, default=256, help="batch size (global)")
     p.add_argument("--num-workers", type=int, default=16, help="data loader workers")
-    p.add_argument("--gpu-id", type=str, default="0", help="written to CUDA_VISIBLE_DEVICES before CUDA starts, as the original (an existing CUDA_VISIBLE_DEVICES wins); without CUDA a notice and the CPU")
+    p.add_argument("--gpu-id", type=str, default="0",
+                   help="written to CUDA_VISIBLE_DEVICES before CUDA starts, as the original (an existing "
+                        "CUDA_VISIBLE_DEVICES wins); without CUDA a notice and the CPU")
     p.add_argument("--manual_seed", type=int, default=0)
     p.add_argument("--resume", "-r", action="store_true", help="resume from --resume-checkpoint")
     p.add_argument("--resume-checkpoint", default=None, type=str,
@@ -60,11 +62,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="checkpoint to evaluate (default <checkpoint-dir>/<arch>_best.pth.tar)")
     p.add_argument("--checkpoint-dir", default=None, type=str,
                    help="checkpoint directory (default: the run directory runs/mcl/<name>/)")
-    p.add_argument("--number-net", type=int, default=2, help="number of networks N")
+    p.add_argument("--number-net", type=int, default=2,
+                   help="number of networks N (quirk 21: at least 2, N = 1 crashed late in the original; refused up "
+                        "front)")
     p.add_argument("--logit-distill", action="store_true",
                    help="KL distillation of the LAST network from the ensemble mean, teacher NOT detached "
                         "(the original's ImageNet rule, quirk 5)")
-    p.add_argument("--kd_T", type=float, default=3, help="temperature of every KL term")
+    p.add_argument("--kd_T", type=float, default=3,
+                   help="temperature of every KL term, on the tau-scaled logits (quirk 6 reproduced, as the original)")
     add_loss_weight_args(p)
     p.add_argument("--rep-dim", default=1024, type=int,
                    help="ignored: the head input dim is measured from the backbone (quirk 17)")

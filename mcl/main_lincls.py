@@ -32,7 +32,7 @@ from common.distributed import (add_distributed_args, all_reduce_mean, cleanup, 
 from common.eval.metrics import accuracy
 from common.meters import AverageMeter
 from common.training import load_model_state, progress
-from common.utils import set_visible_gpus, HelpFormatter, UserError, check_finite, run_main
+from common.utils import HelpFormatter, UserError, check_finite, run_main, set_visible_gpus
 from mcl.engine import start_run
 
 
@@ -56,7 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-e", "--evaluate", action="store_true",
                    help="only evaluate --resume on the validation set (FIXED: crashed in the original, quirk 11)")
     p.add_argument("--seed", default=None, type=int)
-    p.add_argument("--gpu-ids", default=None, type=str, help="written to CUDA_VISIBLE_DEVICES before CUDA starts, if given; without CUDA a notice and the CPU")
+    p.add_argument("--gpu-ids", default=None, type=str,
+                   help="written to CUDA_VISIBLE_DEVICES before CUDA starts, if given; without CUDA a notice and the "
+                        "CPU")
     p.add_argument("--pretrained", default="", type=str, help="main_moco_mcl.py checkpoint (network 0 is used)")
     p.add_argument("--checkpoint", default=None, type=str,
                    help="output directory (default: runs/mcl/<name>/; the original used ./checkpoint/)")

@@ -34,7 +34,8 @@ from common.distributed import (add_distributed_args, all_reduce_mean, cleanup, 
                                 per_process_batch_size, rank_split_sampler, set_sampler_epoch, unwrap_model, wrap_ddp)
 from common.meters import AverageMeter, ProgressMeter
 from common.training import load_model_state, progress
-from common.utils import set_visible_gpus, HelpFormatter, MixedPrecision, UserError, add_precision_args, check_finite, run_main
+from common.utils import (HelpFormatter, MixedPrecision, UserError, add_precision_args, check_finite, run_main,
+                          set_visible_gpus)
 from mcl.engine import start_run
 from mcl.moco.builder_mcl import MoCo
 from mcl.moco.loader import TwoCropsTransform
@@ -60,8 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="checkpoint to resume from (default: newest checkpoint of the run directory)")
     p.add_argument("--seed", default=None, type=int, help="seed for initializing training")
     p.add_argument("--gpu-ids", default=None, type=str,
-                   help="written to CUDA_VISIBLE_DEVICES if given (optional here; required by the original)")
-    p.add_argument("--number-net", default=2, type=int, help="number of peer networks N")
+                   help="written to CUDA_VISIBLE_DEVICES before CUDA starts, if given (quirk 22 fixed: optional here, "
+                        "required by the original); without CUDA a notice and the CPU")
+    p.add_argument("--number-net", default=2, type=int,
+                   help="number of peer networks N (quirk 21: at least 2, N = 1 crashed late in the original; refused "
+                        "up front)")
     p.add_argument("--moco-dim", default=128, type=int, help="feature dimension")
     p.add_argument("--moco-k", default=65536, type=int, help="queue size per network; must be divisible by the batch")
     p.add_argument("--moco-m", default=0.999, type=float, help="key-encoder momentum")

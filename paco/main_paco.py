@@ -28,7 +28,8 @@ from common.logger import RunLogger, make_run_dir
 from common.meters import AverageMeter
 from common.schedules import paco_cifar_lr, paco_lr, set_lr
 from common.training import progress, resume_or_start
-from common.utils import BooleanFlag, HelpFormatter, MixedPrecision, UserError, add_precision_args, autocast, check_finite, seed_everything
+from common.utils import (BooleanFlag, HelpFormatter, MixedPrecision, UserError, add_precision_args, autocast,
+                          check_finite, seed_everything)
 from paco.augmentations import AUG_ALIASES, AUG_CHOICES, batched_train_views, test_transform, train_transform
 from paco.losses import CrossEntropyBaseline, PaCoLoss
 from paco.moco.builder import PaCo
@@ -99,7 +100,8 @@ def build_parser(variant: str) -> argparse.ArgumentParser:
                    dest="weight_decay", help="weight decay on all parameters")
     p.add_argument("-p", "--print-freq", default=d(50, 50, 40, 50), type=int, metavar="N",
                    help="log every N iterations" + (" (and snapshot every N epochs)" if cifar else ""))
-    p.add_argument("-e", "--evaluate", dest="evaluate", action="store_true", help="evaluate once and exit")
+    p.add_argument("-e", "--evaluate", dest="evaluate", action="store_true", help="evaluate once and exit" +
+                   (" (quirk §k.10 fixed: it crashed in the original paco_cifar.py)" if cifar else ""))
     p.add_argument("--resume", default="", type=str, metavar="PATH",
                    help="checkpoint to resume; without it <run dir>/moco_ckpt.pth.tar is resumed automatically")
     p.add_argument("--seed", default=None, type=int, help="seed python, numpy and torch (numpy too: quirk §k.24)")
@@ -113,7 +115,8 @@ def build_parser(variant: str) -> argparse.ArgumentParser:
     quirk8 = (" (quirk §k.8 fixed: --{0} / --no-{0} or the original's --{0} True / False, meaning what they say; "
               "the original's type=bool flag read False as True)")
     p.add_argument("--mlp", default=True, help="2-layer projection head with BN" + quirk8.format("mlp"), **bool_flag)
-    p.add_argument("--aug-plus", default=True, help="MoCo-v2 recipe for the mocov2 pipelines" + quirk8.format("aug-plus"),
+    p.add_argument("--aug-plus", default=True,
+                   help="MoCo-v2 recipe for the mocov2 pipelines" + quirk8.format("aug-plus"),
                    **bool_flag)
     p.add_argument("--cos", default=True, help="cosine LR after warm-up" + (" (ignored by the CIFAR schedule, quirk "
                                                                             "§k.9)" if cifar else "") +
@@ -123,14 +126,18 @@ def build_parser(variant: str) -> argparse.ArgumentParser:
     p.add_argument("--mark", default=None, type=str, help="run name (default: <arch>_<aug>)")
     p.add_argument("--reload", default=None, type=str,
                    help="load the matching tensors of a checkpoint's state_dict (released or ours; 'module.' "
-                        "prefixes accepted)")
+                        "prefixes accepted, quirk §k.30" + ("; quirk §k.13 fixed: the original loaded nothing from "
+                                                             "'module.' checkpoints" if places else "") +
+                        "; nothing matching is an error)")
     if places:
         p.add_argument("--reload_torch", default=None, type=str,
                        help="torchvision ImageNet state dict loaded into both encoders' backbones")
         p.add_argument("--test-split", default="val", choices=("val", "test"),
                        help="Places-LT evaluation list: val (7,300 images, what the original used, quirk §k.14) "
                             "or test (Places_LT_test.txt, 36,500 images)")
-    p.add_argument("--warmup_epochs", default=d(10, 5, 10, 10), type=int, help="linear warm-up epochs")
+    p.add_argument("--warmup_epochs", default=d(10, 5, 10, 10), type=int, help="linear warm-up epochs" +
+                   (" (quirk §k.9 reproduced: the CIFAR warm-up uses <=, so epoch w runs at 1.1 x the base LR with "
+                    "w = 10)" if cifar else ""))
     p.add_argument("--alpha", default=d(1.0, 1.0, None, 1.0), type=float, help="weight of sample-sample positives")
     p.add_argument("--beta", default=1.0, type=float, help="weight of the sample-centre positive")
     p.add_argument("--gamma", default=1.0, type=float, help="weight of the sample terms in the denominator")
@@ -150,10 +157,12 @@ def build_parser(variant: str) -> argparse.ArgumentParser:
                        (" (ignored: the Places pipeline is fixed at n2 m10, quirk §k.15)" if places else ""))
         p.add_argument("--randaug_n", default=2, type=int, help="RandAugment ops per image")
     if not full:
-        p.add_argument("--num_classes", default=d(1000, 365, 100, None), type=int, help="number of classes C")
+        p.add_argument("--num_classes", default=d(1000, 365, 100, None), type=int, help="number of classes C" + (
+            " (quirk §k.11 fixed: the original's evaluation hard-coded 1000, so iNat crashed)" if lt else ""))
         p.add_argument("--feat_dim", default=2048, type=int,
                        help="input dim of the classifier; must equal the backbone's pooled feature "
-                            "(64 for resnet32, 512 for resnet18/34)")
+                            "(64 for resnet32, 512 for resnet18/34; quirk §k.28 reproduced: the default is not per "
+                            "arch, the CIFAR scripts pass 64)")
     p.add_argument("--fp16", "--amp", dest="fp16", action="store_true",
                    help="mixed precision: float16 autocast with loss scaling on CUDA, bfloat16 autocast on CPU" +
                    (" (not in the original paco_cifar.py)" if cifar else ""))

@@ -120,8 +120,8 @@ def get_parser(variant: str = "image") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Linear Evaluation", formatter_class=HelpFormatter)
     parser.add_argument("--root", type=str, default=d["root"], help="dataset root")
     parser.add_argument("--model_path", type=str, default=d["model_path"],
-                        help="The pretrained model path (the original's default does not exist: pass the .pth "
-                             "written by main.py, or its checkpoint.pth)")
+                        help="The pretrained model path (quirk 12: the original's default does not exist: pass the "
+                             ".pth written by main.py, or its checkpoint.pth)")
     parser.add_argument("--batch_size", type=int, default=512, help="Number of images in each mini-batch")
     parser.add_argument("--epochs", type=int, default=100, help="Number of sweeps over the dataset to train")
     parser.add_argument("--dataset_name", type=str, default=d["dataset_name"], help=f"dataset: {', '.join(DATASETS)}")

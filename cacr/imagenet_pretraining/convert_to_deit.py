@@ -33,7 +33,8 @@ TORCHVISION_TO_TIMM = (
 )
 # the timm names themselves (a checkpoint of the original code)
 TIMM_KEYS = (r"cls_token", r"pos_embed", r"patch_embed\.proj\..+",
-             r"blocks\.\d+\.(norm1|attn\.qkv|attn\.proj|norm2|mlp\.fc1|mlp\.fc2)\.(weight|bias)", r"norm\.(weight|bias)")
+             r"blocks\.\d+\.(norm1|attn\.qkv|attn\.proj|norm2|mlp\.fc1|mlp\.fc2)\.(weight|bias)",
+             r"norm\.(weight|bias)")
 _TABLE = [(re.compile(src + r"\Z"), dst) for src, dst in TORCHVISION_TO_TIMM]
 _TIMM = [re.compile(k + r"\Z") for k in TIMM_KEYS]
 

@@ -29,7 +29,7 @@ from common.logger import make_run_dir
 from common.meters import AverageMeter, ProgressMeter
 from common.schedules import cosine_lr, set_lr, step_lr
 from common.training import progress, resume_or_start, save_training_state
-from common.utils import set_visible_gpus, HelpFormatter, UserError, check_finite, run_main
+from common.utils import HelpFormatter, UserError, check_finite, run_main, set_visible_gpus
 
 from cacr.imagenet_pretraining import vits
 from cacr.worker import start_worker
@@ -44,7 +44,8 @@ VARIANTS = {
 
 def get_parser(variant: str):
     v = VARIANTS[variant]
-    parser = argparse.ArgumentParser(description="Linear classification of a frozen CACR encoder", formatter_class=HelpFormatter)
+    parser = argparse.ArgumentParser(
+        description="Linear classification of a frozen CACR encoder", formatter_class=HelpFormatter)
     parser.add_argument("data", metavar="DIR", nargs="?", default=os.environ.get("DATA"),
                         help="ImageFolder root with train/ and val/; env DATA")
     parser.add_argument("-a", "--arch", metavar="ARCH", default="resnet50")
@@ -69,7 +70,9 @@ def get_parser(variant: str):
         parser.add_argument("--output_dir", default=None, type=str,
                             help="checkpoint directory (default runs/cacr/lincls_<arch>; original ./output_dir)")
     else:
-        parser.add_argument("--gpus", type=int, nargs="*", default=None, help="GPU ids on this node, written to CUDA_VISIBLE_DEVICES before CUDA starts; without CUDA a notice and the CPU")
+        parser.add_argument("--gpus", type=int, nargs="*", default=None,
+                            help="GPU ids on this node, written to CUDA_VISIBLE_DEVICES before CUDA starts; without "
+                                 "CUDA a notice and the CPU")
     parser.add_argument("--image-size", default=224, type=int, help="crop size (small for smoke tests)")
     parser.add_argument("--max-iters", default=0, type=int, help="stop each epoch after N iterations (smoke tests)")
     parser.add_argument("--device", default=None, type=str)

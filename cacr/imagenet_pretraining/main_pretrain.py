@@ -26,8 +26,8 @@ from common.logger import make_run_dir
 from common.meters import AverageMeter, ProgressMeter
 from common.schedules import cosine_momentum, set_lr, warmup_cosine_lr
 from common.training import progress, resume_or_start, save_training_state
-from common.utils import (HelpFormatter, MixedPrecision, UserError, add_precision_args, autocast, check_finite, run_main,
-                          to_channels_last)
+from common.utils import (HelpFormatter, MixedPrecision, UserError, add_precision_args, autocast, check_finite,
+                          run_main, to_channels_last)
 
 from cacr.imagenet_pretraining import vits
 from cacr.imagenet_pretraining.moco import builder as moco_builder
@@ -37,7 +37,8 @@ from cacr.worker import seeded_loader, start_worker
 
 
 def get_parser():
-    parser = argparse.ArgumentParser(description="CACR ImageNet pre-training (MoCo-v3 style)", formatter_class=HelpFormatter)
+    parser = argparse.ArgumentParser(
+        description="CACR ImageNet pre-training (MoCo-v3 style)", formatter_class=HelpFormatter)
     parser.add_argument("data", metavar="DIR", nargs="?", default=os.environ.get("DATA"),
                         help="path to the dataset (uses DIR/train); env DATA")
     parser.add_argument("-a", "--arch", metavar="ARCH", default="resnet50",
@@ -57,7 +58,8 @@ def get_parser():
     parser.add_argument("--output_dir", default=None, type=str,
                         help="checkpoint / log directory (default runs/cacr/pretrain_<arch>; original ./output_dir)")
     parser.add_argument("--save-freq", default=50, type=int,
-                        help="keep checkpoint_XXXX.pth.tar every N epochs (the original kept every epoch); "
+                        help="keep checkpoint_XXXX.pth.tar every N epochs (quirk §k.17 fixed: the original kept every "
+                             "epoch); "
                              "checkpoint.pth.tar is rewritten every epoch")
     parser.add_argument("--seed", default=None, type=int)
     parser.add_argument("--cacr-cost", default="rbf", type=str, choices=moco_builder.COSTS,
@@ -71,7 +73,9 @@ def get_parser():
     parser.add_argument("--moco-m-cos", action="store_true", help="cosine increase of the momentum to 1")
     parser.add_argument("--moco-t", default=1.0, type=float, help="temperature T")
     parser.add_argument("--stop-grad-conv1", action="store_true", help="ViT: freeze the patch projection")
-    parser.add_argument("--optimizer", default="lars", type=str, choices=["lars", "adamw"])
+    parser.add_argument("--optimizer", default="lars", type=str, choices=["lars", "adamw"],
+                        help="LARS (ResNet) or AdamW (ViT); both touch all parameters, AdamW decays BN / biases too "
+                             "(quirk §k.19 reproduced)")
     parser.add_argument("--warmup-epochs", default=10, type=int)
     parser.add_argument("--crop-min", default=0.08, type=float)
     parser.add_argument("--use-local-crops", action="store_true",

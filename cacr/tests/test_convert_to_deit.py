@@ -57,7 +57,8 @@ def test_script_output_and_values(tmp_path):
     model = torch.load(tmp_path / "deit" / "vit.pth", weights_only=False)["model"]
     assert {k: tuple(v.shape) for k, v in model.items()} == timm_vit_keys(depth=2, width=64, mlp=128, tokens=5)
     tv = backbone.state_dict()
-    assert torch.equal(model["blocks.1.attn.qkv.weight"], tv["encoder.layers.encoder_layer_1.self_attention.in_proj_weight"])
+    assert torch.equal(model["blocks.1.attn.qkv.weight"],
+                       tv["encoder.layers.encoder_layer_1.self_attention.in_proj_weight"])
     assert torch.equal(model["blocks.0.mlp.fc2.bias"], tv["encoder.layers.encoder_layer_0.mlp.3.bias"])
     assert torch.equal(model["pos_embed"], tv["encoder.pos_embedding"])
     # an original (timm-layout) checkpoint passes through unchanged, without 'module.' too
