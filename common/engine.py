@@ -47,7 +47,7 @@ import torch
 
 from common import distributed as dist_utils
 from common.checkpoint import (capture_rng_state, code_version, load_checkpoint, remove_stale_temp_files,
-                               restore_rng_state, save_checkpoint, to_plain, write_error)
+                               restore_rng_state, save_checkpoint, write_error)
 from common.logger import RunLogger, runs_root
 from common.utils import UserError
 

@@ -32,13 +32,13 @@ from common.distributed import (add_distributed_args, all_reduce_mean, cleanup, 
 from common.eval.metrics import accuracy
 from common.meters import AverageMeter
 from common.training import load_model_state, progress
-from common.utils import UserError, check_finite, run_main
+from common.utils import HelpFormatter, UserError, check_finite, run_main, set_visible_gpus
 from mcl.engine import start_run
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Linear evaluation of MoCo-MCL (main_lincls.py)",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=HelpFormatter)
     p.add_argument("--data", metavar="DIR", default="./data/ImageNet/", help="dataset root holding train/ and val/")
     p.add_argument("-a", "--arch", metavar="ARCH", default="resnet50", help="encoder name (common.backbones)")
     p.add_argument("-j", "--workers", default=32, type=int, help="data loading workers (total)")
@@ -56,7 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-e", "--evaluate", action="store_true",
                    help="only evaluate --resume on the validation set (FIXED: crashed in the original, quirk 11)")
     p.add_argument("--seed", default=None, type=int)
-    p.add_argument("--gpu-ids", default=None, type=str, help="written to CUDA_VISIBLE_DEVICES if given")
+    p.add_argument("--gpu-ids", default=None, type=str,
+                   help="written to CUDA_VISIBLE_DEVICES before CUDA starts, if given; without CUDA a notice and the "
+                        "CPU")
     p.add_argument("--pretrained", default="", type=str, help="main_moco_mcl.py checkpoint (network 0 is used)")
     p.add_argument("--checkpoint", default=None, type=str,
                    help="output directory (default: runs/mcl/<name>/; the original used ./checkpoint/)")
@@ -236,8 +238,7 @@ def main_worker(local_rank, args):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    if args.gpu_ids:
-        os.environ["CUDA_VISIBLE_DEVICES"] = args.gpu_ids
+    set_visible_gpus("--gpu-ids", args.gpu_ids)  # before any CUDA call, as the original
     if args.name is None:
         args.name = f"lincls_mcl_{args.arch}"
     launch(main_worker, args)

@@ -24,7 +24,7 @@ from attentionce.image.utils import DATASETS, build_split, canonical_dataset_nam
 from common.checkpoint import load_checkpoint
 from common.eval.metrics import accuracy
 from common.engine import Run, fit
-from common.utils import UserError, check_finite, get_device, run_main, seed_everything
+from common.utils import HelpFormatter, UserError, check_finite, get_device, run_main, seed_everything
 
 METHOD = "attentionce"
 
@@ -116,11 +116,11 @@ def probe_top1(kind: str, train_x, train_y, test_x, test_y, epochs: int = 100, k
 
 def get_parser(variant: str = "image") -> argparse.ArgumentParser:
     d = VARIANT_DEFAULTS[variant]
-    parser = argparse.ArgumentParser(description="Linear Evaluation", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(description="Linear Evaluation", formatter_class=HelpFormatter)
     parser.add_argument("--root", type=str, default=d["root"], help="dataset root")
     parser.add_argument("--model_path", type=str, default=d["model_path"],
-                        help="The pretrained model path (the original's default does not exist: pass the .pth "
-                             "written by main.py, or its checkpoint.pth)")
+                        help="The pretrained model path (quirk 12: the original's default does not exist: pass the "
+                             ".pth written by main.py, or its checkpoint.pth)")
     parser.add_argument("--batch_size", type=int, default=512, help="Number of images in each mini-batch")
     parser.add_argument("--epochs", type=int, default=100, help="Number of sweeps over the dataset to train")
     parser.add_argument("--dataset_name", type=str, default=d["dataset_name"], help=f"dataset: {', '.join(DATASETS)}")

@@ -25,7 +25,7 @@ from common.checkpoint import load_checkpoint, save_checkpoint
 from common.data import build_dataset
 from common.eval.knn import weighted_knn_predict
 from common.logger import make_run_dir
-from common.utils import UserError, get_device, run_main
+from common.utils import HelpFormatter, UserError, get_device, run_main
 
 from cacr.imagenet_pretraining import vits
 
@@ -39,11 +39,11 @@ def bool_flag(s):
 
 
 def get_parser():
-    parser = argparse.ArgumentParser("Evaluation with weighted k-NN on ImageNet")
+    parser = argparse.ArgumentParser("Evaluation with weighted k-NN on ImageNet", formatter_class=HelpFormatter)
     parser.add_argument("--cfg", type=str, default=None, help="unused (kept for the original's command lines)")
     parser.add_argument("--arch", default="vit_base", type=str,
                         help="vit_base / vit_small / vit_conv_* / vit_tiny or a torchvision / common backbone "
-                             "(the original's default deit_small was not buildable)")
+                             "(quirk §k.17 fixed: the original's default deit_small was not buildable)")
     parser.add_argument("--batch_size_per_gpu", default=128, type=int)
     parser.add_argument("--nb_knn", default=[10, 20, 100, 200], nargs="+", type=int)
     parser.add_argument("--temperature", default=0.07, type=float)
@@ -58,7 +58,8 @@ def get_parser():
     parser.add_argument("--dist_url", default="env://", type=str)
     parser.add_argument("--local_rank", "--local-rank", default=0, type=int, help="set by the launcher")
     parser.add_argument("--data_path", default=os.environ.get("DATA", "/path/to/imagenet/"), type=str)
-    parser.add_argument("--zip_mode", type=bool_flag, default=False, help="not supported (needs a missing module)")
+    parser.add_argument("--zip_mode", type=bool_flag, default=False,
+                        help="not supported (quirk §k.17: needs a module absent from the original; a clear error)")
     parser.add_argument("--image-size", default=224, type=int, help="crop size (small for smoke tests)")
     parser.add_argument("--device", default=None, type=str)
     parser.add_argument("--seed", default=0, type=int,

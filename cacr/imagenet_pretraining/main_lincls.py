@@ -29,7 +29,7 @@ from common.engine import fit
 from common.meters import AverageMeter, ProgressMeter
 from common.schedules import cosine_lr, set_lr, step_lr
 from common.training import load_model_state
-from common.utils import UserError, check_finite, run_main
+from common.utils import HelpFormatter, UserError, check_finite, run_main, set_visible_gpus
 
 from cacr.imagenet_pretraining import vits
 from cacr.worker import args_record, ddp_state_dict, open_run
@@ -46,7 +46,8 @@ VARIANTS = {
 
 def get_parser(variant: str):
     v = VARIANTS[variant]
-    parser = argparse.ArgumentParser(description="Linear classification of a frozen CACR encoder")
+    parser = argparse.ArgumentParser(
+        description="Linear classification of a frozen CACR encoder", formatter_class=HelpFormatter)
     parser.add_argument("data", metavar="DIR", nargs="?", default=os.environ.get("DATA"),
                         help="ImageFolder root with train/ and val/; env DATA")
     parser.add_argument("-a", "--arch", metavar="ARCH", default="resnet50")
@@ -71,7 +72,9 @@ def get_parser(variant: str):
         parser.add_argument("--output_dir", default=None, type=str,
                             help="checkpoint directory (default runs/cacr/lincls_<arch>; original ./output_dir)")
     else:
-        parser.add_argument("--gpus", type=int, nargs="*", default=None, help="GPU ids on this node")
+        parser.add_argument("--gpus", type=int, nargs="*", default=None,
+                            help="GPU ids on this node, written to CUDA_VISIBLE_DEVICES before CUDA starts; without "
+                                 "CUDA a notice and the CPU")
     parser.add_argument("--image-size", default=224, type=int, help="crop size (small for smoke tests)")
     parser.add_argument("--max-iters", default=0, type=int, help="stop each epoch after N iterations (smoke tests)")
     parser.add_argument("--device", default=None, type=str)
@@ -122,8 +125,7 @@ def main(argv=None, variant: str = "v3"):
     if args.pretrained and not os.path.isfile(args.pretrained):
         raise UserError(f"=> no checkpoint found at '{args.pretrained}'; check --pretrained")
     if variant == "large":
-        if args.gpus and torch.cuda.is_available():
-            os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, args.gpus))
+        set_visible_gpus("--gpus", args.gpus)  # before any CUDA call, as the original
         if args.pretrained:
             base = os.path.basename(args.pretrained)
             args.output_dir = os.path.join(os.path.dirname(os.path.abspath(args.pretrained)), "lincls", base,

@@ -26,8 +26,8 @@ from common.engine import fit
 from common.meters import AverageMeter, ProgressMeter
 from common.schedules import cosine_momentum, set_lr, warmup_cosine_lr
 from common.training import load_model_state
-from common.utils import (MixedPrecision, UserError, add_precision_args, autocast, check_finite, run_main,
-                          to_channels_last)
+from common.utils import (HelpFormatter, MixedPrecision, UserError, add_precision_args, autocast, check_finite,
+                          run_main, to_channels_last)
 
 from cacr.imagenet_pretraining import vits
 from cacr.imagenet_pretraining.moco import builder as moco_builder
@@ -39,7 +39,8 @@ RESUME_FILE = "checkpoint.pth.tar"
 
 
 def get_parser():
-    parser = argparse.ArgumentParser(description="CACR ImageNet pre-training (MoCo-v3 style)")
+    parser = argparse.ArgumentParser(
+        description="CACR ImageNet pre-training (MoCo-v3 style)", formatter_class=HelpFormatter)
     parser.add_argument("data", metavar="DIR", nargs="?", default=os.environ.get("DATA"),
                         help="path to the dataset (uses DIR/train); env DATA")
     parser.add_argument("-a", "--arch", metavar="ARCH", default="resnet50",
@@ -59,23 +60,32 @@ def get_parser():
     parser.add_argument("--output_dir", default=None, type=str,
                         help="checkpoint / log directory (default runs/cacr/pretrain_<arch>; original ./output_dir)")
     parser.add_argument("--save-freq", default=50, type=int,
-                        help="keep checkpoint_XXXX.pth.tar every N epochs (the original kept every epoch); "
+                        help="keep checkpoint_XXXX.pth.tar every N epochs (quirk §k.17 fixed: the original kept every "
+                             "epoch); "
                              "checkpoint.pth.tar is rewritten every epoch")
     parser.add_argument("--seed", default=None, type=int)
     parser.add_argument("--cacr-cost", default="rbf", type=str, choices=moco_builder.COSTS,
                         help="rbf (weighted InfoNCE, default) or euclidean")
     parser.add_argument("--use-full-mode", action="store_true",
-                        help="local crops also go through the momentum encoder and serve as keys")
+                        help="with --use-local-crops: local crops also go through the momentum encoder and serve as "
+                             "keys (full mode; quirk §k.7: without local crops it changes nothing)")
     parser.add_argument("--moco-dim", default=256, type=int)
     parser.add_argument("--moco-mlp-dim", default=4096, type=int)
     parser.add_argument("--moco-m", default=0.99, type=float)
     parser.add_argument("--moco-m-cos", action="store_true", help="cosine increase of the momentum to 1")
     parser.add_argument("--moco-t", default=1.0, type=float, help="temperature T")
     parser.add_argument("--stop-grad-conv1", action="store_true", help="ViT: freeze the patch projection")
-    parser.add_argument("--optimizer", default="lars", type=str, choices=["lars", "adamw"])
+    parser.add_argument("--optimizer", default="lars", type=str, choices=["lars", "adamw"],
+                        help="LARS (ResNet) or AdamW (ViT); both touch all parameters, AdamW decays BN / biases too "
+                             "(quirk §k.19 reproduced)")
     parser.add_argument("--warmup-epochs", default=10, type=int)
     parser.add_argument("--crop-min", default=0.08, type=float)
-    parser.add_argument("--use-local-crops", action="store_true", help="add local (multi-)crops")
+    parser.add_argument("--use-local-crops", action="store_true",
+                        help="add local (multi-)crops (light mode: local crops are queries only). Quirk §k.7: the "
+                             "README commands (and sh/pretrain_*.sh) run without it, as the original did; then each "
+                             "term has one query, the CACR attraction weights are all 1 and the rbf loss is ½ × the "
+                             "MoCo-v3 loss (the CACR weighting is inactive). Pass it (the README says the paper used "
+                             "the light multi-crop mode) to enable the CACR weighting")
     parser.add_argument("--local_crops_number", type=int, default=8)
     parser.add_argument("--local_crops_scale", type=float, nargs="+", default=(0.05, 0.4))
     parser.add_argument("--image-size", default=224, type=int, help="global crop size (small for smoke tests)")

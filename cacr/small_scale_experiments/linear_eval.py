@@ -19,14 +19,14 @@ from common.checkpoint import load_checkpoint
 from common.data import build_dataset
 from common.engine import Run, fit, original_output_path
 from common.training import load_model_state
-from common.utils import UserError, check_finite, get_device, run_main, seed_everything
+from common.utils import HelpFormatter, UserError, check_finite, get_device, gpus_available, run_main, seed_everything
 
 from cacr.small_scale_experiments import util
 from cacr.small_scale_experiments.encoder import build_encoder, feature_dim
 
 
 def parse_option(argv=None, dataset_default: str = "cifar10"):
-    parser = argparse.ArgumentParser("CACR small-scale linear evaluation")
+    parser = argparse.ArgumentParser("CACR small-scale linear evaluation", formatter_class=HelpFormatter)
     parser.add_argument("--dataset", type=str, default=dataset_default, choices=util.DATASETS)
     parser.add_argument("--encoder_checkpoint", type=str, default=None,
                         help="path of encoder.pth written by main_ours.py (required)")
@@ -39,9 +39,11 @@ def parse_option(argv=None, dataset_default: str = "cifar10"):
     parser.add_argument("--lr_decay_epochs", type=str, default="60,80", help="comma-separated milestones")
     parser.add_argument("--num_workers", type=int, default=6)
     parser.add_argument("--log_interval", type=int, default=40)
-    parser.add_argument("--gpu", type=int, default=None, help="CUDA device (default: the first GPU, else CPU)")
+    parser.add_argument("--gpu", type=int, default=None,
+                        help="CUDA device (default: the first GPU, else CPU; without CUDA a notice and the CPU)")
     parser.add_argument("--gpus", type=int, nargs="*", default=None,
-                        help="accepted because the README testing command uses it; the first id is used as --gpu")
+                        help="accepted because the README testing command uses it (quirk §k.11: the original file "
+                             "only had --gpu); the first id is used as --gpu")
     parser.add_argument("--data_folder", type=str, default=os.environ.get("DATA", "./data"))
     parser.add_argument("--print_category_acc", action="store_true",
                         help="print per-class accuracies each epoch (cifar100: mean of each group of 10 classes)")
@@ -64,7 +66,9 @@ def parse_option(argv=None, dataset_default: str = "cifar10"):
         raise UserError(f"--lr_decay_epochs must be comma-separated integers, got {args.lr_decay_epochs!r}") from None
     if args.gpu is None and args.gpus:
         args.gpu = args.gpus[0]
-    if args.device is None and args.gpu is not None:
+    # the README's "--gpus 0" on a machine without CUDA: one notice line, then the CPU (as main_ours.py does)
+    if args.device is None and args.gpu is not None and gpus_available("--gpus" if args.gpus else "--gpu",
+                                                                         args.gpus or args.gpu):
         args.device = f"cuda:{args.gpu}"
     return args
 

@@ -20,8 +20,8 @@ from common.augment.on_device import DeviceViews, add_augment_arg, uint8_collate
 from common.engine import Run, fit, original_output_path, publish
 from common.meters import AverageMeter
 from common.training import load_model_state
-from common.utils import (MixedPrecision, UserError, add_precision_args, check_finite, get_device, run_main,
-                          seed_everything)
+from common.utils import (HelpFormatter, MixedPrecision, UserError, add_precision_args, check_finite, get_device,
+                          gpus_available, run_main, seed_everything)
 
 from cacr.small_scale_experiments import util
 from cacr.small_scale_experiments.encoder import build_encoder
@@ -37,7 +37,8 @@ ORIGINAL_DATASET_FOLDERS = ("cifar10", "cifar100", "stl10")
 def parse_option(argv=None, dataset_default: str = "cifar10"):
     parser = argparse.ArgumentParser(
         "CACR small-scale pre-training",
-        description="Contrastive attraction + contrastive repulsion with SmallAlexNet and in-batch negatives.")
+        description="Contrastive attraction + contrastive repulsion with SmallAlexNet and in-batch negatives.",
+        formatter_class=HelpFormatter)
     parser.add_argument("--dataset", type=str, default=dataset_default, choices=util.DATASETS,
                         help="which dataset (replaces the original per-dataset copies of this file)")
     parser.add_argument("--Ny", type=int, default=4, help="number of positive views per sample (Ny+1 views)")
@@ -46,7 +47,9 @@ def parse_option(argv=None, dataset_default: str = "cifar10"):
     parser.add_argument("--tau_neg", type=float, default=None,
                         help="temperature of the repulsion weights (default as the original files: 1.0, "
                              "cifar100 2.0; the README commands use 0.9 for cifar10 and 2.0 for stl10, see sh/)")
-    parser.add_argument("--alpha", type=float, default=1.0, help="scale of the attraction cost")
+    parser.add_argument("--alpha", type=float, default=1.0,
+                        help="scale of the attraction cost (quirk §k.6 guarded: 0 gave NaN weights in the original, "
+                             "here a clear error)")
     parser.add_argument("--beta", type=float, default=None,
                         help="scale of the repulsion cost (default as the original files: 1.0, stl10 2.0; the "
                              "README STL-10 command uses 1.0)")
@@ -56,8 +59,11 @@ def parse_option(argv=None, dataset_default: str = "cifar10"):
                         help="cacr: the CACR loss; simclr: the plain SimCLR baseline, NT-Xent over the same views "
                              "with temperature --temperature (not in the original)")
     parser.add_argument("--temperature", type=float, default=0.5, help="NT-Xent temperature of --loss simclr")
-    parser.add_argument("--tau_plus", type=float, default=0.1, help="class prior of the debiased variant")
-    parser.add_argument("--with_debiased", action="store_true", help="debiased repulsion (choice=full only)")
+    parser.add_argument("--tau_plus", type=float, default=0.1,
+                        help="class prior of the debiased variant (quirk §k.5 reproduced: the positive term is not "
+                             "scaled by beta)")
+    parser.add_argument("--with_debiased", action="store_true",
+                        help="debiased repulsion (choice=full only; quirk §k.5 reproduced as in the original)")
     parser.add_argument("--cost", type=str, default="euclidean", choices=("euclidean", "rbf"),
                         help="repulsion cost: euclidean (the original's active code) or rbf (its commented-out "
                              "variant, exp(-t*d))")
@@ -75,7 +81,8 @@ def parse_option(argv=None, dataset_default: str = "cifar10"):
     parser.add_argument("--num_workers", type=int, default=6)
     parser.add_argument("--log_interval", type=int, default=40)
     parser.add_argument("--gpus", type=int, nargs="*", default=None,
-                        help="CUDA ids for nn.DataParallel (default: all visible; ignored on CPU)")
+                        help="CUDA ids for nn.DataParallel (default: all visible; quirk §k.15 fixed: the original's "
+                             "default ids were nonsense; without CUDA a notice and the CPU)")
     parser.add_argument("--result_folder", type=str, default=None,
                         help="checkpoint root (default: the run directory runs/cacr/<name>)")
     parser.add_argument("--log_folder", type=str, default=None,
@@ -90,7 +97,8 @@ def parse_option(argv=None, dataset_default: str = "cifar10"):
                         help="min scale of the RandomResizedCrop (default 0.2, STL-10 0.08)")
     add_augment_arg(parser)
     add_precision_args(parser)
-    parser.add_argument("--seed", type=int, default=0, help="random seed (the original did not seed)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="random seed (quirk §k.15 fixed: the original did not seed)")
     parser.add_argument("--device", type=str, default=None, help="cpu / cuda (default: cuda if available)")
     parser.add_argument("--name", type=str, default=None, help="run name (default: derived from the flags)")
     parser.add_argument("--resume", type=str, default="",
@@ -217,6 +225,7 @@ def encoder_publish_path(args) -> str | None:
 
 def main(argv=None, dataset_default: str = "cifar10"):
     args = parse_option(argv, dataset_default)
+    gpus_available("--gpus", args.gpus)  # without CUDA: one notice line, the run goes on on the CPU
     args.device = get_device(args.device)
     seed_everything(args.seed)
     # an explicit --resume FILE continues that file whatever the folder holds (as --no-auto-resume starts over it)

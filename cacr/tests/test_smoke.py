@@ -135,4 +135,4 @@ def test_convert_to_deit_sh(cacr_run, tmp_path):
     out_path = tmp_path / "deit" / "vit.pth"
     cacr_run(["bash", "sh/convert_to_deit.sh"], env={"INPUT": STATE["vit_ckpt"], "OUTPUT": str(out_path)})
     model = torch.load(out_path, map_location="cpu", weights_only=False)["model"]
-    assert "class_token" in model and not any(k.startswith("heads") for k in model)
+    assert "cls_token" in model and not any(k.startswith("head") for k in model)  # timm names (test_convert_to_deit)

@@ -25,7 +25,8 @@ from common.engine import fit, original_output_path, publish
 from common.meters import AverageMeter, ProgressMeter
 from common.schedules import cosine_lr, set_lr, step_lr
 from common.training import load_model_state
-from common.utils import MixedPrecision, UserError, add_precision_args, check_finite, run_main
+from common.utils import (HelpFormatter, MixedPrecision, UserError, add_precision_args, check_finite, run_main,
+                          set_visible_gpus)
 
 from cacr.large_scale_shift_experiments.imagenet.ours.builder import MoCo
 from cacr.large_scale_shift_experiments.imagenet.ours.loader import MultiCropsTransform
@@ -37,7 +38,8 @@ LARGE_SCALE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def get_parser(webvision: bool = False):
     parser = argparse.ArgumentParser(description=f"CACR queue-MoCo pre-training on "
-                                                 f"{'WebVision-v1' if webvision else 'an ImageFolder dataset'}")
+                                                 f"{'WebVision-v1' if webvision else 'an ImageFolder dataset'}",
+                                     formatter_class=HelpFormatter)
     parser.add_argument("data", metavar="DIR", nargs="?", default=os.environ.get("DATA"),
                         help="dataset root (ImageFolder with train/; WebVision: root with info/); env DATA")
     parser.add_argument("-a", "--arch", metavar="ARCH", default="resnet50", help="torchvision / common backbone name")
@@ -54,11 +56,15 @@ def get_parser(webvision: bool = False):
     parser.add_argument("--no-auto-resume", dest="auto_resume", action="store_false")
     parser.add_argument("--interval", default=50, type=int, help="keep checkpoint_XXXX.pth.tar every N epochs")
     parser.add_argument("--seed", default=None, type=int, help="seed (+ rank)")
-    parser.add_argument("--gpus", type=int, nargs="*", default=None, help="GPU ids on this node (default all)")
+    parser.add_argument("--gpus", type=int, nargs="*", default=None,
+                        help="GPU ids on this node, written to CUDA_VISIBLE_DEVICES before CUDA starts (default all); "
+                             "without CUDA a notice and the CPU")
     parser.add_argument("--moco-dim", default=128, type=int)
     parser.add_argument("--moco-k", default=65536, type=int, help="queue length K")
     parser.add_argument("--moco-m", default=0.999, type=float)
-    parser.add_argument("--moco-contr-w", default=0, type=float, help="leftover of the original; must be 0")
+    parser.add_argument("--moco-contr-w", default=0, type=float,
+                        help="leftover of the original; must be 0 (quirk §k.16: any other value crashed the original; "
+                             "here a clear error)")
     parser.add_argument("--moco-contr-tau", default=0.07, type=float, help="leftover of the original; unused")
     parser.add_argument("--moco-unif-no-intra-batch", action="store_true",
                         help="repulsion over the queue only (drop the in-batch negatives)")
@@ -71,10 +77,14 @@ def get_parser(webvision: bool = False):
     parser.add_argument("--Ns", type=int, default=128, help="batch size per node (divided over its processes)")
     parser.add_argument("--tau_pos", type=float, default=1.0)
     parser.add_argument("--tau_neg", type=float, default=1.0)
-    parser.add_argument("--alpha", type=float, default=3.0)
-    parser.add_argument("--beta", type=float, default=3.0)
-    parser.add_argument("--tau_plus", type=float, default=0.1, help="passed to the model, unused (as original)")
-    parser.add_argument("--with_debiased", action="store_true", help="unused by the model (as original)")
+    parser.add_argument("--alpha", type=float, default=3.0,
+                        help="scale of the attraction cost (quirk §k.6 guarded: 0 is a clear error)")
+    parser.add_argument("--beta", type=float, default=3.0,
+                        help="scale of the repulsion cost (quirk §k.6 guarded: 0 is a clear error)")
+    parser.add_argument("--tau_plus", type=float, default=0.1,
+                        help="passed to the model, unused (quirk §k.5 reproduced, as the original)")
+    parser.add_argument("--with_debiased", action="store_true",
+                        help="unused by the model (quirk §k.5 reproduced, as the original)")
     parser.add_argument("--mlp", action="store_true", help="2-layer MLP head (MoCo v2)")
     parser.add_argument("--aug-plus", action="store_true", help="MoCo-v2 augmentation")
     parser.add_argument("--cos", action="store_true", help="cosine lr schedule")
@@ -150,8 +160,7 @@ def main(argv=None, webvision: bool = False):
                         "only 0 is supported")
     if args.Ny < 1:
         raise UserError("--Ny must be >= 1")
-    if args.gpus and torch.cuda.is_available():
-        os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, args.gpus))
+    set_visible_gpus("--gpus", args.gpus)  # before any CUDA call, as the original
     args.dataset_name = "webvision_v1" if webvision else dataset_name_from_path(args.data)
     cdist.launch(main_worker, args)
 
