@@ -99,7 +99,8 @@ def main(argv=None, dataset_default: str = "cifar10"):
     train_split = "train"
     train = build_dataset(args.dataset, args.data_folder, train_split,
                           util.linear_train_transform(args.dataset, args.image_size))
-    test = build_dataset(args.dataset, args.data_folder, "test", util.val_transform(args.dataset, args.image_size))
+    test = build_dataset(args.dataset, args.data_folder, "test", util.val_transform(args.dataset, args.image_size),
+                         classes=train)
     num_classes = len(train.classes)
     pin = args.device.type == "cuda"
     train_loader = torch.utils.data.DataLoader(train, batch_size=args.batch_size, shuffle=True,
