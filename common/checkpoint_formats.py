@@ -198,12 +198,42 @@ def _weight_free_kwargs(obj, source: str, arch: str) -> dict:
     return {"maxpool": True} if str(args.get("dataset", "")).lower() in ("stl10", "tinyimagenet") else {}
 
 
+def _likely_first(names: list[str], state: dict) -> list[str]:
+    """``names`` whose family fits the state's top-level modules, so a lookup builds a handful of networks and not
+    all ~35 (ResNet-1202 alone takes seconds); :func:`infer_arch` falls back to every name when none of them fits.
+    A speed-up only: the key-by-key comparison decides."""
+    top = {k.split(".")[0] for k in state}
+    blocks = {int(k.split(".")[1]) for k in state if k.startswith("layer1.") and k.split(".")[1].isdigit()}
+    depth = 6 * (max(blocks) + 1) + 2 if blocks else None
+
+    def family(name: str) -> bool:
+        if "blocks" in top or "conv_proj" in top or "features" in top or "block1" in top:
+            return (name == "small_alexnet" and "blocks" in top) or (name.startswith("vit") and "conv_proj" in top) \
+                or (name.startswith("hcgnet") and "features" in top) or (name.startswith("wrn") and "block1" in top)
+        if name.endswith("_option_a"):
+            return "layer4" not in top and name == f"resnet{depth}_option_a"
+        if name in ("resnet32", "resnet56", "resnet110") or name.startswith("ShuffleNet"):
+            return "layer4" not in top
+        return "layer4" in top and not name.startswith(("vit", "hcgnet", "wrn", "small_alexnet"))
+    return [n for n in names if family(n)]
+
+
 def infer_arch(state: dict, arch: str | None = None, hint: str | None = None) -> tuple[str, dict]:
     """``(backbone name, build kwargs)`` whose weights ``state`` is; ``UserError`` listing candidates otherwise."""
     from common.backbones import list_backbones
-    names = [arch] if arch else list_backbones()
     if arch and arch not in list_backbones():
         raise UserError(f"unknown --arch '{arch}'; known backbones: {', '.join(list_backbones())}")
+    if not arch:
+        likely = _likely_first(list_backbones(), state)
+        if likely:
+            try:
+                return _infer_among(state, likely, None, hint)
+            except UserError:
+                pass  # an unforeseen layout: compare against every registered backbone
+    return _infer_among(state, [arch] if arch else list_backbones(), arch, hint)
+
+
+def _infer_among(state: dict, names: list[str], arch: str | None, hint: str | None) -> tuple[str, dict]:
     fits, near = [], []
     seen = {}
     for name in names:
