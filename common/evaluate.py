@@ -10,7 +10,8 @@ evaluation splits (ToTensor + the dataset's normalisation; CACR's SmallAlexNet: 
 linear evaluation uses) feed the protocols of :mod:`common.eval`:
 
 * ``--knn``: weighted k-NN on L2-normalised features (k = 200, T = 0.1; the InstDisc / MoCo-demo / ASCL monitor);
-* ``--linear``: a linear classifier on the frozen features (SGD, cosine schedule, see ``--linear-*``);
+* ``--linear``: a linear classifier on the frozen features (SGD momentum 0.9, cosine schedule, features
+  standardised with the training mean / std by default, see ``--linear-*``);
 * ``--shots``: many / medium / few-shot accuracy of each protocol run (PaCo's split by training images per class).
 
 No protocol flag: ``--knn --linear``. ``--export OUT.pth`` atomically writes the plain backbone state dict (and is
@@ -79,7 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
     lin.add_argument("--linear-lr", type=float, default=0.1)
     lin.add_argument("--linear-batch-size", type=int, default=256)
     lin.add_argument("--linear-wd", type=float, default=0.0, help="weight decay")
-    lin.add_argument("--linear-normalize", action="store_true", help="L2-normalise the features first")
+    lin.add_argument("--linear-features", default="standardize", choices=("standardize", "l2", "raw"),
+                     help="feature scaling before the classifier: per-dimension train mean / std (scale-free: one "
+                          "--linear-lr fits every backbone; still a linear classifier of the raw feature), L2 "
+                          "normalisation, or none")
     lin.add_argument("--seed", type=int, default=0, help="classifier init and mini-batch order")
     s = p.add_argument_group("many / medium / few")
     s.add_argument("--many-shot-thr", type=int, default=100, help="many: more training images than this")
@@ -174,8 +178,11 @@ def run_protocols(args, train_x, train_y, test_x, test_y, num_classes: int) -> d
         top1, preds = train_linear_probe(train_x, train_y, test_x, test_y, epochs=args.linear_epochs,
                                          lr=args.linear_lr, batch_size=args.linear_batch_size,
                                          num_classes=num_classes, weight_decay=args.linear_wd,
-                                         normalize=args.linear_normalize, seed=args.seed, return_predictions=True)
-        results["linear"] = {"top1": float(top1), "epochs": args.linear_epochs, "lr": args.linear_lr}
+                                         normalize=args.linear_features == "l2",
+                                         standardize=args.linear_features == "standardize", seed=args.seed,
+                                         return_predictions=True)
+        results["linear"] = {"top1": float(top1), "epochs": args.linear_epochs, "lr": args.linear_lr,
+                             "features": args.linear_features}
         if args.shots:
             results["linear"].update(_shots(preds, test_y, counts, args))
     return results
@@ -225,7 +232,7 @@ def main(argv=None) -> dict:
                 shots = (f"  many {r['many']:.2f}  medium {r['medium']:.2f}  few {r['few']:.2f}"
                          if "many" in r else "")
                 label = f"k-NN (k={r['k']}, T={r['temperature']:g})" if name == "knn" else \
-                    f"linear ({r['epochs']} epochs, lr {r['lr']:g})"
+                    f"linear ({r['epochs']} epochs, lr {r['lr']:g}, {r['features']} features)"
                 print(f"{label} top-1: {r['top1']:.2f}{shots}")
     if args.json:
         with open(args.json, "w") as f:
