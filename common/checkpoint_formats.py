@@ -154,6 +154,11 @@ def _signature(name: str, kwargs: tuple) -> dict:
 
 
 def _candidate_kwargs(name: str, state: dict) -> list[dict]:
+    if name.startswith("vit"):
+        # the position embedding fixes the input size: (image_size / 16)² patches + the class token
+        pos = state.get("encoder.pos_embedding")
+        grid = round((pos.shape[1] - 1) ** 0.5) if pos is not None and pos.dim() == 3 else 14
+        return [{}] if grid == 14 else [{"image_size": 16 * grid}]
     if name != "small_alexnet":
         return [{}]
     # the embedding width is the last block's Linear; the input size (32 CIFAR / 64 STL) fixes fc6's input

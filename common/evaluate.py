@@ -135,6 +135,9 @@ def eval_transform(args, model):
     if size is None and isinstance(model, SmallAlexNet) and native != model.input_size:
         size = model.input_size  # its fc6 fixes the input size (CACR STL-10: resize 70, crop 64)
         resize = resize or round(size * 70 / 64)
+    fixed = getattr(model, "image_size", None)  # a ViT's position embedding fixes its input size
+    if size is None and isinstance(fixed, int) and fixed != native:
+        size, resize = fixed, resize or fixed
     if size is None and native is None:
         size, resize = 224, resize or 256
     steps = []

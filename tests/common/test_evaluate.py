@@ -71,6 +71,15 @@ def cacr_v3_original():  # MoCo v3: module.base_encoder / momentum_encoder / pre
         "resnet18", without_head(model.base_encoder)
 
 
+def cacr_v3_vit_original():  # MoCo v3 ViT (32 px: the position embedding gives the input size)
+    from cacr.imagenet_pretraining import vits
+    from cacr.imagenet_pretraining.moco.builder import MoCo_ViT
+    model = perturbed(MoCo_ViT(lambda num_classes: vits.VITS["vit_small"](num_classes=num_classes, image_size=32),
+                               dim=16, mlp_dim=32))
+    return {"epoch": 1, "arch": "vit_small", "state_dict": module_prefixed(model.state_dict())}, "vit_small", \
+        without_head(model.base_encoder, "heads")
+
+
 def ascl_project():  # this project's ckpts.pth / model_last.pth (save_training_state of the ASCL model)
     from ascl.model import ASCL
     model = perturbed(ASCL("digits", arch="resnet20_option_a", mem_size=32, dim=16))
@@ -121,6 +130,7 @@ def attentionce_project():  # checkpoint.pth: {'state_dict': Model.state_dict(),
 
 
 CASES = {f.__name__: f for f in (cacr_small_project, cacr_small_original, cacr_large_original, cacr_v3_original,
+                                 cacr_v3_vit_original,
                                  ascl_project, ascl_original, paco_original, mcl_cifar_project, mcl_moco_original,
                                  attentionce_original, attentionce_project)}
 
