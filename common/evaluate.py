@@ -56,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="split evaluated (default: test; val for tinyimagenet / imagefolder)")
     p.add_argument("-a", "--arch", default=None,
                    help="common.backbones name of the backbone (default: inferred from the weights)")
+    p.add_argument("--maxpool", action=argparse.BooleanOptionalAction, default=None,
+                   help="cifar_resnet* only: keep the 3x3/2 max-pool (ASCL on STL-10 / Tiny-ImageNet); default: "
+                        "from the checkpoint's args, else off (weights do not show it)")
     p.add_argument("--member", type=int, default=0,
                    help="network index of a multi-network (MCL) checkpoint")
     p.add_argument("--knn", action="store_true", help="weighted k-NN accuracy")
@@ -93,8 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # ----------------------------------------------------------------------------------------------------------- model
-def load_backbone(path: str, arch: str | None = None, member: int = 0):
-    """``(model in eval mode, BackboneState)`` of checkpoint ``path``."""
+def load_backbone(path: str, arch: str | None = None, member: int = 0, maxpool: bool | None = None):
+    """``(model in eval mode, BackboneState)`` of checkpoint ``path`` (``maxpool`` overrides a CIFAR ResNet's)."""
     from common.backbones import build_backbone
     from common.checkpoint import load_checkpoint
     from common.checkpoint_formats import extract_backbone_state
@@ -103,6 +106,10 @@ def load_backbone(path: str, arch: str | None = None, member: int = 0):
         found = extract_backbone_state(obj, arch=arch, member=member)
     except UserError as e:
         raise UserError(f"checkpoint '{path}': {e}") from None
+    if maxpool is not None:
+        if not found.arch.startswith("cifar_resnet"):
+            raise UserError(f"--maxpool / --no-maxpool apply to the cifar_resnet* backbones only, not '{found.arch}'")
+        found = found._replace(build_kwargs={**found.build_kwargs, "maxpool": maxpool})
     model = build_backbone(found.arch, num_classes=0, **found.build_kwargs)
     model.load_state_dict(found.state_dict, strict=True)
     return model.eval(), found
@@ -201,7 +208,7 @@ def main(argv=None) -> dict:
         else:
             args.knn = args.linear = True
     from common.utils import get_device
-    model, found = load_backbone(args.checkpoint, args.arch, args.member)
+    model, found = load_backbone(args.checkpoint, args.arch, args.member, args.maxpool)
     kwargs = "".join(f", {k}={v!r}" for k, v in found.build_kwargs.items())
     print(f"=> {args.checkpoint}: {found.source}")
     print(f"=> backbone {found.arch}{kwargs} ({sum(v.numel() for v in found.state_dict.values()):,} values in "

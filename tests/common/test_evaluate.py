@@ -154,7 +154,7 @@ def test_backbone_of_every_format_gives_the_methods_feature(case, tmp_path):
         extract_backbone_state(obj, arch=wrong, member=member)
 
 
-def test_ascl_keeps_the_maxpool_for_stl10_and_tinyimagenet():
+def test_ascl_keeps_the_maxpool_for_stl10_and_tinyimagenet(tmp_path):
     from ascl.model import ASCL
     model = perturbed(ASCL("stl10", arch="resnet18", mem_size=32, dim=16))
     found = extract_backbone_state({"state_dict": model.state_dict(), "args": {"dataset": "stl10", "arch": "resnet18"}})
@@ -164,6 +164,16 @@ def test_ascl_keeps_the_maxpool_for_stl10_and_tinyimagenet():
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         assert torch.equal(net.eval()(x), model.encoder_q(x, feat=True))
+    # the original saves no args: --maxpool says it
+    tmp = tmp_path / "ascl_stl_original.pth"
+    torch.save({"epoch": 50, "state_dict": model.state_dict()}, tmp)
+    assert load_backbone(str(tmp))[1].build_kwargs == {}
+    net, found = load_backbone(str(tmp), maxpool=True)
+    with torch.no_grad():
+        assert torch.equal(net(x), model.encoder_q(x, feat=True))
+    torch.save(build_backbone("resnet18").state_dict(), tmp_path / "torchvision_resnet18.pth")
+    with pytest.raises(UserError, match="cifar_resnet\\* backbones only, not 'resnet18'"):
+        load_backbone(str(tmp_path / "torchvision_resnet18.pth"), maxpool=True)
 
 
 def test_unrecognised_checkpoints_are_one_error_naming_what_was_found():
