@@ -140,7 +140,7 @@ def build_data(args):
         train_transform = T.Compose([T.Resize(args.image_size), train_transform])
         test_transform_ = T.Compose([T.Resize(args.image_size), test_transform_])
     train_set = build_dataset(args.dataset, root, "train", train_transform)
-    test_set = build_dataset(args.dataset, root, "test", test_transform_)
+    test_set = build_dataset(args.dataset, root, "test", test_transform_, classes=train_set)
     return train_set, test_set
 
 

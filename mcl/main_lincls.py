@@ -24,7 +24,7 @@ from common.augment import linear_train_transform, linear_val_transform
 from common.backbones import build_backbone
 from common.checkpoint import (capture_rng_state, find_latest_checkpoint, load_checkpoint, restore_rng_state,
                                save_checkpoint)
-from common.data import ImageFolder
+from common.data import ImageFolder, folder_classes
 from common.data.seeded import SeededTransformDataset
 from common.distributed import (add_distributed_args, all_reduce_mean, cleanup, get_world_size, is_main_process,
                                 launch, per_process_batch_size, rank_split_sampler, set_sampler_epoch, unwrap_model,
@@ -190,7 +190,9 @@ def main_worker(local_rank, args):
         restore_rng_state(state.get("rng_state"))
         logger.info(f"=> loaded checkpoint '{resume_path}' (epoch {state['epoch']})")
 
-    val_dataset = ImageFolder(os.path.join(args.data, "val"), linear_val_transform(args.image_size, args.resize))
+    # val labelled by class name with train's indices (a val/ lacking a class keeps the other labels)
+    val_dataset = ImageFolder(os.path.join(args.data, "val"), linear_val_transform(args.image_size, args.resize),
+                              classes=folder_classes(os.path.join(args.data, "train")))
     val_loader = DataLoader(val_dataset, batch_size=args.local_batch_size, shuffle=False, num_workers=workers)
     if args.evaluate:
         _, acc1, acc5 = run_epoch(val_loader, model, criterion, None, args.start_epoch, args, train=False)

@@ -239,7 +239,7 @@ def build_datasets(args):
         name = "cifar100" if args.dataset == "cifar100" else "digits"
         root = args.data if name == "cifar100" else None
         train = build_dataset(name, root, "train")
-        test = build_dataset(name, root, "test", transform=test_tf)
+        test = build_dataset(name, root, "test", transform=test_tf, classes=train)
         if args.variant == "cifar" or args.dataset == "digits":
             # CIFAR-100-LT (spec §d.2); digits gets the same exponential profile so the run is long-tailed
             imb = args.imb_factor if args.variant == "cifar" else 0.1
@@ -249,7 +249,8 @@ def build_datasets(args):
         if args.dataset != "imagenet":
             raise UserError("paco_imagenet.py implements only --dataset imagenet (ImageFolder train/ val/) and digits")
         train = build_dataset("imagefolder", args.data, "train")
-        test = build_dataset("imagefolder", args.data, "val", transform=test_tf)
+        # val labelled by class name with train's indices (a val/ lacking a class keeps the other labels)
+        test = build_dataset("imagefolder", args.data, "val", transform=test_tf, classes=train)
     else:
         # paco_fp16_places.py read the Places lists whatever --dataset said (its default is imagenet)
         key = "places" if args.variant == "places" else args.dataset

@@ -88,8 +88,10 @@ def extract_features(model: Model, dataset_name: str, root: str, device, workers
     from common.eval.features import eval_mode, extract_features as run_features
     out = []
     with eval_mode(model):
+        train = None
         for role in ("linear_train", "test"):
-            dataset = build_split(dataset_name, root, role, transform=test_transform())
+            dataset = build_split(dataset_name, root, role, transform=test_transform(), classes=train)
+            train = dataset
             loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers)
             feats, labels = run_features(model.features, loader, device)
             out += [feats.cpu(), labels.cpu()]
@@ -217,7 +219,7 @@ def linear_evaluation(run, args, device) -> None:
     run.info(str(args))
     model = load_pretrained(args.model_path, args.arch, device)
     train_data = build_split(args.dataset_name, args.root, "linear_train", transform=train_transform(args.crop_size))
-    test_data = build_split(args.dataset_name, args.root, "test", transform=test_transform())
+    test_data = build_split(args.dataset_name, args.root, "test", transform=test_transform(), classes=train_data)
     train_loader = DataLoader(train_data, batch_size=args.batch_size, shuffle=True, num_workers=args.workers,
                               pin_memory=device.type == "cuda")
     test_loader = DataLoader(test_data, batch_size=args.batch_size, shuffle=False, num_workers=args.workers,

@@ -155,7 +155,7 @@ def main(argv=None):
                                         interpolation=T.InterpolationMode.BICUBIC),
                                T.CenterCrop(args.image_size), T.ToTensor(), normalize_transform("imagenet")])
         train_set = build_dataset("imagefolder", args.data_path, "train", transform)
-        val_set = build_dataset("imagefolder", args.data_path, "val", transform)
+        val_set = build_dataset("imagefolder", args.data_path, "val", transform, classes=train_set)
         torch.manual_seed(args.seed)
         model = build_feature_model(args.arch, args.image_size)
         if args.pretrained_weights:

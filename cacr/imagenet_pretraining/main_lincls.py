@@ -154,10 +154,12 @@ def main_worker(local_rank, args):
 def linear_classification(run, args):
     # with --seed, an image's crop / flip depends on (seed, epoch, index) only: any number of processes sees the
     # same global batches (and a resumed run the batches it would have seen)
-    train_set = SeededTransformDataset(build_dataset("imagefolder", args.data, "train"),
-                                       linear_train_transform(args.image_size), args.seed)
+    train_images = build_dataset("imagefolder", args.data, "train")
+    train_set = SeededTransformDataset(train_images, linear_train_transform(args.image_size), args.seed)
     resize = max(args.image_size * 256 // 224, args.image_size)
-    val_set = build_dataset("imagefolder", args.data, "val", linear_val_transform(args.image_size, resize))
+    # val labelled by class name with train's indices (a val/ lacking a class keeps the other labels)
+    val_set = build_dataset("imagefolder", args.data, "val", linear_val_transform(args.image_size, resize),
+                            classes=train_images)
     num_classes = len(train_set.classes)
     model, head, head_name = build_classifier_model(args.arch, num_classes, args.image_size)
     for name, param in model.named_parameters():

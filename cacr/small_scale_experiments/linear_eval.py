@@ -120,7 +120,8 @@ def linear_evaluation(run, args) -> float:
     encoder = load_encoder(args)
     train = build_dataset(args.dataset, args.data_folder, "train",
                           util.linear_train_transform(args.dataset, args.image_size))
-    test = build_dataset(args.dataset, args.data_folder, "test", util.val_transform(args.dataset, args.image_size))
+    test = build_dataset(args.dataset, args.data_folder, "test", util.val_transform(args.dataset, args.image_size),
+                         classes=train)
     num_classes = len(train.classes)
     pin = args.device.type == "cuda"
     train_loader = torch.utils.data.DataLoader(train, batch_size=args.batch_size, shuffle=True,
