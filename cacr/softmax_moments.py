@@ -20,8 +20,15 @@ def softmax_moments(x: torch.Tensor, y: torch.Tensor, scale: float = 1.0, exclud
     """lse[n] = log Σ_m exp(scale·⟨x_n, y_m⟩) and mean[n] = Σ_m softmax_m(scale·⟨x_n, y_m⟩)·y_m (no gradient).
 
     x: N×D, y: M×D, exclude: optional N (int64) column left out of row n's softmax (the positive key).
-    → (lse N, mean N×D), in x's dtype.  The logits are formed as ⟨scale·x_n, y_m⟩.
+    → (lse N, mean N×D).  The logits are formed as ⟨scale·x_n, y_m⟩.  Half-precision inputs (autocast) are
+    computed in float32, like the float32 softmax / cross-entropy that autocast gives the original.
     """
+    dtype = torch.promote_types(torch.promote_types(x.dtype, y.dtype), torch.float32)
+    with torch.autocast(x.device.type, enabled=False):
+        return _softmax_moments(x.to(dtype), y.to(dtype), scale, exclude)
+
+
+def _softmax_moments(x, y, scale, exclude):
     n_rows, n_cols = x.shape[0], y.shape[0]
     x_scaled = x * scale
     lse = x.new_empty(n_rows)
@@ -61,14 +68,14 @@ class _LogSumExpOfProjections(torch.autograd.Function):
     def forward(ctx, x, y, scale, exclude):
         lse, mean = softmax_moments(x, y, scale, exclude)
         ctx.save_for_backward(mean)
-        ctx.scale = scale
+        ctx.scale, ctx.x_dtype = scale, x.dtype
         return lse
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_lse):
         mean, = ctx.saved_tensors
-        return grad_lse.unsqueeze(1) * (ctx.scale * mean), None, None, None
+        return (grad_lse.unsqueeze(1) * (ctx.scale * mean)).to(ctx.x_dtype), None, None, None
 
 
 def logsumexp_of_projections(x: torch.Tensor, y: torch.Tensor, scale: float = 1.0,
