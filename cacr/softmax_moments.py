@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import torch
 
-# logits per tile: 2^18 float32 = 1 MB, small enough for L2 and below glibc's mmap threshold
+# CPU: logits per tile 2^18 float32 = 1 MB, small enough for L2 and below glibc's mmap threshold
 _TILE_ELEMENTS = 1 << 18
 _TILE_ROWS = 256
+# accelerators: per-tile kernel launches are the cost, not cache, so tiles of up to 2^24 logits (64 MB)
+_ACCELERATOR_TILE_ELEMENTS = 1 << 24
 
 
 @torch.no_grad()
@@ -33,8 +35,12 @@ def _softmax_moments(x, y, scale, exclude):
     x_scaled = x * scale
     lse = x.new_empty(n_rows)
     mean = x.new_empty(n_rows, x.shape[1])
-    tile_rows = min(n_rows, _TILE_ROWS)
-    tile_cols = min(n_cols, max(_TILE_ROWS, _TILE_ELEMENTS // max(tile_rows, 1)))
+    if x.device.type == "cpu":
+        tile_rows = max(1, min(n_rows, _TILE_ROWS))
+        tile_cols = max(1, min(n_cols, max(_TILE_ROWS, _TILE_ELEMENTS // tile_rows)))
+    else:
+        tile_rows = max(n_rows, 1)
+        tile_cols = max(1, min(n_cols, max(_TILE_ROWS, _ACCELERATOR_TILE_ELEMENTS // tile_rows)))
     for r0 in range(0, n_rows, tile_rows):
         xr = x_scaled[r0:r0 + tile_rows]
         rows = xr.shape[0]
