@@ -95,6 +95,64 @@ def test_memory_losses_against_loop_reference():
     assert torch.equal(memory[:, untouched], before[:, untouched])
 
 
+def reference_memory(z, memory, idx, pos_k, tau, T):
+    """Per-pair autograd reference of the memory-bank losses (rows gathered per pair like the original)."""
+    N = z.shape[0]
+
+    def A(i, j, columns):  # memory of i, anchors of j
+        return torch.einsum("bkd,bd->bk", memory[i][columns], z[j]) / tau
+
+    def nce(L, P):
+        return -(L[:, :P] - torch.logsumexp(L, 1, keepdim=True)).mean()
+
+    icl = sum(nce(A(i, j, idx), 1 + pos_k) for i in range(N) for j in range(N) if i != j)
+    soft_icl = sum(kl(A(i, j, idx), A(j, i, idx), T) for i in range(N) for j in range(N) if i != j)
+    vcl = sum(nce(A(i, i, idx[:, 1:]), pos_k) for i in range(N))
+    soft_vcl = sum(kl(A(i, i, idx[:, 1:]), A(j, j, idx[:, 1:]), T) for i in range(N) for j in range(N) if i != j)
+    return vcl, soft_vcl, icl, soft_icl
+
+
+@pytest.mark.parametrize("N,pos_k,chunk_bytes", [(2, 1, 1 << 21), (3, 2, 1), (2, 3, 3000)])
+def test_memory_losses_hand_written_gradient(N, pos_k, chunk_bytes):
+    """The fused forward (values + per-term gradients, anchors in chunks: one anchor per chunk with
+    chunk_bytes=1, a ragged last chunk with 3000) against autograd through the per-pair reference, float64;
+    the gradient is the one of the bank *before* update_memory, which runs between forward and backward."""
+    g = torch.Generator().manual_seed(N + 10 * pos_k)
+    B, D, n_data, neg_k, tau, T = 5, 6, 40, 7, 0.1, 3.0
+    z = F.normalize(torch.randn(N, B, D, generator=g, dtype=torch.float64), dim=-1).requires_grad_(True)
+    memory = torch.randn(N, n_data, D, generator=g, dtype=torch.float64)
+    pos_idx = torch.cat([torch.randperm(n_data, generator=g)[:B, None],
+                         torch.randint(0, n_data, (B, pos_k), generator=g)], 1)
+    neg_idx = torch.randint(0, n_data, (B, neg_k), generator=g)
+    idx = torch.cat([pos_idx, neg_idx], 1)
+    ref = reference_memory(z, memory.clone(), idx, pos_k, tau, T)
+    ours = memory_mcl_losses(z, memory, pos_idx, neg_idx, tau, T, chunk_bytes=chunk_bytes)
+    update_memory(memory, z.detach(), pos_idx[:, 0], 0.5)
+    weights = torch.tensor([0.1, 1.0, 0.3, 2.0], dtype=torch.float64)
+    for k in range(4):
+        torch.testing.assert_close(ours[k], ref[k], rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(torch.autograd.grad(ours[k], z, retain_graph=True)[0],
+                                   torch.autograd.grad(ref[k], z, retain_graph=True)[0], rtol=1e-9, atol=1e-12)
+    weighted = torch.autograd.grad(sum(w * t for w, t in zip(weights, ours)), z)[0]
+    expected = torch.autograd.grad(sum(w * t for w, t in zip(weights, ref)), z)[0]
+    torch.testing.assert_close(weighted, expected, rtol=1e-9, atol=1e-12)
+    with torch.no_grad():   # no gradient wanted: same values, no per-term gradients formed
+        again = memory_mcl_losses(z, memory, pos_idx, neg_idx, tau, T, chunk_bytes=chunk_bytes)
+    assert all(not t.requires_grad for t in again)
+
+
+def test_memory_losses_float32_match_float64():
+    g = torch.Generator().manual_seed(3)
+    z = F.normalize(torch.randn(2, 4, 8, generator=g, dtype=torch.float64), dim=-1)
+    memory = F.normalize(torch.randn(2, 50, 8, generator=g, dtype=torch.float64), dim=-1)
+    pos_idx, neg_idx = torch.randint(0, 50, (4, 2), generator=g), torch.randint(0, 50, (4, 20), generator=g)
+    exact = memory_mcl_losses(z, memory, pos_idx, neg_idx, 0.07, 3.0)
+    single = memory_mcl_losses(z.float(), memory.float(), pos_idx, neg_idx, 0.07, 3.0)
+    for a, b in zip(single, exact):
+        assert a.dtype == torch.float32
+        torch.testing.assert_close(a.double(), b, rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("chunk_bytes", [1 << 21, 1])
 def test_moco_losses_gradients_and_queue(chunk_bytes):
     """The fused loss against per-pair autograd through G^{ab}: values, per-term gradients of q and k; chunk_bytes=1
