@@ -47,6 +47,39 @@ def test_cifar_losses_match_per_pair_reference(N, B, D, tau, T):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("N,B,D,tau,T", [(2, 8, 5, 0.1, 3.0), (3, 12, 8, 0.2, 4.0), (4, 6, 4, 0.05, 1.0)])
+def test_cifar_hand_written_gradient_matches_autograd(N, B, D, tau, T):
+    """Per-term and weighted gradients of the fused loss against autograd through the per-pair reference."""
+    g = torch.Generator().manual_seed(7 * N + B)
+    z = F.normalize(torch.randn(N, B, D, generator=g, dtype=torch.float64), dim=-1).requires_grad_(True)
+    labels = torch.arange(B // 2).repeat_interleave(2)[torch.randperm(B, generator=g)]
+    ours = sup_mcl_losses(z, labels, tau, T)
+    ref = reference_cifar(z, labels, tau, T)
+    for a, b in zip(ours, ref):
+        torch.testing.assert_close(torch.autograd.grad(a, z, retain_graph=True)[0],
+                                   torch.autograd.grad(b, z, retain_graph=True)[0], rtol=1e-9, atol=1e-12)
+    weights = (0.1, 1.0, 0.3, 2.0)
+    torch.testing.assert_close(torch.autograd.grad(sum(w * t for w, t in zip(weights, ours)), z)[0],
+                               torch.autograd.grad(sum(w * t for w, t in zip(weights, ref)), z)[0],
+                               rtol=1e-9, atol=1e-12)
+
+
+def test_cifar_losses_low_precision_input_and_no_grad():
+    """bfloat16 z: computed in float32, gradient returned in bfloat16; under no_grad nothing is saved."""
+    g = torch.Generator().manual_seed(0)
+    z = F.normalize(torch.randn(2, 8, 6, generator=g), dim=-1)
+    labels = torch.arange(4).repeat_interleave(2)
+    exact = sup_mcl_losses(z.double(), labels, 0.1, 3.0)
+    low = z.bfloat16().requires_grad_(True)
+    terms = sup_mcl_losses(low, labels, 0.1, 3.0)
+    sum(terms).backward()
+    assert low.grad.dtype == torch.bfloat16 and torch.isfinite(low.grad.float()).all()
+    for a, b in zip(terms, exact):
+        torch.testing.assert_close(a.double(), b, rtol=0.05, atol=0.05)
+    with torch.no_grad():
+        assert not any(t.requires_grad for t in sup_mcl_losses(z.requires_grad_(True), labels, 0.1, 3.0))
+
+
 def test_lonely_anchor_is_a_clear_error_not_nan():
     labels = torch.tensor([0, 0, 1, 2, 2])
     with pytest.raises(UserError, match="no other sample of the same class"):
