@@ -78,6 +78,24 @@ def sup_mcl_losses(embeddings: torch.Tensor, labels: torch.Tensor, tau: float, k
     return _SupMCLLoss.apply(embeddings, positive, float(tau), float(kd_T), need_grad)
 
 
+_CONSTANTS: dict = {}
+
+
+def _constants(number_net: int, batch: int, device, dtype):
+    """Cached per (N, B, device, dtype): the (B, B) additive mask 0 / -inf (diagonal: the anchor itself), the
+    (N, N) block masks (diagonal = VCL blocks)."""
+    key = (number_net, batch, str(device), dtype)
+    constants = _CONSTANTS.get(key)
+    if constants is None:
+        self_pair = torch.zeros(batch, batch, dtype=dtype, device=device).fill_diagonal_(float("-inf"))
+        eye = torch.eye(number_net, dtype=torch.bool, device=device)
+        constants = (self_pair, eye, ~eye)
+        if len(_CONSTANTS) > 16:
+            _CONSTANTS.clear()
+        _CONSTANTS[key] = constants
+    return constants
+
+
 class _SupMCLLoss(torch.autograd.Function):
     """The four losses from one Gram matrix S = Z Zᵀ/τ of all N·B embeddings (block (i, j) = S^{ij}), with
     the gradient written by hand: autograd over the (N, N, B, B) blocks recorded ~60 small nodes whose
@@ -101,14 +119,11 @@ class _SupMCLLoss(torch.autograd.Function):
             flat = z.reshape(n * batch, dim)
             gram = torch.mm(flat, flat.t()).div_(tau)                                   # (N·B, N·B) = S
             blocks = gram.view(n, batch, n, batch).transpose(1, 2)                      # (N, N, B, B) views
-            eye = torch.eye(n, dtype=torch.bool, device=z.device)
-            off_diagonal = ~eye
+            self_pair, _, off_diagonal = _constants(n, batch, z.device, z.dtype)
             positive = positive.to(z.dtype)
             positive_weight = positive / positive.sum(dim=1, keepdim=True)              # P_a / |P_a|
 
             # ℓ: log-sum-exp over c ≠ a (the diagonal of every block is the same image)
-            self_pair = torch.zeros(batch, batch, dtype=z.dtype, device=z.device)
-            self_pair.fill_diagonal_(float("-inf"))
             scores = blocks + self_pair
             peak = scores.amax(dim=-1, keepdim=True)
             scores.sub_(peak).exp_()
@@ -122,11 +137,10 @@ class _SupMCLLoss(torch.autograd.Function):
             q = log_q.exp()
             q_teacher, log_q_teacher = q.transpose(0, 1), log_q.transpose(0, 1)         # block (i, j) → S^{ji}
             soft_icl = (q_teacher * (log_q_teacher - log_q)).sum() * (kd_T * kd_T / batch)  # i = j adds 0
-            student_index, teacher_index = off_diagonal.nonzero(as_tuple=True)
             q_intra = q.diagonal(dim1=0, dim2=1).permute(2, 0, 1)                        # (N, B, B) = softmax(S^{ii}/T)
             log_q_intra = log_q.diagonal(dim1=0, dim2=1).permute(2, 0, 1)
-            soft_vcl = (q_intra[teacher_index] * (log_q_intra[teacher_index] - log_q_intra[student_index])
-                        ).sum() * (kd_T * kd_T / batch)
+            # [i, j] = KL(S^{ii} ‖ S^{jj}) summands for every pair at once by broadcasting (i = j adds 0)
+            soft_vcl = (q_intra[None] * (log_q_intra[None] - log_q_intra[:, None])).sum() * (kd_T * kd_T / batch)
 
             if need_grad:
                 grad_nce = scores.div_(normaliser).sub_(positive_weight)
@@ -142,11 +156,11 @@ class _SupMCLLoss(torch.autograd.Function):
         flat, grad_nce, grad_kl = ctx.saved_tensors
         n, batch, _ = ctx.z_shape
         zero = torch.zeros((), dtype=flat.dtype, device=flat.device)
+        eye = _constants(n, batch, flat.device, flat.dtype)[1]
 
         def weights(on_diagonal, off_diagonal):
             on_diagonal = zero if on_diagonal is None else on_diagonal.to(flat.dtype)
             off_diagonal = zero if off_diagonal is None else off_diagonal.to(flat.dtype)
-            eye = torch.eye(n, dtype=torch.bool, device=flat.device)
             return torch.where(eye, on_diagonal, off_diagonal).div_(batch).view(n, n, 1, 1)
 
         grad_blocks = grad_nce * weights(grad_vcl, grad_icl)
