@@ -108,9 +108,10 @@ class _AttentioNCERows(torch.autograd.Function):
             # β / T = N (softmax_j(s⁻/d_neg) + 1e-6) / T; the fill again after the division: -inf / d_neg is
             # NaN for d_neg = inf (uniform β, as in the original)
             peak = similarity.amax(dim=1, keepdim=True)
-            beta_over_t = torch.sub(similarity, peak).div_(d_neg)
+            beta_over_t = torch.add(peak / -d_neg, similarity, alpha=1.0 / d_neg)      # (s - max) / d_neg
             beta_over_t.view(-1).index_fill_(0, masked, float("-inf")).exp_()
-            beta_over_t.div_(beta_over_t.sum(dim=1, keepdim=True)).add_(BETA_EPSILON).mul_(n_neg / temperature)
+            scale = n_neg / temperature
+            beta_over_t.mul_(scale / beta_over_t.sum(dim=1, keepdim=True)).add_(scale * BETA_EPSILON)
             logits = similarity.mul_(beta_over_t)                                   # ℓ⁻ = β s⁻ / T
             peak = torch.maximum(logits.amax(dim=1), pos_logit)
             scores = logits.sub_(peak[:, None]).exp_()                             # E = exp(ℓ⁻ − m)
