@@ -11,11 +11,28 @@ import torch.nn as nn
 from common.utils import UserError
 
 
+class _RowNormalize(torch.autograd.Function):
+    """z = x / ‖x‖₂ per row with the gradient dx = (g − z ⟨z, g⟩) / ‖x‖₂ written out (5 ops instead of the ~10
+    autograd records for pow / sum / sqrt / div)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        norm = x.pow(2).sum(dim=1, keepdim=True).sqrt()
+        z = x / norm
+        ctx.save_for_backward(z, norm)
+        return z
+
+    @staticmethod
+    def backward(ctx, grad):
+        z, norm = ctx.saved_tensors
+        return (grad - z * (z * grad).sum(dim=1, keepdim=True)) / norm
+
+
 class Normalize(nn.Module):
-    """Row-wise L2 normalisation x / ‖x‖₂ without an epsilon, like the original (quirk 4)."""
+    """Row-wise L2 normalisation x / ‖x‖₂ without an epsilon, like the original (quirk 4); input (B, D)."""
 
     def forward(self, x):
-        return x / x.pow(2).sum(dim=1, keepdim=True).sqrt()
+        return _RowNormalize.apply(x)
 
 
 class Embed(nn.Module):

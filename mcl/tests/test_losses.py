@@ -80,6 +80,18 @@ def test_cifar_losses_low_precision_input_and_no_grad():
         assert not any(t.requires_grad for t in sup_mcl_losses(z.requires_grad_(True), labels, 0.1, 3.0))
 
 
+def test_normalize_hand_written_gradient():
+    from mcl.losses.cifar_sup_mcl_loss import Normalize
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(6, 5, generator=g, dtype=torch.float64).requires_grad_(True)
+    upstream = torch.randn(6, 5, generator=g, dtype=torch.float64)
+    ours = Normalize()(x)
+    ref = x / x.pow(2).sum(dim=1, keepdim=True).sqrt()
+    torch.testing.assert_close(ours, ref, rtol=0, atol=0)
+    torch.testing.assert_close(torch.autograd.grad(ours, x, upstream)[0], torch.autograd.grad(ref, x, upstream)[0],
+                               rtol=1e-12, atol=1e-14)
+
+
 def test_lonely_anchor_is_a_clear_error_not_nan():
     labels = torch.tensor([0, 0, 1, 2, 2])
     with pytest.raises(UserError, match="no other sample of the same class"):
