@@ -23,6 +23,8 @@ def run(cmd, tmp_path, env=None, timeout=240, expect_failure=False):
                       expect_failure=expect_failure)
 
 
-def run_dir(tmp_path, dataset, mark, full=False):
-    d = Path(tmp_path) / "paco" / dataset / mark
+def run_dir(tmp_path, mark, full=False):
+    """The run folder of ``--mark mark`` (CL_RUNS_DIR/paco/<mark>; Full-ImageNet's /checkpoint below it, as the
+    original's run dir)."""
+    d = Path(tmp_path) / "paco" / mark
     return d / "checkpoint" if full else d

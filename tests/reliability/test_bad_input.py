@@ -478,7 +478,7 @@ CASES += [
            ["foreign.pth.tar", "no tensor matches"], foreign(other_model_checkpoint), {"variant": "foreign"}),
           ("nan_loss", ["--data", "{cifar}", *PACO_CIFAR, "--epochs", "2", "--lr", "1e30", "--mark", "nan"],
            ["loss is", "step epoch 1 iteration"], None, ["--data", "{cifar}", *PACO_CIFAR, "--mark", "nan"],
-           "paco/cifar100/nan/moco_ckpt.pth.tar")),
+           "paco/nan/moco_ckpt.pth.tar")),
     *rows("paco", "LT/paco_lt.py",
           ("missing_data", ["--data", "{case}/nowhere", "--list-dir", "{lt_lists}", *PACO_LT],
            ["nowhere", "does not exist"]),
