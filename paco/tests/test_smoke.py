@@ -15,7 +15,7 @@ import torch
 
 from ci.smoke import FAST_PATH_FLAGS, assert_fast_path_args
 from common.data import fake
-from paco.tests.helpers import PACO_DIR, TINY, run, run_dir
+from paco.tests.helpers import PACO_DIR, TINY, assert_original_layout, run, run_dir
 
 SMALL_ARCH = ["-a", "resnet18", "--feat_dim", "512"]
 
@@ -49,7 +49,8 @@ def _env(data, sub):
 def test_imagenet_lt_train_then_eval(script, mark, data, tmp_path):
     run(["bash", f"sh/{script}", *SMALL_ARCH, *TINY], tmp_path, env=_env(data, "imagenet"))
     ckpt = run_dir(tmp_path, mark) / "moco_ckpt.pth.tar"
-    assert ckpt.is_file()
+    assert_original_layout(ckpt, epochs_done=1)
+    assert_original_layout(ckpt.with_name("moco_ckpt.best.pth.tar"), epochs_done=1)
     if script.endswith("R50.sh"):  # the released weights' layout: DDP 'module.' keys (as ours), nothing else
         state = torch.load(ckpt, weights_only=True)
         assert all(k.startswith("module.") for k in state["state_dict"])
@@ -76,8 +77,7 @@ def test_places_train_then_eval(data, tmp_path):
     assert "reloaded" in proc.stdout and "epoch 1:" in proc.stdout
     mark = "R152_mocot0.2_augsim_sim_30epochs_lr0.02_t1"
     ckpt = run_dir(tmp_path, mark) / "moco_ckpt.pth.tar"
-    state = torch.load(ckpt, weights_only=False)
-    assert state["epoch"] == 2
+    assert_original_layout(ckpt, epochs_done=2)
     proc = run(["bash", "sh/PlacesLT_eval_R152.sh", *SMALL_ARCH, *TINY, "--mark", "eval"], tmp_path,
                env={**_env(data, "places"), "RELOAD": str(ckpt)})
     assert "reloaded" in proc.stdout and "top-1:" in proc.stdout
@@ -88,6 +88,8 @@ def test_cifar_train(imb, data, tmp_path):
     tiny = [a for a in TINY if a not in ("--image-size", "32")]
     proc = run(["bash", f"sh/CIFAR100_train_imb{imb}.sh", *tiny], tmp_path, env={"DATA": str(data / "cifar")})
     assert "initial top-1:" in proc.stdout and "final top-1:" in proc.stdout
+    (ckpt,) = (tmp_path / "paco").glob("*/moco_ckpt.pth.tar")
+    assert_original_layout(ckpt, epochs_done=1)
 
 
 @pytest.mark.parametrize("arch", ["resnet50", "resnet101", "resnet200"])
@@ -96,7 +98,7 @@ def test_full_imagenet_train_then_eval(arch, data, tmp_path):
     mark = "paco_r50_fullImageNet" if arch == "resnet50" else f"paco_{arch.replace('resnet', 'r')}_fullImageNet"
     run(["bash", f"sh/train_{arch}.sh", "-a", "resnet18", *TINY], tmp_path, env=env)
     ckpt = run_dir(tmp_path, mark, full=True) / "moco_ckpt.pth.tar"
-    assert ckpt.is_file()
+    assert_original_layout(ckpt, epochs_done=1)
     proc = run(["bash", f"sh/eval_{arch}.sh", "-a", "resnet18", *TINY, "--mark", "eval"], tmp_path,
                env={**env, "RELOAD": str(ckpt)})
     assert "reloaded" in proc.stdout and "top-1:" in proc.stdout
