@@ -291,7 +291,8 @@ def load_matching(model: nn.Module, path: str, printer=print, key_map=None, flag
     skipped = [k for k in own if k not in matched]
     if len(matched) * 2 < len(own):
         found = ", ".join(list(state)[:4])
-        raise UserError(f"{flag} '{path}': only {len(matched)} of this model's {len(own)} tensors match it (file keys "
+        how_many = "no tensor matches" if not matched else f"only {len(matched)} of this model's {len(own)} tensors match"
+        raise UserError(f"{flag} '{path}': {how_many} this model (file keys "
                         f"e.g. {found}; model keys e.g. {', '.join(list(own)[:2])}); is it a PaCo checkpoint of the "
                         "same -a/--arch, --num_classes and --feat_dim?")
     unwrap_model(model).load_state_dict(matched, strict=False)

@@ -111,7 +111,7 @@ def test_checkpoints_out_and_in(cifar, tmp_path):
     from common.backbones import build_backbone
     torch.save(build_backbone("resnet18", num_classes=10).state_dict(), tmp_path / "foreign.pth")
     _one_error(_run(runs, cifar, "--mark", "eval", "--evaluate", "--reload", str(tmp_path / "foreign.pth")),
-               "foreign.pth", "tensors match")
+               "foreign.pth", "tensors match this model")
 
 
 def test_older_files_of_this_code_map_their_optimizer():
