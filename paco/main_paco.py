@@ -433,10 +433,11 @@ def main_worker(local_rank, args):
     device = init_distributed(args, local_rank)
     if args.seed is not None:
         seed_everything(args.seed + args.rank, deterministic=True)
-    # an evaluation writes nothing and never completes the run; it reads the folder's checkpoint like the original
+    # an evaluation writes nothing and never completes the run; it reads the folder's checkpoint like the original.
+    # --resume FILE continues that file in this folder whatever the folder held (the user asked for it)
     with Run.open(METHOD, args, readable=f"{args.dataset}_{args.arch}_{args.aug}", name=args.mark,
                   root=args.root_path, subdir="checkpoint" if args.variant == "imagenet" else "",
-                  overwrite=args.evaluate or not args.auto_resume, ignore=("variant",),
+                  overwrite=args.evaluate or bool(args.resume) or not args.auto_resume, ignore=("variant",),
                   log_name=f"{args.mark}.log" if args.mark else "log.txt",  # rank 0 only (§k.18)
                   name_flag="--mark") as run:
         _main(run, device, args)
