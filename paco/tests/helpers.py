@@ -57,7 +57,7 @@ def original_model_for(state):
 
 def assert_original_layout(path, epochs_done):
     """``path`` (a moco_ckpt*.pth.tar written by an entry point) has the original's top-level keys plus ours, the
-    original's ``module.`` state-dict keys (queue, queue_l, queue_ptr, encoder_k, linear_k included: spec §g), and
+    original's ``module.`` state-dict keys (queue, queue_l, queue_ptr, encoder_k, LT's linear_k included: spec §g), and
     loads in the original's resume code: ``model.load_state_dict(ckpt['state_dict'])`` on the DDP model (strict)
     and ``optimizer.load_state_dict(ckpt['optimizer'])`` with ``optimizer = SGD(model.parameters(), ...)``."""
     state = torch.load(path, map_location="cpu", weights_only=True)
@@ -69,7 +69,8 @@ def assert_original_layout(path, epochs_done):
     for key in ("module.queue", "module.queue_l", "module.queue_ptr"):
         assert key in expected
     assert any(k.startswith("module.encoder_k.") for k in expected)
-    assert any(k.startswith("module.linear_k.") for k in expected)
+    # the momentum classifier linear_k is in the LT wrapper only (the Full-ImageNet one has none: archs.json sizes)
+    assert any(k.startswith("module.linear_k.") for k in expected) == (state["args"]["variant"] != "imagenet")
     model.load_state_dict(state["state_dict"])
     optimizer = torch.optim.SGD(model.parameters(), 0.1, momentum=0.9, weight_decay=1e-4)
     optimizer.load_state_dict(state["optimizer"])
