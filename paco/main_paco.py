@@ -419,30 +419,15 @@ def build_optimizer(model, args) -> torch.optim.SGD:
     return torch.optim.SGD(model.parameters(), args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
 
 
-def optimizer_state_for(model, saved: dict | None, printer) -> dict | None:
-    """``saved`` in this optimizer's layout (every parameter, one group), or None (re-initialised, said so).
-    Files of this code before it followed the original hold the trainable parameters only: their indices are
-    mapped onto the full list."""
-    if not saved or len(saved.get("param_groups", ())) != 1:
-        printer("=> the checkpoint has no optimizer state of one parameter group: SGD momentum starts from zero")
-        return None
-    params = list(unwrap_model(model).parameters())
-    saved_ids = saved["param_groups"][0]["params"]
-    if len(saved_ids) == len(params):
-        return saved
-    trainable = [i for i, p in enumerate(params) if p.requires_grad]
-    if len(saved_ids) == len(trainable):
-        where = dict(zip(saved_ids, trainable))
-        group = dict(saved["param_groups"][0], params=list(range(len(params))))
-        return {"state": {where[k]: v for k, v in saved["state"].items()}, "param_groups": [group]}
-    printer(f"=> the checkpoint's optimizer holds {len(saved_ids)} parameters, this model {len(params)} "
-            f"({len(trainable)} trainable): SGD momentum re-initialised (weights, epoch and best top-1 restored)")
-    return None
-
-
 def restore(run, state: dict, model, optimizer, scaler, args) -> int:
-    """Continue from ``state`` (ours or the original's, ``module.`` keys or not): the epoch to start at."""
-    state = dict(state, optimizer=optimizer_state_for(model, state.get("optimizer"), run.info))
+    """Continue from ``state`` (ours or the original's, ``module.`` keys or not): the epoch to start at. An
+    optimizer state of another layout (e.g. this code's files from before it followed the original, which held the
+    trainable parameters only) is not loaded: the weights, epoch and best top-1 are, and the momentum restarts."""
+    saved, params = state.get("optimizer"), len(list(unwrap_model(model).parameters()))
+    if saved is not None and [len(g["params"]) for g in saved.get("param_groups", [])] != [params]:
+        run.info(f"=> the checkpoint's optimizer does not hold this model's {params} parameters in one group: SGD "
+                 "momentum re-initialised (weights, epoch and best top-1 restored)")
+        state = dict(state, optimizer=None)
     if args.fp16 and scaler.is_enabled() and not state.get("scaler"):
         run.info("=> the checkpoint has no loss-scaler state (the original saved none): the fp16 loss scale starts "
                  "afresh")
