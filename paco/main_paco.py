@@ -260,7 +260,7 @@ def build_datasets(args):
         key = "places" if args.variant == "places" else args.dataset
         train_list, test_list = LIST_FILES[key]
         if not os.path.isfile(os.path.join(args.list_dir, train_list)) and key in ("imagenet", "inat"):
-            raise UserError(f"training list {os.path.join(args.list_dir, train_list)} not found: the release's "
+            raise UserError(f"training list {os.path.join(args.list_dir, train_list)} does not exist: the release's "
                             f"{os.path.basename(train_list)} is too large to ship; put it in that folder "
                             f"(next to the shipped test list) or pass --list-dir FOLDER holding {train_list}")
         if key == "places" and getattr(args, "test_split", "val") == "test":
