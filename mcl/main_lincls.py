@@ -5,7 +5,10 @@
 
 Fixed against the original (README.md): ``-e/--evaluate`` works (quirk 11), accuracy meters are weighted by
 the batch size (quirk 12), ``--resume`` works (quirk 13). The backbone stays in eval mode while training
-(frozen BN statistics), as in the original.
+(frozen BN statistics), as in the original. The run lives in the run folder of ``common.engine``
+(``$CL_RUNS_DIR/mcl/<name>/``, auto-resume from its newest ``lincls_mcl_checkpoint_{epoch:04d}.pth.tar``); the
+checkpoints keep the original's layout (``module.`` keys, epoch + 1, best_acc1) and are also published to the
+original's ``./checkpoint/`` (``--checkpoint``).
 """
 from __future__ import annotations
 
@@ -22,18 +25,18 @@ from torch.utils.data import DataLoader
 
 from common.augment import linear_train_transform, linear_val_transform
 from common.backbones import build_backbone
-from common.checkpoint import (capture_rng_state, find_latest_checkpoint, load_checkpoint, restore_rng_state,
-                               save_checkpoint)
+from common.checkpoint import load_checkpoint
 from common.data import ImageFolder
 from common.data.seeded import SeededTransformDataset
-from common.distributed import (add_distributed_args, all_reduce_mean, cleanup, get_world_size, is_main_process,
-                                launch, per_process_batch_size, rank_split_sampler, set_sampler_epoch, unwrap_model,
-                                wrap_ddp)
+from common.distributed import (add_distributed_args, all_reduce_mean, barrier, cleanup, get_world_size,
+                                init_distributed, is_main_process, launch, per_process_batch_size, rank_split_sampler,
+                                set_sampler_epoch, unwrap_model, wrap_ddp)
+from common.engine import Run
 from common.eval.metrics import accuracy
 from common.meters import AverageMeter
 from common.training import load_model_state, progress
-from common.utils import UserError, check_finite, run_main
-from mcl.engine import start_run
+from common.utils import UserError, check_finite, run_main, seed_everything
+from mcl.engine import METHOD, args_for_saving, newest_checkpoint, original_dir, publish_to
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,15 +62,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gpu-ids", default=None, type=str, help="written to CUDA_VISIBLE_DEVICES if given")
     p.add_argument("--pretrained", default="", type=str, help="main_moco_mcl.py checkpoint (network 0 is used)")
     p.add_argument("--checkpoint", default=None, type=str,
-                   help="output directory (default: runs/mcl/<name>/; the original used ./checkpoint/)")
+                   help="the original's output folder: every lincls_mcl_checkpoint_{epoch:04d}.pth.tar and "
+                        "model_best.pth.tar is also published there (default ./checkpoint beside this script)")
     # additions
     p.add_argument("--num-classes", default=1000, type=int, help="classifier outputs (the original: 1000)")
     p.add_argument("--image-size", default=224, type=int, help="crop size (smaller for smoke tests)")
     p.add_argument("--resize", default=256, type=int, help="validation resize before the center crop")
-    p.add_argument("--name", default=None, type=str, help="run name (default lincls_mcl_<arch>)")
+    p.add_argument("--name", default=None, type=str,
+                   help="run name (default lincls_mcl_<arch>-<digest of the result flags>)")
     p.add_argument("--device", default=None, type=str)
     p.add_argument("--max-iters", default=0, type=int, help="stop each epoch after this many iterations (0: all)")
-    p.add_argument("--no-auto-resume", dest="auto_resume", action="store_false")
+    p.add_argument("--auto-resume", dest="auto_resume", action=argparse.BooleanOptionalAction, default=True,
+                   help="continue from the run folder's newest checkpoint (--no-auto-resume: train it again)")
     p.add_argument("--no-progress", dest="progress", action="store_false")
     add_distributed_args(p)
     return p
@@ -114,7 +120,7 @@ def adjust_learning_rate(optimizer, epoch, args):
     return lr
 
 
-def run_epoch(loader, model, criterion, optimizer, epoch, args, train: bool):
+def run_epoch(loader, model, criterion, optimizer, epoch, args, train: bool, run: Run | None = None):
     losses, top1, top5 = AverageMeter("Loss"), AverageMeter("Acc@1"), AverageMeter("Acc@5")
     model.eval()  # frozen BN statistics also while training the classifier (the original's protocol)
     total = min(len(loader), args.max_iters) if (train and args.max_iters) else len(loader)
@@ -122,7 +128,7 @@ def run_epoch(loader, model, criterion, optimizer, epoch, args, train: bool):
     seen = 0
     with torch.set_grad_enabled(train):
         for i, (images, target) in enumerate(progress(loader, f"{'train' if train else 'val'} {epoch}",
-                                                       args.progress, total=total)):
+                                                       args.progress and is_main_process(), total=total)):
             if train and args.max_iters and i >= args.max_iters:
                 break
             images, target = images.to(args.device), target.to(args.device)
@@ -132,6 +138,7 @@ def run_epoch(loader, model, criterion, optimizer, epoch, args, train: bool):
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
+                run.step += 1
             acc1, acc5 = accuracy(output, target, topk=(1, 5))
             batch = images.shape[0]  # quirk 12 fixed: weight by the batch size, not images[0].size(0)
             sums += torch.stack([loss.detach(), acc1, acc5]) * batch
@@ -148,12 +155,26 @@ def run_epoch(loader, model, criterion, optimizer, epoch, args, train: bool):
     return losses.avg, top1.avg, top5.avg
 
 
+CHECKPOINT = "lincls_mcl_checkpoint_{epoch:04d}.pth.tar"   # numbered by the epoch index, as in MoCo
+
+
 def main_worker(local_rank, args):
-    _, run_dir, logger = start_run(local_rank, args, args.seed, deterministic=args.seed is not None)
-    out_dir = args.checkpoint or run_dir
+    init_distributed(args, local_rank)
+    seed_everything(args.seed, deterministic=args.seed is not None)
+    if args.evaluate:
+        evaluate_only(args)
+    else:
+        with Run.open(METHOD, args, readable=f"lincls_mcl_{args.arch}", name=args.name,
+                      ignore=("checkpoint", "gpu_ids")) as run:
+            run.info(f"args: {vars(args)}")
+            train_linear(run, args)
+    cleanup()
+
+
+def build(args):
+    """(model with a fresh fc and the frozen --pretrained encoder, that encoder, loss, SGD over the fc, workers)."""
     args.local_batch_size = per_process_batch_size(args.batch_size, args)
     workers = int((args.workers + args.ngpus_per_node - 1) / args.ngpus_per_node) if args.distributed else args.workers
-
     try:
         model = build_backbone(args.arch, num_classes=args.num_classes)
     except ValueError as e:
@@ -165,36 +186,44 @@ def main_worker(local_rank, args):
     model.fc.bias.data.zero_()
     pretrained_encoder = load_pretrained(model, args.pretrained) if args.pretrained else None
     model = wrap_ddp(model, args)
-    criterion = nn.CrossEntropyLoss()
     parameters = [p for p in model.parameters() if p.requires_grad]
     assert len(parameters) == 2  # fc.weight, fc.bias
     optimizer = torch.optim.SGD(parameters, args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
-
-    best_acc1 = 0.0
-    resume_path = args.resume or (find_latest_checkpoint(out_dir, "lincls_mcl_checkpoint_*.pth.tar")
-                                  if args.auto_resume and not args.evaluate else None)
-    if args.evaluate and not args.resume and not args.pretrained:
-        raise UserError("-e/--evaluate needs --resume <lincls checkpoint> (or --pretrained to evaluate a fresh fc)")
-    if resume_path:
-        state = load_checkpoint(resume_path)
-        for key in ("state_dict", "epoch"):
-            if key not in state:
-                raise UserError(f"'{resume_path}' has no '{key}'; it is not a main_lincls.py checkpoint")
-        load_model_state(model, state["state_dict"], source=f"checkpoint '{resume_path}'")
-        if state.get("optimizer") is not None and not args.evaluate:
-            optimizer.load_state_dict(state["optimizer"])
-        args.start_epoch = int(state["epoch"])
-        best_acc1 = float(state.get("best_acc1", 0.0))  # quirk 13 fixed: a float, no .to(gpu)
-        restore_rng_state(state.get("rng_state"))
-        logger.info(f"=> loaded checkpoint '{resume_path}' (epoch {state['epoch']})")
-
     val_dataset = ImageFolder(os.path.join(args.data, "val"), linear_val_transform(args.image_size, args.resize))
     val_loader = DataLoader(val_dataset, batch_size=args.local_batch_size, shuffle=False, num_workers=workers)
-    if args.evaluate:
-        _, acc1, acc5 = run_epoch(val_loader, model, criterion, None, args.start_epoch, args, train=False)
-        logger.info(f" * Acc@1 {acc1:.3f} Acc@5 {acc5:.3f}")
-        logger.info(f"top-1: {acc1:.2f}")
-        return
+    return model, pretrained_encoder, nn.CrossEntropyLoss(), optimizer, val_loader, workers
+
+
+def load_lincls_checkpoint(state, path, model) -> None:
+    for key in ("state_dict", "epoch"):
+        if key not in state:
+            raise UserError(f"'{path}' has no '{key}'; it is not a main_lincls.py checkpoint")
+    load_model_state(model, state["state_dict"], source=f"checkpoint '{path}'")
+
+
+def evaluate_only(args) -> None:
+    """``-e``: validate ``--resume`` (or a fresh fc over ``--pretrained``); nothing is written."""
+    if not args.resume and not args.pretrained:
+        raise UserError("-e/--evaluate needs --resume <lincls checkpoint> (or --pretrained to evaluate a fresh fc)")
+    model, _, criterion, _, val_loader, _ = build(args)
+    if args.resume:
+        load_lincls_checkpoint(load_checkpoint(args.resume), args.resume, model)
+    _, acc1, acc5 = run_epoch(val_loader, model, criterion, None, args.start_epoch, args, train=False)
+    if is_main_process():
+        print(f" * Acc@1 {acc1:.3f} Acc@5 {acc5:.3f}", flush=True)
+        print(f"top-1: {acc1:.2f}", flush=True)
+
+
+def train_linear(run: Run, args) -> None:
+    model, pretrained_encoder, criterion, optimizer, val_loader, workers = build(args)
+    best_acc1 = 0.0
+    resume_name = newest_checkpoint(run, "lincls_mcl_checkpoint_[0-9]*.pth.tar", CHECKPOINT.format(epoch=0))
+    state = run.resume_state(args.resume or None, resume_name, require=("state_dict", "epoch"))
+    if state is not None:
+        load_lincls_checkpoint(state, args.resume or resume_name, model)
+        args.start_epoch = run.restore(state, optimizer=optimizer)
+        best_acc1 = float(state.get("best_acc1", 0.0))  # quirk 13 fixed: a float, no .to(gpu)
+        run.info(f"=> loaded checkpoint '{args.resume or resume_name}' (epoch {state['epoch']})")
 
     # with --seed an image's crop / flip depends on (seed, epoch, index) only, and process r takes samples r, r+W,
     # ... of each global batch: 1 and W processes train on the same global batches (the last partial batch is split
@@ -208,38 +237,36 @@ def main_worker(local_rank, args):
         set_sampler_epoch(train_sampler, epoch)
         train_dataset.set_epoch(epoch)
         lr = adjust_learning_rate(optimizer, epoch, args)
-        train_loss, train_acc1, _ = run_epoch(train_loader, model, criterion, optimizer, epoch, args, train=True)
+        train_loss, train_acc1, _ = run_epoch(train_loader, model, criterion, optimizer, epoch, args, True, run)
         val_loss, acc1, acc5 = run_epoch(val_loader, model, criterion, None, epoch, args, train=False)
         is_best = acc1 > best_acc1
         best_acc1 = max(acc1, best_acc1)
         line = (f"Epoch:{epoch}\t lr:{lr:.4f}\t train loss:{train_loss:.4f}\t train Acc@1:{train_acc1:.3f}\t "
                 f"val loss:{val_loss:.4f}\t Acc@1:{acc1:.3f}\t Acc@5:{acc5:.3f}\t best Acc@1:{best_acc1:.3f}")
-        logger.info(line)
-        for tag, value in (("train/loss", train_loss), ("train/top1", train_acc1), ("val/loss", val_loss),
-                           ("val/top1", acc1), ("val/top5", acc5), ("train/lr", lr)):
-            logger.scalar(tag, value, epoch)
-        if is_main_process():
-            with open(os.path.join(out_dir, f"imagenet_mcl_{args.arch}_moco.txt"), "a") as f:
+        run.info(line)
+        run.scalars({"train/loss": train_loss, "train/top1": train_acc1, "train/lr": lr, "train/epoch": epoch + 1,
+                     "eval/loss": val_loss, "eval/linear_top1": acc1, "eval/top5": acc5})
+        if run.main:
+            with open(os.path.join(run.run_dir, f"imagenet_mcl_{args.arch}_moco.txt"), "a") as f:
                 f.write(line + "\n")
-            state_dict = {"module." + k: v for k, v in unwrap_model(model).state_dict().items()}
-            save_checkpoint({"epoch": epoch + 1, "arch": args.arch, "state_dict": state_dict,
-                             "best_acc1": best_acc1, "optimizer": optimizer.state_dict(),
-                             "rng_state": capture_rng_state()},
-                            os.path.join(out_dir, f"lincls_mcl_checkpoint_{epoch:04d}.pth.tar"), is_best=is_best,
-                            best_name="model_best.pth.tar")
-            if epoch == args.start_epoch and pretrained_encoder is not None:
-                sanity_check(unwrap_model(model).state_dict(), pretrained_encoder)
-    logger.info(f"final top-1: {best_acc1:.2f}")
-    logger.close()
-    cleanup()
+        # the original's keys: DDP state dict ('module.' keys), epoch + 1, arch, best_acc1, optimizer
+        state_dict = {"module." + k: v for k, v in unwrap_model(model).state_dict().items()}
+        path = run.save({"epoch": epoch + 1, "arch": args.arch, "state_dict": state_dict, "best_acc1": best_acc1,
+                         "optimizer": optimizer.state_dict(), "args": args_for_saving(args)},
+                        CHECKPOINT.format(epoch=epoch), is_best=is_best, best_name="model_best.pth.tar")
+        for name in (CHECKPOINT.format(epoch=epoch),) + (("model_best.pth.tar",) if is_best else ()):
+            publish_to(path and os.path.join(run.run_dir, name), original_dir(args.checkpoint))
+        if run.main and epoch == args.start_epoch and pretrained_encoder is not None:
+            sanity_check(unwrap_model(model).state_dict(), pretrained_encoder)
+        barrier()
+    run.info(f"final top-1: {best_acc1:.2f}")
+    run.finish("top-1", best_acc1)
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
     if args.gpu_ids:
         os.environ["CUDA_VISIBLE_DEVICES"] = args.gpu_ids
-    if args.name is None:
-        args.name = f"lincls_mcl_{args.arch}"
     launch(main_worker, args)
 
 
