@@ -167,7 +167,9 @@ def train_supervised(run: Run, args, net, criterion, optimizer, scaler, train_on
             run.info("=> the checkpoint holds no heads / memory (the original's layout): they start fresh, as in "
                      "the original")
         # the original's "epoch" is the index of the last finished epoch
-        start_epoch = run.restore(state, net, optimizer, scaler, extra=heads, model_key="net") + 1
+        load_model_state(net, state["net"], source=f"checkpoint '{explicit or resume_name}'")
+        start_epoch = run.restore(dict(state, epoch=state["epoch"] + 1), optimizer=optimizer, scaler=scaler,
+                                  extra=heads)
         best = float(state.get("best_acc", state.get("acc", -1.0)))
         run.info(f"=> resumed from '{explicit or resume_name}' at epoch {start_epoch}")
 
@@ -195,8 +197,9 @@ def train_supervised(run: Run, args, net, criterion, optimizer, scaler, train_on
 
     best_path = os.path.join(run.run_dir, best_name)
     if run.main:
-        for name in (resume_name, best_name):
-            publish_to(os.path.join(run.run_dir, name), original_dir(args.checkpoint_dir))
+        for name in (resume_name, best_name):   # no best file when a resumed run never beat its checkpoint
+            if os.path.isfile(os.path.join(run.run_dir, name)):
+                publish_to(os.path.join(run.run_dir, name), original_dir(args.checkpoint_dir))
         if os.path.isfile(best_path):
             load_net(best_path, net, "the best checkpoint")
     barrier()

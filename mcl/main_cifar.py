@@ -249,7 +249,8 @@ def main_worker(local_rank, args):
         net, _, test_loader, *_ = build_model(args, device)
         return evaluate_checkpoint(args, net, test_loader)
     with Run.open(METHOD, args, readable=f"{args.dataset}_{args.arch}_n{args.number_net}_{run_tag(args)}",
-                  name=args.name, ignore=SUPERVISED_IGNORE) as run:
+                  name=args.name, ignore=SUPERVISED_IGNORE,
+                  overwrite=not args.auto_resume or args.resume) as run:
         run.info(f"args: {vars(args)}")
         train(run, args, device)
 

@@ -165,7 +165,8 @@ def main_worker(local_rank, args):
         evaluate_only(args)
     else:
         with Run.open(METHOD, args, readable=f"lincls_mcl_{args.arch}", name=args.name,
-                      ignore=("checkpoint", "gpu_ids")) as run:
+                      ignore=("checkpoint", "gpu_ids"),
+                      overwrite=not args.auto_resume or bool(args.resume)) as run:
             run.info(f"args: {vars(args)}")
             train_linear(run, args)
     cleanup()

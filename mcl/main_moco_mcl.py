@@ -32,6 +32,7 @@ from common.eval.metrics import accuracy
 from common.distributed import (add_distributed_args, all_reduce_mean, barrier, cleanup, init_distributed, launch,
                                 per_process_batch_size, rank_split_sampler, set_sampler_epoch, unwrap_model, wrap_ddp)
 from common.engine import Run
+from common.training import load_model_state
 from common.meters import AverageMeter, ProgressMeter
 from common.utils import MixedPrecision, UserError, add_precision_args, check_finite, run_main, seed_everything
 from mcl.engine import METHOD, args_for_saving, newest_checkpoint, original_dir, publish_to
@@ -120,7 +121,8 @@ def main_worker(local_rank, args):
     init_distributed(args, local_rank)
     seed_everything(args.seed, deterministic=args.seed is not None)
     with Run.open(METHOD, args, readable=f"moco_mcl_{args.arch}_n{args.number_net}", name=args.name,
-                  ignore=("checkpoint", "gpu_ids")) as run:
+                  ignore=("checkpoint", "gpu_ids"),
+                  overwrite=not args.auto_resume or bool(args.resume)) as run:
         run.info(f"args: {vars(args)}")
         pretrain(run, args)
     cleanup()
@@ -149,7 +151,8 @@ def pretrain(run: Run, args) -> None:
         for key in ("state_dict", "epoch", "optimizer"):
             if key not in state:
                 raise UserError(f"'{args.resume}' has no '{key}' entry; it is not a main_moco_mcl.py checkpoint")
-        args.start_epoch = run.restore(state, model, optimizer, precision.scaler)
+        load_model_state(model, state["state_dict"], source=f"checkpoint '{args.resume or resume_name}'")
+        args.start_epoch = run.restore(state, optimizer=optimizer, scaler=precision.scaler)
         run.info(f"=> loaded checkpoint '{args.resume or resume_name}' (epoch {state['epoch']})")
 
     batched = None
