@@ -105,27 +105,18 @@ def format_eval(result) -> str:
             f"ensemble {result['ensemble']:.2f}")
 
 
-def evaluate_keeping_rng(*a, **kw):
-    """:func:`evaluate` without moving any RNG (DataLoader iterators draw a seed from torch's RNG), so an
-    extra evaluation (initial, after resume) does not change the training run."""
-    rng = capture_rng_state()
-    try:
-        return evaluate(*a, **kw)
-    finally:
-        restore_rng_state(rng)
-
-
-def args_for_saving(args) -> dict:
-    return {k: (v if isinstance(v, (int, float, str, bool, list, tuple, type(None))) else str(v))
-            for k, v in vars(args).items()}
+def require_keys(state: dict, keys, path: str, script: str) -> None:
+    """A checkpoint passed by hand must hold ``keys`` (a run's own file is checked by ``Run.resume_state``)."""
+    missing = [k for k in keys if k not in state]
+    if missing:
+        raise UserError(f"'{path}' has no '{missing[0]}' entry (keys: {', '.join(map(str, list(state)[:6]))}); it is "
+                        f"not a {script} checkpoint")
 
 
 def load_net(path: str, net, what: str) -> dict:
     """A supervised checkpoint (ours or the original's: the wrapper's state dict under ``net``) into ``net``."""
     state = load_checkpoint(path)
-    if "net" not in state:
-        raise UserError(f"'{path}' has no 'net' entry (keys: {', '.join(map(str, list(state)[:6]))}); it is not a "
-                        f"checkpoint of this script (pass an <arch>.pth.tar / <arch>_best.pth.tar it wrote as {what})")
+    require_keys(state, ("net",), path, f"{what} (<arch>.pth.tar / <arch>_best.pth.tar)")
     load_model_state(net, state["net"], source=f"checkpoint '{path}'")
     return state
 
@@ -158,10 +149,7 @@ def train_supervised(run: Run, args, net, criterion, optimizer, scaler, train_on
     state = run.resume_state(explicit, resume_name, require=("net", "epoch", "optimizer"))
     start_epoch, best = 0, None
     if state is not None:
-        for key in ("net", "epoch", "optimizer"):
-            if key not in state:
-                raise UserError(f"'{explicit}' has no '{key}' entry (keys: {', '.join(map(str, list(state)[:6]))}); "
-                                "it is not a checkpoint of this script (pass an <arch>.pth.tar it wrote)")
+        require_keys(state, ("net", "epoch", "optimizer"), explicit, "training (<arch>.pth.tar)")
         heads = {"criterion": criterion} if state.get("criterion") is not None else None
         if heads is None:
             run.info("=> the checkpoint holds no heads / memory (the original's layout): they start fresh, as in "
@@ -173,7 +161,9 @@ def train_supervised(run: Run, args, net, criterion, optimizer, scaler, train_on
         best = float(state.get("best_acc", state.get("acc", -1.0)))
         run.info(f"=> resumed from '{explicit or resume_name}' at epoch {start_epoch}")
 
-    initial = evaluate_keeping_rng(net, test_loader, args, **evaluate_kw)
+    rng = capture_rng_state()   # DataLoader iterators draw a seed: this extra evaluation must not move the RNG
+    initial = evaluate(net, test_loader, args, **evaluate_kw)
+    restore_rng_state(rng)
     run.info(f"initial evaluation: {format_eval(initial)}")
     run.info(f"initial top-1: {initial['max']:.2f}")
     if state is None:
@@ -190,7 +180,7 @@ def train_supervised(run: Run, args, net, criterion, optimizer, scaler, train_on
         # (quirk 15), the AMP loss scale and the arguments; common.engine adds flags, RNG, step, code version
         return {"net": net.state_dict(), "acc": metrics["top1"], "epoch": done - 1, "optimizer": optimizer.state_dict(),
                 "criterion": criterion.state_dict(), "best_acc": best_acc,
-                "scaler": scaler.state_dict() if scaler is not None else None, "args": args_for_saving(args)}
+                "scaler": scaler.state_dict() if scaler is not None else None, "args": vars(args)}
 
     fit(run, start_epoch, args.epochs, train_one_epoch, checkpoint, evaluate_epoch, metric="top1",
         resume_name=resume_name, best_name=best_name, best=best)
@@ -201,7 +191,7 @@ def train_supervised(run: Run, args, net, criterion, optimizer, scaler, train_on
             if os.path.isfile(os.path.join(run.run_dir, name)):
                 publish_to(os.path.join(run.run_dir, name), original_dir(args.checkpoint_dir))
         if os.path.isfile(best_path):
-            load_net(best_path, net, "the best checkpoint")
+            load_net(best_path, net, "best")
     barrier()
     final = evaluate(net, test_loader, args, **evaluate_kw)
     run.info(f"final evaluation ({selection}): {format_eval(final)}")

@@ -33,10 +33,9 @@ from common.distributed import (add_distributed_args, all_reduce_mean, barrier, 
                                 set_sampler_epoch, unwrap_model, wrap_ddp)
 from common.engine import Run
 from common.eval.metrics import accuracy
-from common.meters import AverageMeter
 from common.training import load_model_state, progress
 from common.utils import UserError, check_finite, run_main, seed_everything
-from mcl.engine import METHOD, args_for_saving, newest_checkpoint, original_dir, publish_to
+from mcl.engine import METHOD, newest_checkpoint, original_dir, publish_to, require_keys
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -121,7 +120,6 @@ def adjust_learning_rate(optimizer, epoch, args):
 
 
 def run_epoch(loader, model, criterion, optimizer, epoch, args, train: bool, run: Run | None = None):
-    losses, top1, top5 = AverageMeter("Loss"), AverageMeter("Acc@1"), AverageMeter("Acc@5")
     model.eval()  # frozen BN statistics also while training the classifier (the original's protocol)
     total = min(len(loader), args.max_iters) if (train and args.max_iters) else len(loader)
     sums = torch.zeros(3, device=args.device)
@@ -150,9 +148,7 @@ def run_epoch(loader, model, criterion, optimizer, epoch, args, train: bool, run
         sums = torch.cat([sums, torch.tensor([float(seen)], device=sums.device)])
         torch.distributed.all_reduce(sums)
         sums, seen = sums[:3], int(sums[3])
-    for meter, value in zip((losses, top1, top5), (sums / max(seen, 1)).tolist()):
-        meter.update(value, seen)
-    return losses.avg, top1.avg, top5.avg
+    return tuple((sums / max(seen, 1)).tolist())   # loss, top-1, top-5
 
 
 CHECKPOINT = "lincls_mcl_checkpoint_{epoch:04d}.pth.tar"   # numbered by the epoch index, as in MoCo
@@ -161,19 +157,20 @@ CHECKPOINT = "lincls_mcl_checkpoint_{epoch:04d}.pth.tar"   # numbered by the epo
 def main_worker(local_rank, args):
     init_distributed(args, local_rank)
     seed_everything(args.seed, deterministic=args.seed is not None)
-    if args.evaluate:
-        evaluate_only(args)
+    if args.evaluate:   # nothing is written: no run folder
+        linear(None, args)
     else:
-        with Run.open(METHOD, args, readable=f"lincls_mcl_{args.arch}", name=args.name,
-                      ignore=("checkpoint", "gpu_ids"),
+        with Run.open(METHOD, args, readable=f"lincls_mcl_{args.arch}", name=args.name, ignore=("checkpoint", "gpu_ids"),
                       overwrite=not args.auto_resume or bool(args.resume)) as run:
             run.info(f"args: {vars(args)}")
-            train_linear(run, args)
+            linear(run, args)
     cleanup()
 
 
-def build(args):
-    """(model with a fresh fc and the frozen --pretrained encoder, that encoder, loss, SGD over the fc, workers)."""
+def linear(run: Run | None, args) -> None:
+    """Train the fc over the frozen encoder in ``run``, or (``run`` None, ``-e``) validate ``--resume``."""
+    if args.evaluate and not args.resume and not args.pretrained:
+        raise UserError("-e/--evaluate needs --resume <lincls checkpoint> (or --pretrained to evaluate a fresh fc)")
     args.local_batch_size = per_process_batch_size(args.batch_size, args)
     workers = int((args.workers + args.ngpus_per_node - 1) / args.ngpus_per_node) if args.distributed else args.workers
     try:
@@ -187,44 +184,33 @@ def build(args):
     model.fc.bias.data.zero_()
     pretrained_encoder = load_pretrained(model, args.pretrained) if args.pretrained else None
     model = wrap_ddp(model, args)
+    criterion = nn.CrossEntropyLoss()
     parameters = [p for p in model.parameters() if p.requires_grad]
     assert len(parameters) == 2  # fc.weight, fc.bias
     optimizer = torch.optim.SGD(parameters, args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
+
+    best_acc1, resume_name = 0.0, None
+    if run is None:
+        state = load_checkpoint(args.resume) if args.resume else None
+    else:
+        resume_name = newest_checkpoint(run, "lincls_mcl_checkpoint_[0-9]*.pth.tar", CHECKPOINT.format(epoch=0))
+        state = run.resume_state(args.resume or None, resume_name, require=("state_dict", "epoch"))
+    if state is not None:
+        source = args.resume or resume_name
+        require_keys(state, ("state_dict", "epoch"), source, "main_lincls.py")
+        load_model_state(model, state["state_dict"], source=f"checkpoint '{source}'")
+        if run is not None:
+            args.start_epoch = run.restore(state, optimizer=optimizer)
+            best_acc1 = float(state.get("best_acc1", 0.0))  # quirk 13 fixed: a float, no .to(gpu)
+            run.info(f"=> loaded checkpoint '{source}' (epoch {state['epoch']})")
+
     val_dataset = ImageFolder(os.path.join(args.data, "val"), linear_val_transform(args.image_size, args.resize))
     val_loader = DataLoader(val_dataset, batch_size=args.local_batch_size, shuffle=False, num_workers=workers)
-    return model, pretrained_encoder, nn.CrossEntropyLoss(), optimizer, val_loader, workers
-
-
-def load_lincls_checkpoint(state, path, model) -> None:
-    for key in ("state_dict", "epoch"):
-        if key not in state:
-            raise UserError(f"'{path}' has no '{key}'; it is not a main_lincls.py checkpoint")
-    load_model_state(model, state["state_dict"], source=f"checkpoint '{path}'")
-
-
-def evaluate_only(args) -> None:
-    """``-e``: validate ``--resume`` (or a fresh fc over ``--pretrained``); nothing is written."""
-    if not args.resume and not args.pretrained:
-        raise UserError("-e/--evaluate needs --resume <lincls checkpoint> (or --pretrained to evaluate a fresh fc)")
-    model, _, criterion, _, val_loader, _ = build(args)
-    if args.resume:
-        load_lincls_checkpoint(load_checkpoint(args.resume), args.resume, model)
-    _, acc1, acc5 = run_epoch(val_loader, model, criterion, None, args.start_epoch, args, train=False)
-    if is_main_process():
-        print(f" * Acc@1 {acc1:.3f} Acc@5 {acc5:.3f}", flush=True)
-        print(f"top-1: {acc1:.2f}", flush=True)
-
-
-def train_linear(run: Run, args) -> None:
-    model, pretrained_encoder, criterion, optimizer, val_loader, workers = build(args)
-    best_acc1 = 0.0
-    resume_name = newest_checkpoint(run, "lincls_mcl_checkpoint_[0-9]*.pth.tar", CHECKPOINT.format(epoch=0))
-    state = run.resume_state(args.resume or None, resume_name, require=("state_dict", "epoch"))
-    if state is not None:
-        load_lincls_checkpoint(state, args.resume or resume_name, model)
-        args.start_epoch = run.restore(state, optimizer=optimizer)
-        best_acc1 = float(state.get("best_acc1", 0.0))  # quirk 13 fixed: a float, no .to(gpu)
-        run.info(f"=> loaded checkpoint '{args.resume or resume_name}' (epoch {state['epoch']})")
+    if run is None:
+        _, acc1, acc5 = run_epoch(val_loader, model, criterion, None, args.start_epoch, args, train=False)
+        if is_main_process():
+            print(f" * Acc@1 {acc1:.3f} Acc@5 {acc5:.3f}\ntop-1: {acc1:.2f}", flush=True)
+        return
 
     # with --seed an image's crop / flip depends on (seed, epoch, index) only, and process r takes samples r, r+W,
     # ... of each global batch: 1 and W processes train on the same global batches (the last partial batch is split
@@ -253,10 +239,11 @@ def train_linear(run: Run, args) -> None:
         # the original's keys: DDP state dict ('module.' keys), epoch + 1, arch, best_acc1, optimizer
         state_dict = {"module." + k: v for k, v in unwrap_model(model).state_dict().items()}
         path = run.save({"epoch": epoch + 1, "arch": args.arch, "state_dict": state_dict, "best_acc1": best_acc1,
-                         "optimizer": optimizer.state_dict(), "args": args_for_saving(args)},
+                         "optimizer": optimizer.state_dict(), "args": vars(args)},
                         CHECKPOINT.format(epoch=epoch), is_best=is_best, best_name="model_best.pth.tar")
-        for name in (CHECKPOINT.format(epoch=epoch),) + (("model_best.pth.tar",) if is_best else ()):
-            publish_to(path and os.path.join(run.run_dir, name), original_dir(args.checkpoint))
+        publish_to(path, original_dir(args.checkpoint))
+        if is_best:
+            publish_to(path and os.path.join(run.run_dir, "model_best.pth.tar"), original_dir(args.checkpoint))
         if run.main and epoch == args.start_epoch and pretrained_encoder is not None:
             sanity_check(unwrap_model(model).state_dict(), pretrained_encoder)
         barrier()

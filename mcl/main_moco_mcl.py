@@ -35,7 +35,7 @@ from common.engine import Run
 from common.training import load_model_state
 from common.meters import AverageMeter, ProgressMeter
 from common.utils import MixedPrecision, UserError, add_precision_args, check_finite, run_main, seed_everything
-from mcl.engine import METHOD, args_for_saving, newest_checkpoint, original_dir, publish_to
+from mcl.engine import METHOD, newest_checkpoint, original_dir, publish_to, require_keys
 from mcl.moco.builder_mcl import MoCo
 from mcl.moco.loader import TwoCropsTransform
 
@@ -148,9 +148,7 @@ def pretrain(run: Run, args) -> None:
     resume_name = newest_checkpoint(run, "checkpoint_[0-9]*.pth.tar", CHECKPOINT.format(epoch=0))
     state = run.resume_state(args.resume or None, resume_name, require=("state_dict", "epoch", "optimizer"))
     if state is not None:
-        for key in ("state_dict", "epoch", "optimizer"):
-            if key not in state:
-                raise UserError(f"'{args.resume}' has no '{key}' entry; it is not a main_moco_mcl.py checkpoint")
+        require_keys(state, ("state_dict", "epoch", "optimizer"), args.resume, "main_moco_mcl.py")
         load_model_state(model, state["state_dict"], source=f"checkpoint '{args.resume or resume_name}'")
         args.start_epoch = run.restore(state, optimizer=optimizer, scaler=precision.scaler)
         run.info(f"=> loaded checkpoint '{args.resume or resume_name}' (epoch {state['epoch']})")
@@ -198,7 +196,7 @@ def pretrain(run: Run, args) -> None:
         state_dict = {"module." + k: v for k, v in unwrap_model(model).state_dict().items()}
         path = run.save({"epoch": epoch + 1, "arch": args.arch, "state_dict": state_dict,
                          "optimizer": optimizer.state_dict(), "scaler": precision.scaler.state_dict(),
-                         "args": args_for_saving(args)}, CHECKPOINT.format(epoch=epoch))
+                         "args": vars(args)}, CHECKPOINT.format(epoch=epoch))
         publish_to(path, original_dir(args.checkpoint))
         barrier()
     if loss is not None:
