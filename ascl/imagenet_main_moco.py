@@ -20,12 +20,12 @@ from common.backbones import build_backbone, freeze_batchnorm, list_backbones
 from common.data import build_dataset
 from common.data.seeded import SeededTransformDataset
 from common.distributed import (add_distributed_args, all_reduce_mean, cleanup, init_distributed, is_main_process,
-                                launch, per_process_batch_size, rank_split_sampler, set_sampler_epoch, wrap_ddp)
+                                launch, per_process_batch_size, rank_split_sampler, set_sampler_epoch, wrap_ddp, unwrap_model)
 from common.eval import accuracy
-from common.logger import RunLogger, make_run_dir
+from common.engine import Run, fit
 from common.meters import AverageMeter, ProgressMeter
 from common.schedules import cosine_lr, set_lr, step_lr
-from common.training import progress, resume_or_start, save_training_state
+from common.training import progress
 from common.utils import MixedPrecision, UserError, add_precision_args, check_finite, seed_everything
 from ascl.imagenet_builder import MoCo
 from ascl.losses import soft_cross_entropy
@@ -82,7 +82,7 @@ def adjust_learning_rate(optimizer, epoch: int, args) -> float:
     return set_lr(optimizer, lr)
 
 
-def train(train_loader, model, optimizer, epoch: int, args, logger: RunLogger, precision: MixedPrecision) -> float:
+def train(train_loader, model, optimizer, epoch: int, args, run: Run, precision: MixedPrecision) -> float:
     batch_time, data_time = AverageMeter("Time", ":6.3f"), AverageMeter("Data", ":6.3f")
     losses, top1, top5 = AverageMeter("Loss", ":.4e"), AverageMeter("Acc@1", ":6.2f"), AverageMeter("Acc@5", ":6.2f")
     confidence, max_weight = AverageMeter("Conf", ":.3f"), AverageMeter("MaxW", ":.3f")
@@ -107,6 +107,7 @@ def train(train_loader, model, optimizer, epoch: int, args, logger: RunLogger, p
         loss = soft_cross_entropy(logits, soft_targets)
         optimizer.zero_grad()
         precision.backward_step(loss, optimizer)
+        run.step += 1
         batch_time.update(time.time() - end)
         end = time.time()
         if i % args.print_freq == 0 or i + 1 == iters:
@@ -118,9 +119,9 @@ def train(train_loader, model, optimizer, epoch: int, args, logger: RunLogger, p
             values = all_reduce_mean(torch.stack([loss.detach(), acc1, acc5, delta_mean, max_weight_mean])).tolist()
             for average, value in zip((losses, top1, top5, confidence, max_weight), values):
                 average.update(value, n)
-            logger.info(meter.format(i))
-    logger.scalars({"loss": losses.avg, "acc1": top1.avg, "confidence": confidence.avg,
-                    "max_weight": max_weight.avg}, epoch, prefix="train/")
+            run.info(meter.format(i))
+            run.scalar("train/loss", values[0])
+    run.scalars({"top1": top1.avg, "confidence": confidence.avg, "max_weight": max_weight.avg}, prefix="train/")
     return losses.avg
 
 
@@ -128,9 +129,14 @@ def main_worker(local_rank: int, args) -> None:
     init_distributed(args, local_rank)
     if args.seed is not None:
         seed_everything(args.seed)
-    run_dir = make_run_dir("ascl", args.name or f"imagenet_{args.arch}", create=is_main_process())
-    logger = RunLogger(run_dir, enabled=is_main_process())
-    logger.info(f"=> creating model '{args.arch}'")
+    with Run.open("ascl", args, readable=f"imagenet_{args.arch}", name=args.name or None,
+                  overwrite=args.no_auto_resume, ignore=("no_auto_resume", "no_progress")) as run:
+        train_run(run, args)
+    cleanup()
+
+
+def train_run(run: Run, args) -> None:
+    run.info(f"=> creating model '{args.arch}'")
     base_encoder = functools.partial(build_backbone, args.arch)
     # keywords, not positions: the official call would put the temperature into T1 and --mlp into T2 (quirk 6)
     model = MoCo(base_encoder, dim=args.moco_dim, K=args.moco_k, m=args.moco_m, T1=args.moco_t1, T2=args.moco_t2,
@@ -140,8 +146,8 @@ def main_worker(local_rank: int, args) -> None:
     batch_size = per_process_batch_size(args.batch_size, args)
     optimizer = torch.optim.SGD(model.parameters(), args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
 
-    start_epoch = resume_or_start(args.resume, run_dir, model, optimizer, precision.scaler, auto=not args.no_auto_resume,
-                                  printer=logger.info)
+    state = run.resume_state(args.resume, "checkpoint_*.pth.tar", require=("epoch", "state_dict"))
+    start_epoch = run.restore(state, model, optimizer, precision.scaler) if state else 0
     start_epoch = max(start_epoch, args.start_epoch)
 
     size = args.image_size
@@ -157,19 +163,29 @@ def main_worker(local_rank: int, args) -> None:
     if len(train_loader) == 0:
         raise UserError(f"{args.data}/train has {len(train_dataset)} images, fewer than one batch of {batch_size}; "
                         "lower --batch-size")
+    last = {}
 
-    for epoch in range(start_epoch, args.epochs):
+    def train_one_epoch(epoch):
         set_sampler_epoch(sampler, epoch)
         train_dataset.set_epoch(epoch)
         lr = adjust_learning_rate(optimizer, epoch, args)
-        loss = train(train_loader, model, optimizer, epoch, args, logger, precision)
-        logger.scalar("train/lr", lr, epoch)
-        save_training_state(run_dir, epoch + 1, model, optimizer, args, precision.scaler,
-                            filename="checkpoint_{epoch:04d}.pth.tar", arch=args.arch)
-        logger.info(f"epoch {epoch}: loss {loss:.4f} lr {lr:.5f}")
-    logger.info(f"run directory: {run_dir}")
-    logger.close()
-    cleanup()
+        last["loss"] = train(train_loader, model, optimizer, epoch, args, run, precision)
+        return {"lr": lr, "epoch_loss": last["loss"]}
+
+    def checkpoint(done, metrics, best):
+        # MoCo's layout, read by MoCo's main_lincls.py: the DDP model's keys ('module.encoder_q.'), 'arch',
+        # 'epoch' = completed epochs, and the file numbered by the 0-based epoch index (checkpoint_0000 after epoch 0)
+        return {"epoch": done, "arch": args.arch, "state_dict": module_prefixed(unwrap_model(model).state_dict()),
+                "optimizer": optimizer.state_dict(), "scaler": precision.scaler.state_dict(), "args": vars(args)}
+
+    for epoch in range(start_epoch, args.epochs):
+        fit(run, epoch, epoch + 1, train_one_epoch, checkpoint, resume_name=f"checkpoint_{epoch:04d}.pth.tar")
+    run.finish("loss", last.get("loss"))
+
+
+def module_prefixed(state_dict: dict) -> dict:
+    """``module.``-prefixed keys, as a DistributedDataParallel model's state dict (what MoCo's code expects)."""
+    return {k if k.startswith("module.") else f"module.{k}": v for k, v in state_dict.items()}
 
 
 def main(argv=None) -> None:

@@ -46,6 +46,18 @@ class ModelBase(nn.Module):
             self.projector = nn.Linear(self.feature_dim, projection_dim)
         else:
             raise ValueError(f"projector must be 'mlp' or 'linear', got {projector!r}")
+        self._register_load_state_dict_pre_hook(self._rename_original_backbone_keys)
+
+    def _rename_original_backbone_keys(self, state_dict, prefix, *args):
+        """The original ModelBase keeps the ResNet's children in an ``nn.Sequential`` (``net.0`` = conv1, ``net.1`` =
+        bn1, ``net.3`` = layer1 ... with the max-pool dropped for CIFAR), the order of ``self.net``'s children here:
+        its checkpoints load by renaming ``net.<i>.`` to the i-th child's name."""
+        names = [name for name, _ in self.net.named_children()]
+        head = prefix + "net."
+        for key in [k for k in state_dict if k.startswith(head) and k[len(head):].split(".", 1)[0].isdigit()]:
+            index, rest = key[len(head):].split(".", 1)
+            if int(index) < len(names):
+                state_dict[f"{head}{names[int(index)]}.{rest}"] = state_dict.pop(key)
 
     def forward(self, x, feat: bool = False):
         h = self.net(x)

@@ -8,7 +8,6 @@ linear evaluation of the frozen student backbone.  The two entry points differ o
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import sys
@@ -22,8 +21,8 @@ from common.backbones import freeze_batchnorm
 from common.distributed import (add_distributed_args, all_reduce_mean, barrier, cleanup, init_distributed,
                                 is_main_process, launch, unwrap_model, wrap_ddp)
 from common.eval import accuracy, knn_evaluate, recalibrated_copy
-from common.logger import RunLogger, make_run_dir
-from common.training import progress, resume_or_start, save_training_state
+from common.engine import Run, fit
+from common.training import progress
 from common.augment.on_device import add_augment_arg
 from common.utils import MixedPrecision, UserError, add_precision_args, check_finite, seed_everything
 from ascl.dataloader import DATASETS, prepare_dataset
@@ -89,8 +88,9 @@ def build_parser(variant: str = "main") -> argparse.ArgumentParser:
     parser.add_argument("--type", default="ascl", choices=["ascl", "ahcl", "hard", "normal"],
                         help="neighbour relation: adaptive soft / adaptive hard / hard / none (plain MoCo)")
     if not simple:
-        parser.add_argument("--run_id", default="ascl_project", type=str,
-                            help="wandb project name and output folder under runs/ascl/")
+        parser.add_argument("--run_id", default=None, type=str,
+                            help="wandb project name and output folder under runs/ascl/ (default ascl_project, "
+                                 "with a digest of the result flags appended to the results folder's name)")
         parser.add_argument("--entity", default="ascl_run", type=str, help="wandb entity (only with --wandb)")
         parser.add_argument("--wandb", action="store_true",
                             help="also log to Weights & Biases (only if the wandb package is installed; "
@@ -200,7 +200,7 @@ def knn_test(net, memory_loader, test_loader, num_classes: int, device, knn_k: i
         net.train(was_training)
 
 
-def linear_eval(encoder_q, loaders, args, logger: RunLogger, run_dir: str, tag: str = "eval") -> float:
+def linear_eval(encoder_q, loaders, args, run: Run, tag: str = "eval") -> float:
     """Linear evaluation (spec §h) on the frozen backbone; returns the best top-1 (%)."""
     device = args.device
     feature_dim = encoder_q.feature_dim
@@ -251,18 +251,18 @@ def linear_eval(encoder_q, loaders, args, logger: RunLogger, run_dir: str, tag: 
         best1, best5 = max(best1, acc1), max(best5, acc5)
         msg = (f"{tag} epoch {epoch}: Acc@1 {acc1:.2f} Acc@5 {acc5:.2f} Best_Acc@1 {best1:.2f} "
                f"Best_Acc@5 {best5:.2f} loss {float(loss_sum) / max(seen, 1):.4f}")
-        logger.info(msg)
-        logger.scalars({"Acc@1": acc1, "Acc@5": acc5, "Best_Acc@1": best1, "Best_Acc@5": best5}, epoch,
-                       prefix=f"{tag}/")
-        if tag == "eval":
-            with open(os.path.join(run_dir, "eval_logs.txt"), "a") as f:  # quirk 9 fixed: one line per epoch
+        run.info(msg)
+        if tag == "eval":   # the linear probe's own epochs: its x-axis is the probe epoch
+            run.scalars({"linear_top1": acc1, "linear_top5": acc5}, prefix="eval/probe_", step=epoch + 1)
+            with open(os.path.join(run.run_dir, "eval_logs.txt"), "a") as f:  # quirk 9 fixed: one line per epoch
                 f.write(msg + "\n")
     return acc1
 
 
 # --------------------------------------------------------------------------------------------- training
 
-def train_one_epoch(model, loader, optimizer, epoch: int, args, precision: MixedPrecision) -> tuple[float, float]:
+def train_one_epoch(model, loader, optimizer, epoch: int, args, precision: MixedPrecision,
+                    run: Run) -> tuple[float, float]:
     """One pre-training epoch; returns (mean loss, last lr)."""
     model.train()
     if args.freeze_bn:
@@ -284,11 +284,13 @@ def train_one_epoch(model, loader, optimizer, epoch: int, args, precision: Mixed
             loss = model(im_1, im_2, labels).loss
         optimizer.zero_grad()
         precision.backward_step(loss, optimizer)
+        run.step += 1
         # quirk 7 fixed: accumulate a detached value, read it only at print time
         loss_sum += loss.detach() * labels.shape[0]
         seen += labels.shape[0]
         if (i + 1) % args.print_freq == 0 or i + 1 == iters:
             check_finite(loss, f"{i} of epoch {epoch}")
+            run.scalar("train/loss", loss)
             if hasattr(bar, "set_postfix"):
                 bar.set_postfix(loss=f"{float(loss_sum) / seen:.4f}", lr=f"{lr:.5f}")
     if hasattr(bar, "close"):
@@ -298,40 +300,30 @@ def train_one_epoch(model, loader, optimizer, epoch: int, args, precision: Mixed
     return mean_loss, lr
 
 
-def find_run_checkpoint(run_dir: str) -> str | None:
-    """The loadable checkpoint in the run directory with the most completed epochs (ckpts.pth / model_last.pth)."""
-    best = None
-    for name in CHECKPOINT_NAMES:
-        path = os.path.join(run_dir, name)
-        if not os.path.isfile(path):
-            continue
-        try:
-            epoch = int(load_checkpoint(path).get("epoch", -1))
-        except UserError:
-            continue
-        if best is None or epoch > best[0]:
-            best = (epoch, path)
-    return best[1] if best else None
-
-
 def main_worker(local_rank: int, args) -> None:
     device = init_distributed(args, local_rank)
     seed_everything(args.seed)
-    main_process = is_main_process()
     world_size = args.world_size if args.distributed else 1
-    rank = args.rank if args.distributed else 0
     if args.bn_splits > 1 and args.bn_splits % world_size != 0:
         raise UserError(f"--bn_splits {args.bn_splits} must be divisible by the {world_size} processes")
     if args.batch_size % world_size != 0:
         raise UserError(f"--batch-size {args.batch_size} must be divisible by the {world_size} processes")
+    # runs/ascl/<run_id>/<the original's results folder>; without --run_id the folder name also carries a digest of
+    # every flag that changes the result (the original's name leaves out --lr, --wd, --mem_size ...)
+    explicit = getattr(args, "run_id", None) is not None
+    with Run.open("ascl", args, name=args.run_id if explicit else "ascl_project", subdir=results_dir_name(args),
+                  unique_subdir=not explicit, name_flag="--run_id", overwrite=args.no_auto_resume,
+                  overwrite_flag="--no_auto_resume",
+                  ignore=("run_id", "entity", "wandb", "gpuid", "no_progress", "no_auto_resume",
+                          "variant")) as run:
+        pretrain(run, args, device, world_size)
+    cleanup()
 
-    results_dir = results_dir_name(args)
-    run_dir = make_run_dir("ascl", os.path.join(args.run_id, results_dir), create=main_process)
-    logger = RunLogger(run_dir, enabled=main_process)
-    if main_process:
-        with open(os.path.join(run_dir, "args.json"), "w") as f:
-            json.dump({k: v for k, v in vars(args).items() if k != "device"}, f, indent=2, default=str)
-    wandb_run = _maybe_wandb(args, results_dir) if main_process else None
+
+def pretrain(run: Run, args, device, world_size: int) -> None:
+    rank = args.rank if args.distributed else 0
+    main_process = run.main
+    wandb_run = _maybe_wandb(args, os.path.basename(run.run_dir)) if main_process else None
 
     loaders = prepare_dataset(args, rank, world_size)
     local_splits = max(args.bn_splits // world_size, 1) if args.bn_splits > 1 else args.bn_splits
@@ -345,79 +337,84 @@ def main_worker(local_rank: int, args) -> None:
     optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, weight_decay=args.wd)
     net = unwrap_model(model)
 
-    resume_path = args.resume
-    if resume_path == "run_dir":
-        resume_path = find_run_checkpoint(run_dir)
-        if resume_path is None:
-            raise UserError(f"--resume: no checkpoint (ckpts.pth / model_last.pth) in '{run_dir}'; "
-                            "pass the checkpoint path, or drop --resume to start a new run")
-    elif not resume_path and not args.no_auto_resume:
-        resume_path = find_run_checkpoint(run_dir)
-        if resume_path:
-            logger.info(f"=> auto-resuming from '{resume_path}' (use --no_auto_resume to start afresh)")
-    start_epoch, state = 0, None
-    if resume_path:
-        start_epoch, state = resume_or_start(resume_path, run_dir, model, optimizer, precision.scaler, return_state=True,
-                                             printer=logger.info)
+    # ckpts.pth (every --save_freq epochs) is the resume checkpoint; model_last.pth that of a finished run
+    explicit = None if args.resume == "run_dir" else args.resume
+    resume_name = "ckpts.pth"
+    if not os.path.exists(os.path.join(run.run_dir, resume_name)) and \
+            os.path.exists(os.path.join(run.run_dir, "model_last.pth")):
+        resume_name = "model_last.pth"
+    state = run.resume_state(explicit, resume_name, require=("epoch", "state_dict"))
+    if args.resume == "run_dir" and state is None:
+        raise UserError(f"--resume: no checkpoint (ckpts.pth / model_last.pth) in '{run.run_dir}'; "
+                        "pass the checkpoint path, or drop --resume to start a new run")
+    start_epoch = run.restore(state, model, optimizer, precision.scaler) if state else 0
     best_acc = float(state.get("best_acc", 0.0)) if state else 0.0   # quirk 8: best accuracy restored
 
+    knn = lambda: knn_test(net.encoder_q, loaders.memory, loaders.test, loaders.num_classes, device,  # noqa: E731
+                           args.knn_k, args.knn_t, knn_recalibrate_splits(args))
     if state is None or "initial_knn" not in state:
-        initial = knn_test(net.encoder_q, loaders.memory, loaders.test, loaders.num_classes, device, args.knn_k,
-                           args.knn_t, knn_recalibrate_splits(args)) if main_process else 0.0
+        initial = knn() if main_process else 0.0
     else:
         initial = float(state["initial_knn"])
-    logger.info(f"initial knn top-1: {initial:.2f}")
+    run.info(f"initial knn top-1: {initial:.2f}")
     if start_epoch == 0:
-        logger.scalar("knn/top1", initial, 0)
+        run.scalar("eval/knn_top1", initial, 0)
     if args.initial_linear_eval and main_process and start_epoch == 0:
         untrained = ASCL(args.dataset, args.model, args.dim, args.mem_size, args.m, args.t1, args.t2, args.arch,
                          args.type, args.K, local_splits, args.shuffle_bn, args.projector).to(device)
         untrained.load_state_dict(net.state_dict())
-        acc = linear_eval(untrained.encoder_q, loaders, args, logger, run_dir, tag="initial_eval")
-        logger.info(f"initial linear top-1: {acc:.2f}")
+        acc = linear_eval(untrained.encoder_q, loaders, args, run, tag="initial_eval")
+        run.info(f"initial linear top-1: {acc:.2f}")
 
-    train_log = os.path.join(run_dir, "train_logs.txt")
-    acc = initial
-    for epoch in range(start_epoch, args.epochs):
+    train_log = os.path.join(run.run_dir, "train_logs.txt")
+    last = {"acc": initial}
+
+    def train_epoch(epoch):
         loaders.train_sampler.set_epoch(epoch)
         loaders.train_dataset.set_epoch(epoch)
-        train_loss, lr = train_one_epoch(model, loaders.train, optimizer, epoch, args, precision)
-        if main_process:
-            acc = knn_test(net.encoder_q, loaders.memory, loaders.test, loaders.num_classes, device, args.knn_k,
-                           args.knn_t, knn_recalibrate_splits(args))
-            best_acc = max(best_acc, acc)
-            logger.info(f"Epoch [{epoch}/{args.epochs}] loss {train_loss:.4f} lr {lr:.5f} "
-                        f"knn top-1 {acc:.2f} best {best_acc:.2f}")
-            logger.scalars({"train_loss": train_loss, "test_acc": acc, "lr": lr}, epoch + 1, prefix="pretrain/")
-            logger.scalar("knn/top1", acc, epoch + 1)
-            with open(train_log, "a") as f:   # appended, not truncated on resume (quirk 8)
-                f.write(f"Epoch {epoch}: best {best_acc:.2f} current {acc:.2f} loss {train_loss:.6f}\n")
-            if wandb_run is not None:
-                wandb_run.log({"train_loss": train_loss, "test_acc": acc, "lr": lr}, step=epoch)
-        fields = dict(best_acc=best_acc, initial_knn=initial)
+        train_loss, lr = train_one_epoch(model, loaders.train, optimizer, epoch, args, precision, run)
+        if wandb_run is not None:
+            wandb_run.log({"train_loss": train_loss, "lr": lr}, step=epoch)
+        return {"epoch_loss": train_loss, "lr": lr}
+
+    def evaluate(epoch):
+        if not main_process:
+            return None
+        last["acc"] = knn()
+        with open(train_log, "a") as f:   # appended, not truncated on resume (quirk 8)
+            f.write(f"Epoch {epoch}: current {last['acc']:.2f}\n")
+        return {"knn_top1": last["acc"]}
+
+    def state_after(done, best):
+        return {"epoch": done, "state_dict": net.state_dict(), "optimizer": optimizer.state_dict(),
+                "scaler": precision.scaler.state_dict(), "args": vars(args), "best_acc": best or 0.0,
+                "initial_knn": initial}
+
+    def checkpoint(done, metrics, best):
         # ckpts.pth after 0-based epochs 50/100/150 (quirk 19); 'epoch' = completed epochs, so a resumed run
         # continues with the next epoch instead of repeating the saved one (quirk 8 fixed)
+        epoch = done - 1
         if args.save_freq > 0 and epoch % args.save_freq == 0 and (epoch != 0 or args.save_freq == 1):
-            save_training_state(run_dir, epoch + 1, model, optimizer, args, precision.scaler, filename="ckpts.pth",
-                                **fields)
+            return state_after(done, best)
+        return None
+
+    _, best_acc = fit(run, start_epoch, args.epochs, train_epoch, checkpoint, evaluate, metric="knn_top1",
+                      resume_name="ckpts.pth", best=best_acc)
     if start_epoch < args.epochs or state is None:
-        save_training_state(run_dir, args.epochs, model, optimizer, args, precision.scaler, filename="model_last.pth",
-                            best_acc=best_acc, initial_knn=initial)
+        run.save(state_after(args.epochs, best_acc), "model_last.pth")
     if wandb_run is not None:
         wandb_run.finish()
     barrier()
+    acc = last["acc"]
     if main_process:
         if start_epoch >= args.epochs and state is not None:
-            acc = knn_test(net.encoder_q, loaders.memory, loaders.test, loaders.num_classes, device, args.knn_k,
-                           args.knn_t, knn_recalibrate_splits(args))
+            acc = knn()
         if args.eval_epochs > 0:
-            linear_acc = linear_eval(net.encoder_q, loaders, args, logger, run_dir)
-            logger.info(f"final linear top-1: {linear_acc:.2f}")
+            linear_acc = linear_eval(net.encoder_q, loaders, args, run)
+            run.info(f"final linear top-1: {linear_acc:.2f}")
         # last, so the run ends with the same metric it started with ('initial knn top-1')
-        logger.info(f"final knn top-1: {acc:.2f}")
-        logger.info(f"run directory: {run_dir}")
-    logger.close()
-    cleanup()
+        run.info(f"final knn top-1: {acc:.2f}")
+    run.finish("knn top-1", acc)
 
 
 def _maybe_wandb(args, results_dir: str):
@@ -429,13 +426,13 @@ def _maybe_wandb(args, results_dir: str):
         print("warning: --wandb given but the wandb package is not installed; logging to tensorboardX only",
               file=sys.stderr)
         return None
-    return wandb.init(project=args.run_id, entity=args.entity, name="train_" + results_dir, config=vars(args))
+    return wandb.init(project=args.run_id or "ascl_project", entity=args.entity, name="train_" + results_dir, config=vars(args))
 
 
 def main(variant: str = "main", argv=None) -> None:
     args = build_parser(variant).parse_args(argv)
     if variant == "main_simple":
-        args.run_id, args.entity, args.wandb = "ascl_project", None, False   # quirk 3 fixed
+        args.run_id, args.entity, args.wandb = None, None, False   # quirk 3 fixed
     single_process = not args.multiprocessing_distributed and "LOCAL_RANK" not in os.environ
     if single_process and args.gpuid and "CUDA_VISIBLE_DEVICES" not in os.environ:
         # before any CUDA call, as the original; multi-process launches use every visible GPU instead

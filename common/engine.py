@@ -180,16 +180,20 @@ class Run:
         self.log_name = log_name
         self.step = 0                       # optimizer steps taken: the x-axis of every scalar
         self.recorded = False               # run.json written by this process
+        self.started = time.time()
+        self.resume_path = None             # the file resume_state read
         self.name_flag, self.overwrite_flag = "--name", "--no-auto-resume"
 
     # ------------------------------------------------------------------------------------------------ opening
     @classmethod
     def open(cls, method: str, args, readable: str = "", name: str | None = None, root: str | None = None,
-             subdir: str = "", ignore: Iterable[str] = (), overwrite: bool | None = None,
+             subdir: str = "", unique_subdir: bool = False, ignore: Iterable[str] = (),
+             overwrite: bool | None = None,
              log_name: str = "log.txt", name_flag: str = "--name", overwrite_flag: str = "--no-auto-resume") -> "Run":
         """Open (rank 0: create, lock, check) the folder ``<runs>/<method>/<name>[/<subdir>]``.
 
-        ``name``: the user's ``--name`` (None → ``<readable>-<digest>``). ``root``: a method's own output-root flag
+        ``name``: the user's ``--name`` (None → ``<readable>-<digest>``); ``unique_subdir``: the digest goes on
+        ``subdir`` instead. ``root``: a method's own output-root flag
         (``<root>/runs/...``), else ``$CL_RUNS_DIR/<method>/<name>``, else ``./runs/<method>/<name>``. ``ignore``:
         further flags of this entry point that cannot change its result. ``overwrite``: the user asked not to
         continue what is there (``--no-auto-resume``; default: ``not args.auto_resume`` when that flag exists).
@@ -198,6 +202,8 @@ class Run:
         flags = result_flags(args, ignore)
         if name is None:
             name = default_run_name(readable, flags)
+        if subdir and unique_subdir:     # the digest goes on the innermost folder (ASCL: <run_id>/<results>-<digest>)
+            subdir = default_run_name(subdir, flags)
         run_dir = os.path.join(runs_root(root), method, name, subdir) if subdir else \
             os.path.join(runs_root(root), method, name)
         if overwrite is None:
@@ -287,14 +293,25 @@ class Run:
         """The checkpoint to continue from, or ``None`` for a new run (on every rank; all ranks read the file).
 
         ``explicit`` (``--resume FILE``): that file, whatever its recorded flags (the user asked for it).
-        Otherwise, unless overwriting, ``<run>/<resume_name>``: a damaged file there, or one without the keys
+        Otherwise, unless overwriting, ``<run>/<resume_name>`` (a glob pattern: its highest-numbered match): a damaged file there, or one without the keys
         ``require``, stops the run naming it; recorded result flags that differ from this command's stop it too.
         """
         if explicit:
+            self.resume_path = explicit
             return load_checkpoint(explicit)
         path = os.path.join(self.run_dir, resume_name)
+        if any(c in resume_name for c in "*?["):
+            # per-epoch files (MoCo's checkpoint_0042.pth.tar): the highest-numbered one, damaged or not, so a
+            # damaged newest file is reported instead of silently falling back to an older one
+            import glob
+            from common.checkpoint import _epoch_from_name
+            found = sorted(glob.glob(os.path.join(glob.escape(self.run_dir), resume_name)), key=_epoch_from_name)
+            if not found:
+                return None
+            path, resume_name = found[-1], os.path.basename(found[-1])
         if self.overwrite or not os.path.exists(path):
             return None
+        self.resume_path = path
         try:
             state = load_checkpoint(path)
         except UserError as e:
@@ -318,7 +335,7 @@ class Run:
         """Load ``state`` into the given objects (model DDP or not; ``extra``: ``{key: object}`` restored from
         ``state[key]``) and the RNG; returns ``state['epoch']``. Mismatches are one ``UserError``."""
         from common.training import load_model_state
-        source = "the resume checkpoint"
+        source = f"checkpoint '{self.resume_path}'"
         if model is not None:
             load_model_state(model, state[model_key], source=source)
         if optimizer is not None and state.get("optimizer") is not None:
@@ -368,6 +385,7 @@ class Run:
             final = {"metric": metric, "value": float(value)} if metric is not None and value is not None else None
             self._write_record("complete", final)
         self.info(f"run folder: {self.run_dir}")
+        self.info(f"wall time: {format_duration(time.time() - self.started)}")
 
     # ------------------------------------------------------------------------------------------------ logging
     def info(self, msg: str = "") -> None:
@@ -442,6 +460,16 @@ def publish(src: str, dest: str | None) -> str | None:
     return dest
 
 
+def format_duration(seconds: float) -> str:
+    """``'2 min 05 s'`` / ``'1 h 02 min'`` / ``'42.0 s'``."""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    return f"{minutes // 60} h {minutes % 60:02d} min"
+
+
 def _agree(decision):
     """Rank 0's ``decision`` on every rank (a no-op without a process group)."""
     if not dist_utils.is_dist_initialized():
@@ -456,8 +484,8 @@ def fit(run: Run, start_epoch: int, epochs: int, train_one_epoch, checkpoint, ev
         snapshot_every: int = 0, snapshot_name: str | None = None, best: float | None = None):
     """The epoch loop every method shares: ``train_one_epoch(epoch) -> dict`` of training scalars (``loss``, ``lr``
     …), ``evaluate(epoch) -> dict | None`` of eval scalars (``metric`` among them for best-checkpoint tracking),
-    ``checkpoint(epoch_done, metrics, best) -> dict`` the method's checkpoint in its own layout (``None``: the
-    entry point writes none, like the originals' linear evaluations that only report). Epochs are 0-based;
+    ``checkpoint(epoch_done, metrics, best) -> dict`` the method's checkpoint in its own layout (``None``, or a
+    callback returning ``None`` for an epoch: no checkpoint then, like the originals' linear evaluations). Epochs are 0-based;
     the checkpoint holds ``epoch_done = epoch + 1``. Returns ``(last eval metrics, best)``."""
     metrics = None
     for epoch in range(start_epoch, epochs):
@@ -474,8 +502,8 @@ def fit(run: Run, start_epoch: int, epochs: int, train_one_epoch, checkpoint, ev
         summary = " ".join(f"{k} {v:.4f}" for k, v in {**train, **(metrics or {})}.items()
                            if isinstance(v, (int, float)))
         run.info(f"epoch {epoch + 1}/{epochs}: {summary}")
-        if checkpoint is not None:
-            state = checkpoint(epoch + 1, metrics, best)
+        state = checkpoint(epoch + 1, metrics, best) if checkpoint is not None else None
+        if state is not None:
             run.save(state, resume_name, is_best=is_best and best_name is not None, best_name=best_name)
             if snapshot_every and snapshot_name and (epoch + 1) % snapshot_every == 0:
                 run.save(state, snapshot_name.format(epoch=epoch + 1))

@@ -27,6 +27,12 @@ def load_model_state(model: torch.nn.Module, state_dict: dict, source: str = "ch
     missing / unexpected keys and shape mismatches into one ``UserError`` naming a few of them."""
     target = unwrap_model(model)
     state_dict = _strip_prefix(dict(state_dict))
+    try:
+        # the model's own load hooks run here (e.g. renaming an original repository's key layout)
+        target.load_state_dict(state_dict, strict=strict)
+        return
+    except RuntimeError:
+        pass
     own = target.state_dict()
     missing = [k for k in own if k not in state_dict]
     unexpected = [k for k in state_dict if k not in own]
@@ -40,10 +46,8 @@ def load_model_state(model: torch.nn.Module, state_dict: dict, source: str = "ch
         problems.append(f"{len(unexpected)} unexpected keys (e.g. {', '.join(unexpected[:4])})")
     if shapes:
         problems.append(f"{len(shapes)} shape mismatches (e.g. {'; '.join(shapes[:3])})")
-    if problems:
-        raise UserError(f"{source} does not match this model: {'; '.join(problems)}. Was it written by "
-                        "another method / architecture (-a/--arch, --num-classes, --dim)?")
-    target.load_state_dict(state_dict, strict=strict)
+    raise UserError(f"{source} does not match this model: {'; '.join(problems) or 'incompatible tensors'}. Was it "
+                    "written by another method or architecture (-a/--arch, --num-classes, --dim)?")
 
 
 def save_training_state(run_dir: str, epoch: int, model: torch.nn.Module, optimizer=None, args=None,

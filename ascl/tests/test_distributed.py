@@ -35,7 +35,7 @@ def _compare(tmp_path, model, t2=0.05):
     compared = assert_states_close(single, multi, rtol=1e-4, atol=2e-5, skip=("running_mean", "running_var"))
     assert compared > 10
     assert not torch.allclose(single["encoder_q.projector.2.weight"], single["encoder_k.projector.2.weight"])
-    logged = [read_scalars(run)["pretrain/train_loss"] for run in runs]
+    logged = [read_scalars(run)["train/epoch_loss"] for run in runs]
     torch.testing.assert_close(logged[1], logged[0], rtol=1e-4, atol=1e-5)
 
 
@@ -78,8 +78,10 @@ def test_imagenet_builder_two_processes_equal_one(tmp_path):
     run_python("ascl", "ImageNet-1K/main_moco.py", *flags, "--name", "single", runs_dir=tmp_path)
     run_python("ascl", "ImageNet-1K/main_moco.py", *flags, "--name", "multi", *spawn_flags(2), runs_dir=tmp_path)
     runs = [tmp_path / "ascl" / name for name in ("single", "multi")]
-    single, multi = (torch.load(run / "checkpoint_0001.pth.tar", map_location="cpu", weights_only=False)["state_dict"]
-                     for run in runs)
+    # MoCo's layout: the file after epoch 0 is checkpoint_0000, the keys those of the DDP model ('module.')
+    single, multi = ({k.removeprefix("module."): v for k, v in
+                      torch.load(run / "checkpoint_0000.pth.tar", map_location="cpu", weights_only=True)["state_dict"]
+                      .items()} for run in runs)
     assert int(single["queue_ptr"]) == int(multi["queue_ptr"]) == 12   # 3 global batches of 4 enqueued
     multi["queue"] = to_single_process_order(multi["queue"], 4, 2, filled=12, dim=-1)
     multi["labels"] = to_single_process_order(multi["labels"], 4, 2, filled=12, dim=0)

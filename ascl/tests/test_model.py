@@ -49,3 +49,27 @@ def test_ema_and_train_step_on_tiny_batch():
     assert int(model.criterion.queue_ptr) == 16
     # teacher starts as a copy, so the first EMA step leaves it unchanged
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(before, model.encoder_k.parameters()))
+
+
+def test_original_checkpoint_layout_loads():
+    """The original ModelBase is an nn.Sequential of the ResNet's children (``encoder_q.net.0.weight`` = conv1 ...) and
+    the queue buffers sit at the top level: such a ``ckpts.pth`` state dict loads into this model, every tensor in its
+    place (issue 16: it used to fail with 243 missing / 243 unexpected keys)."""
+    import re
+    from ascl.model import ASCL
+    from common.training import load_model_state
+    for dataset in ("cifar10", "stl10"):        # the max-pool is dropped for CIFAR and kept for STL-10
+        source = ASCL(dataset, "moco", 16, 64, 0.99, 0.1, 0.05, "resnet18", "ascl", 1, 8, True, "mlp")
+        names = [n for n, _ in source.encoder_q.net.named_children()]
+        original = {}
+        for key, value in source.state_dict().items():
+            match = re.match(r"(encoder_[qk]\.net\.)(\w+)\.(.*)", key)
+            if match:
+                key = f"{match.group(1)}{names.index(match.group(2))}.{match.group(3)}"
+            original[key.replace("criterion.", "")] = value + 1 if value.is_floating_point() else value
+        assert "encoder_q.net.0.weight" in original and "queue" in original
+        target = ASCL(dataset, "moco", 16, 64, 0.99, 0.1, 0.05, "resnet18", "ascl", 1, 8, True, "mlp")
+        load_model_state(target, original)
+        for key, value in source.state_dict().items():
+            expected = value + 1 if value.is_floating_point() else value
+            assert torch.equal(target.state_dict()[key], expected), key

@@ -243,8 +243,8 @@ def train(run: Run, args, local_batch: int) -> None:
         try:
             model.load_state_dict(strip_module_prefix(state["state_dict"]))
         except RuntimeError as e:
-            raise UserError(f"the resume checkpoint does not match this model (--arch {args.arch}, "
-                            f"--feature_dim {args.feature_dim}): {str(e).splitlines()[0]}") from None
+            raise UserError(f"checkpoint '{run.resume_path}' does not match this model (--arch {args.arch}, "
+                            f"--feature_dim {args.feature_dim}): {' '.join(str(e).split())[:300]}") from None
         start_epoch = run.restore(state, optimizer=optimizer, scaler=precision.scaler) + 1
         initial = state.get("initial_eval")
         run.info(f"resumed from {args.resume or RESUME_FILE} at epoch {state['epoch']}")

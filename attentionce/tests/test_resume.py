@@ -21,10 +21,14 @@ def assert_same(a, b):
 
 def test_resume_equals_uninterrupted(reference_runs):
     runs, flags = reference_runs
-    run_python("attentionce", "image/main.py", *flags, "--epochs", "1", "--name", "cut", runs_dir=runs)
+    # killed right after the last step of epoch 1 (2 steps per epoch); its checkpoint holds epoch 1
+    proc = run_python("attentionce", "image/main.py", *flags, "--epochs", "2", "--name", "cut", runs_dir=runs,
+                      env={"CL_FAULT_INJECT": "kill_after_steps=3"}, expect_failure=True)
+    assert proc.returncode == -9, proc.stderr[-2000:]
     saved = runs / "epoch1.pth"
     shutil.copy(run_dir(runs, "cut") / "checkpoint.pth", saved)
-    # auto-resume: the same run name again with the full epoch count (as after a kill)
+    assert load_state(saved)["epoch"] == 1
+    # auto-resume: the same command again (another --epochs would be another run: common.engine refuses it)
     proc = run_python("attentionce", "image/main.py", *flags, "--epochs", "2", "--name", "cut", runs_dir=runs)
     assert "resumed from" in proc.stdout
     # explicit --resume into another run directory

@@ -451,8 +451,8 @@ CASES += [
           ("resume_checkpoint", ["{imagefolder}", *ASCL_IMAGENET, "--resume", "{ckpt}"],
            ["foreign.pth.tar", "does not match this model"], foreign(other_model_checkpoint), {"variant": "foreign"}),
           ("nan_loss", ["{imagefolder}", *ASCL_IMAGENET, "--epochs", "2", "--iters-per-epoch", "3", "-p", "1", "--lr",
-                        "1e30", "--name", "nan"], ["loss is", "of epoch 1"], None,
-           ["{imagefolder}", *ASCL_IMAGENET, "--name", "nan"], "ascl/nan/checkpoint_0001.pth.tar")),
+                        "1e30", "--name", "nan", "--resume", "{keep}"], ["loss is", "of epoch 1"], None,
+           ["{imagefolder}", *ASCL_IMAGENET, "--name", "nan"], "ascl/nan/checkpoint_0000.pth.tar")),
 ]
 
 # --- PaCo (one process: --no-multiprocessing-distributed, as the other PaCo tests)
