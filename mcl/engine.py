@@ -155,11 +155,10 @@ def train_supervised(run: Run, args, net, criterion, optimizer, scaler, train_on
             run.info("=> the checkpoint holds no heads / memory (the original's layout): they start fresh, as in "
                      "the original")
         # the original's "epoch" is the index of the last finished epoch
-        load_model_state(net, state["net"], source=f"checkpoint '{explicit or resume_name}'")
-        start_epoch = run.restore(dict(state, epoch=state["epoch"] + 1), optimizer=optimizer, scaler=scaler,
-                                  extra=heads)
+        start_epoch = run.restore(dict(state, epoch=state["epoch"] + 1), net, optimizer, scaler, extra=heads,
+                                  model_key="net")
         best = float(state.get("best_acc", state.get("acc", -1.0)))
-        run.info(f"=> resumed from '{explicit or resume_name}' at epoch {start_epoch}")
+        run.info(f"=> resumed from '{run.resume_path}' at epoch {start_epoch}")
 
     rng = capture_rng_state()   # DataLoader iterators draw a seed: this extra evaluation must not move the RNG
     initial = evaluate(net, test_loader, args, **evaluate_kw)
@@ -198,11 +197,3 @@ def train_supervised(run: Run, args, net, criterion, optimizer, scaler, train_on
     run.info(f"Test top-1 best_accuracy: {final['max']:.2f}")
     run.info(f"final top-1: {final['max']:.2f}")
     run.finish("top-1", final["max"])
-
-
-def newest_checkpoint(run: Run, pattern: str, first: str) -> str:
-    """The MoCo-style resume file of a run folder: the highest-numbered ``checkpoint_{epoch:04d}`` (``first`` when
-    there is none yet). A damaged newest file then stops the run (``Run.resume_state``) instead of being skipped."""
-    import glob
-    names = sorted(glob.glob(os.path.join(glob.escape(run.run_dir), pattern)))
-    return os.path.basename(names[-1]) if names else first

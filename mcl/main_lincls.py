@@ -35,7 +35,7 @@ from common.engine import Run
 from common.eval.metrics import accuracy
 from common.training import load_model_state, progress
 from common.utils import UserError, check_finite, run_main, seed_everything
-from mcl.engine import METHOD, newest_checkpoint, original_dir, publish_to, require_keys
+from mcl.engine import METHOD, original_dir, publish_to, require_keys
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -189,20 +189,18 @@ def linear(run: Run | None, args) -> None:
     assert len(parameters) == 2  # fc.weight, fc.bias
     optimizer = torch.optim.SGD(parameters, args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
 
-    best_acc1, resume_name = 0.0, None
-    if run is None:
-        state = load_checkpoint(args.resume) if args.resume else None
-    else:
-        resume_name = newest_checkpoint(run, "lincls_mcl_checkpoint_[0-9]*.pth.tar", CHECKPOINT.format(epoch=0))
-        state = run.resume_state(args.resume or None, resume_name, require=("state_dict", "epoch"))
-    if state is not None:
-        source = args.resume or resume_name
-        require_keys(state, ("state_dict", "epoch"), source, "main_lincls.py")
-        load_model_state(model, state["state_dict"], source=f"checkpoint '{source}'")
-        if run is not None:
-            args.start_epoch = run.restore(state, optimizer=optimizer)
-            best_acc1 = float(state.get("best_acc1", 0.0))  # quirk 13 fixed: a float, no .to(gpu)
-            run.info(f"=> loaded checkpoint '{source}' (epoch {state['epoch']})")
+    best_acc1 = 0.0
+    if run is None:   # -e
+        if args.resume:
+            state = load_checkpoint(args.resume)
+            require_keys(state, ("state_dict", "epoch"), args.resume, "main_lincls.py")
+            load_model_state(model, state["state_dict"], source=f"checkpoint '{args.resume}'")
+    elif (state := run.resume_state(args.resume or None, "lincls_mcl_checkpoint_[0-9]*.pth.tar",
+                                    require=("state_dict", "epoch"))) is not None:
+        require_keys(state, ("state_dict", "epoch"), run.resume_path, "main_lincls.py")
+        args.start_epoch = run.restore(state, model, optimizer)
+        best_acc1 = float(state.get("best_acc1", 0.0))  # quirk 13 fixed: a float, no .to(gpu)
+        run.info(f"=> loaded checkpoint '{run.resume_path}' (epoch {state['epoch']})")
 
     val_dataset = ImageFolder(os.path.join(args.data, "val"), linear_val_transform(args.image_size, args.resize))
     val_loader = DataLoader(val_dataset, batch_size=args.local_batch_size, shuffle=False, num_workers=workers)

@@ -32,10 +32,9 @@ from common.eval.metrics import accuracy
 from common.distributed import (add_distributed_args, all_reduce_mean, barrier, cleanup, init_distributed, launch,
                                 per_process_batch_size, rank_split_sampler, set_sampler_epoch, unwrap_model, wrap_ddp)
 from common.engine import Run
-from common.training import load_model_state
 from common.meters import AverageMeter, ProgressMeter
 from common.utils import MixedPrecision, UserError, add_precision_args, check_finite, run_main, seed_everything
-from mcl.engine import METHOD, newest_checkpoint, original_dir, publish_to, require_keys
+from mcl.engine import METHOD, original_dir, publish_to, require_keys
 from mcl.moco.builder_mcl import MoCo
 from mcl.moco.loader import TwoCropsTransform
 
@@ -145,13 +144,11 @@ def pretrain(run: Run, args) -> None:
     # optimizer state has the original's layout, and the original's checkpoints resume here
     optimizer = torch.optim.SGD(model.parameters(), args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
 
-    resume_name = newest_checkpoint(run, "checkpoint_[0-9]*.pth.tar", CHECKPOINT.format(epoch=0))
-    state = run.resume_state(args.resume or None, resume_name, require=("state_dict", "epoch", "optimizer"))
+    state = run.resume_state(args.resume or None, "checkpoint_[0-9]*.pth.tar", require=("state_dict", "epoch"))
     if state is not None:
-        require_keys(state, ("state_dict", "epoch", "optimizer"), args.resume, "main_moco_mcl.py")
-        load_model_state(model, state["state_dict"], source=f"checkpoint '{args.resume or resume_name}'")
-        args.start_epoch = run.restore(state, optimizer=optimizer, scaler=precision.scaler)
-        run.info(f"=> loaded checkpoint '{args.resume or resume_name}' (epoch {state['epoch']})")
+        require_keys(state, ("state_dict", "epoch", "optimizer"), run.resume_path, "main_moco_mcl.py")
+        args.start_epoch = run.restore(state, model, optimizer, precision.scaler)
+        run.info(f"=> loaded checkpoint '{run.resume_path}' (epoch {state['epoch']})")
 
     batched = None
     if args.augment == "batched":  # the loader only decodes; the two views are made on the device
