@@ -52,7 +52,8 @@ def _loss_module(hp: dict, t: dict, model: str):
     queue = t["queue"]
     dim, size = queue.shape
     module = ASCLLoss(dim=dim, mem_size=size, T1=hp.get("T1", 0.1), T2=hp.get("T2", 0.05),
-                      type=hp.get("type", "ascl"), nn_num=hp.get("nn_num", 1), model=model)
+                      type=hp.get("type", "ascl"), nn_num=hp.get("nn_num", 1), model=model,
+                      keep_intermediates=True)
     module.queue.copy_(queue)
     module.labels.copy_(t["label_buffer"])
     module.queue_ptr.fill_(int(t["queue_ptr"]))

@@ -80,8 +80,8 @@ class MoCo(nn.Module):
             k = self._batch_unshuffle(k, idx_unshuffle)
             queue = self.queue.clone().detach()
             # local keys against the global queue, as in the original
-            target = relabel(k, queue, self.T2, "ascl", self.nn_num, self.max_entropy)
+            target = relabel(k, queue, self.T2, "ascl", self.nn_num, self.max_entropy, keep_intermediates=False)
         logits = moco_logits(q, k, queue, self.T1)
         self._dequeue_and_enqueue(k, targets)
         return (logits, target.soft_labels, target.confidence.mean(),
-                target.neighbor_weights.max(dim=1).values.mean())
+                target.max_weight.mean())

@@ -24,7 +24,7 @@ class RelabelOutput(NamedTuple):
     loss: torch.Tensor              # scalar (MoCo) / scalar batch mean (BYOL)
     logits: torch.Tensor | None     # N×(1+Q) student logits (MoCo) or None (BYOL)
     soft_labels: torch.Tensor       # N×(1+Q) (MoCo) or N×N (BYOL) row-normalised targets
-    neighbor_weights: torch.Tensor  # N×Q (MoCo) or N×(N−1) (BYOL) un-normalised weights w
+    neighbor_weights: torch.Tensor | None  # N×Q (MoCo) or N×(N−1) (BYOL) un-normalised weights w
     logits_pd: torch.Tensor | None  # teacher neighbour logits
     p: torch.Tensor | None          # neighbour distribution (ascl / ahcl)
     entropy: torch.Tensor | None    # N×1
@@ -32,7 +32,8 @@ class RelabelOutput(NamedTuple):
     loss_per_sample: torch.Tensor | None = None  # N (BYOL only)
 
 
-def neighbor_weights(logits_pd: torch.Tensor, relation: str, nn_num: int, max_entropy: float):
+def neighbor_weights(logits_pd: torch.Tensor, relation: str, nn_num: int, max_entropy: float,
+                     out: torch.Tensor | None = None, consume_logits: bool = False):
     """Adaptive relabeling weights (no gradient).
 
     Args:
@@ -41,73 +42,148 @@ def neighbor_weights(logits_pd: torch.Tensor, relation: str, nn_num: int, max_en
             ``normal`` (all zero: plain InfoNCE).
         nn_num: k_nn, number of neighbours.
         max_entropy: ln(M) normaliser of the confidence.
+        out: optional N×M tensor (may be a strided view) the weights are written into (also used as scratch).
+        consume_logits: let ``p`` be computed in place of ``logits_pd`` (which is then overwritten).
     Returns:
         (w N×M, p N×M | None, entropy N×1 | None, confidence N×1 | None)
     """
     if relation not in RELATION_TYPES:
         raise ValueError(f"unknown relation type {relation!r}; expected one of {RELATION_TYPES}")
-    p = entropy = confidence = None
-    if relation in ("ascl", "ahcl"):
-        log_p = F.log_softmax(logits_pd, dim=1)
-        p = F.softmax(logits_pd, dim=1)
-        entropy = -(p * log_p).sum(dim=1, keepdim=True)
-        confidence = 1 - entropy / max_entropy
-    if relation == "ascl":
-        w = torch.clamp(nn_num * confidence * p, max=1.0)
-    elif relation in ("ahcl", "hard"):
-        top = logits_pd.topk(nn_num, dim=1).indices
-        value = confidence.expand(-1, nn_num) if relation == "ahcl" else torch.ones_like(top, dtype=logits_pd.dtype)
-        w = torch.zeros_like(logits_pd).scatter_(1, top, value)
-    else:
-        w = torch.zeros_like(logits_pd)
+    with torch.no_grad():
+        if out is None:
+            out = torch.empty_like(logits_pd)
+        top = logits_pd.topk(nn_num, dim=1).indices if relation in ("ahcl", "hard") else None
+        p = entropy = confidence = None
+        if relation in ("ascl", "ahcl"):
+            # p = exp(a − max) / Σ and H = −Σ p log p = log Σ − Σ p·(a − max) (log p = a − max − log Σ, Σ p = 1):
+            # two non-negative terms, so no cancellation when p is peaked, and no log-softmax tensor; the
+            # shifted logits and their product with p live in ``out`` until the weights overwrite it
+            shifted = torch.sub(logits_pd, logits_pd.amax(dim=1, keepdim=True), out=out)
+            p = torch.exp(shifted, out=logits_pd) if consume_logits else torch.exp(shifted)
+            total = p.sum(dim=1, keepdim=True)
+            p.div_(total)
+            entropy = total.log() - shifted.mul_(p).sum(dim=1, keepdim=True)
+            confidence = 1 - entropy / max_entropy
+        if relation == "ascl":
+            w = torch.mul(p, nn_num * confidence, out=out).clamp_(max=1.0)
+        elif relation in ("ahcl", "hard"):
+            value = confidence.expand(-1, nn_num) if relation == "ahcl" else torch.ones_like(top, dtype=out.dtype)
+            w = out.zero_().scatter_(1, top, value)
+        else:
+            w = out.zero_()
     return w, p, entropy, confidence
 
 
 def soft_cross_entropy(logits: torch.Tensor, soft_labels: torch.Tensor) -> torch.Tensor:
-    """Batch mean of −Σ_c y_c log softmax(logits)_c.  logits, soft_labels: N×K → scalar."""
-    return -(soft_labels * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
+    """Batch mean of −Σ_c y_c log softmax(logits)_c.  logits, soft_labels: N×K → scalar.
+
+    Fused (:class:`_SoftCrossEntropy`): −Σ y (l − lse) = lse·Σy − Σ y·l, gradient (softmax·Σy − y)/N, without
+    the log-softmax and product tensors autograd would keep."""
+    return _SoftCrossEntropy.apply(logits, soft_labels.detach())
+
+
+class _SoftCrossEntropy(torch.autograd.Function):
+    """Batch-mean soft cross-entropy; saves exp(l − max) and the targets, gradient only for the logits."""
+
+    @staticmethod
+    def forward(ctx, logits, soft_labels):
+        # float32 at least, as autocast runs log_softmax: a 1+Q-way log-sum-exp in half precision is too coarse
+        ctx.logits_dtype = logits.dtype
+        dtype = torch.promote_types(logits.dtype, torch.float32)
+        logits, soft_labels = logits.to(dtype), soft_labels.to(dtype)
+        row_max = logits.amax(dim=1, keepdim=True)
+        exp_shifted = torch.sub(logits, row_max).exp_()
+        total = exp_shifted.sum(dim=1, keepdim=True)
+        lse = (row_max + total.log()).squeeze(1)
+        label_mass = soft_labels.sum(dim=1)
+        per_sample = lse * label_mass - torch.linalg.vecdot(soft_labels, logits)
+        ctx.save_for_backward(exp_shifted, total, label_mass, soft_labels)
+        return per_sample.mean()
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        exp_shifted, total, label_mass, soft_labels = ctx.saved_tensors
+        scale = grad_out / exp_shifted.shape[0]
+        grad = exp_shifted * (label_mass[:, None] * scale / total)                 # softmax · Σy / N
+        grad.addcmul_(soft_labels, -scale)                                          # − y / N
+        return grad.to(ctx.logits_dtype), None
 
 
 class Relabeling(NamedTuple):
-    soft_labels: torch.Tensor       # N×(1+Q), rows sum to 1, column 0 = own key
-    neighbor_weights: torch.Tensor  # N×Q
-    logits_pd: torch.Tensor | None  # N×Q = k·queue / T2 (None for ``normal``)
-    p: torch.Tensor | None
+    soft_labels: torch.Tensor        # N×(1+Q), rows sum to 1, column 0 = own key
+    neighbor_weights: torch.Tensor | None  # N×Q (None unless ``keep_intermediates``)
+    logits_pd: torch.Tensor | None   # N×Q = k·queue / T2 (None for ``normal`` or unless ``keep_intermediates``)
+    p: torch.Tensor | None           # (None unless ``keep_intermediates``)
     entropy: torch.Tensor | None
     confidence: torch.Tensor | None
+    max_weight: torch.Tensor | None = None  # N, max_j w_ij
 
 
 @torch.no_grad()
 def relabel(k: torch.Tensor, queue: torch.Tensor, T2: float, relation: str = "ascl", nn_num: int = 1,
-            max_entropy: float | None = None) -> Relabeling:
+            max_entropy: float | None = None, keep_intermediates: bool = True) -> Relabeling:
     """Adaptive relabeling: soft targets over [own key, queue entries] from the teacher's neighbours.
 
     Args:
         k: N×C L2-normalised teacher keys.  queue: C×Q unit columns (before this step's enqueue).
         T2: teacher temperature.  relation: ascl | ahcl | hard | normal.  nn_num: k_nn.
         max_entropy: confidence normaliser, default ln(Q).
+        keep_intermediates: also return logits_pd, p and w (N×Q each). Without them the whole computation runs
+            in two N×Q buffers (the teacher logits, turned into p in place, and the soft labels, whose queue
+            columns hold the scratch and then w), which the training step does not need more than.
     Returns:
         Relabeling; soft_labels y_i = [1, w_i] / (1 + Σ_j w_ij).
     """
     if max_entropy is None:
         max_entropy = math.log(queue.shape[1])
-    logits_pd = None if relation == "normal" else k @ queue / T2
+    logits_pd = None if relation == "normal" else torch.mm(k, queue).div_(T2)
+    if logits_pd is not None and logits_pd.dtype in (torch.float16, torch.bfloat16):
+        logits_pd = logits_pd.float()  # the softmax over the queue in float32, as autocast runs softmax
     scores = logits_pd if logits_pd is not None else k.new_zeros(k.shape[0], queue.shape[1])
-    w, p, entropy, confidence = neighbor_weights(scores, relation, nn_num, max_entropy)
-    unnormalised = torch.cat([torch.ones_like(w[:, :1]), w], dim=1)
-    soft_labels = unnormalised / unnormalised.sum(dim=1, keepdim=True)
-    return Relabeling(soft_labels, w, logits_pd, p, entropy, confidence)
+    unnormalised = scores.new_empty(scores.shape[0], 1 + scores.shape[1])     # [1, w] in one buffer
+    w, p, entropy, confidence = neighbor_weights(scores, relation, nn_num, max_entropy, out=unnormalised[:, 1:],
+                                                 consume_logits=not keep_intermediates)
+    max_weight = w.amax(dim=1)
+    w = w.clone() if keep_intermediates else None
+    unnormalised[:, 0] = 1
+    soft_labels = unnormalised.div_(unnormalised.sum(dim=1, keepdim=True))
+    if not keep_intermediates:
+        logits_pd = p = None
+    return Relabeling(soft_labels, w, logits_pd, p, entropy, confidence, max_weight)
 
 
 def moco_logits(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, T1: float) -> torch.Tensor:
-    """Student logits N×(1+Q): [q_i·k_i, q_i·u_1 .. q_i·u_Q] / T1 (k and queue constant)."""
-    l_pos = (q * k.detach()).sum(dim=1, keepdim=True)
-    l_neg = q @ queue.detach()
-    return torch.cat([l_pos, l_neg], dim=1) / T1
+    """Student logits N×(1+Q): [q_i·k_i, q_i·u_1 .. q_i·u_Q] / T1 (k and queue constant).
+
+    Written straight into one N×(1+Q) buffer by :class:`_MoCoLogits` (no concatenation, no division pass)."""
+    return _MoCoLogits.apply(q, k.detach(), queue.detach(), float(T1))
+
+
+class _MoCoLogits(torch.autograd.Function):
+    """[q·k, q·queue] / T1 with the GEMM writing the queue columns in place; gradient for q only."""
+
+    @staticmethod
+    def forward(ctx, q, k, queue, T1):
+        k, queue = k.to(q.dtype), queue.to(q.dtype)
+        logits = q.new_empty(q.shape[0], 1 + queue.shape[1])
+        q_scaled = q / T1                  # 1/T1 on the N×C operand rather than on the N×(1+Q) product
+        torch.linalg.vecdot(q_scaled, k, out=logits[:, 0])
+        torch.mm(q_scaled, queue, out=logits[:, 1:])
+        ctx.save_for_backward(k, queue)
+        ctx.T1 = T1
+        return logits
+
+    @staticmethod
+    def backward(ctx, grad_logits):
+        k, queue = ctx.saved_tensors
+        grad_q = torch.mm(grad_logits[:, 1:], queue.t())
+        grad_q.addcmul_(grad_logits[:, :1], k)
+        return grad_q.div_(ctx.T1), None, None, None
 
 
 def moco_ascl_loss(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, T1: float, T2: float,
-                   relation: str = "ascl", nn_num: int = 1, max_entropy: float | None = None) -> RelabelOutput:
+                   relation: str = "ascl", nn_num: int = 1, max_entropy: float | None = None,
+                   keep_intermediates: bool = True) -> RelabelOutput:
     """MoCo-path ASCL loss for one step.
 
     Args:
@@ -116,11 +192,12 @@ def moco_ascl_loss(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, T1: fl
         queue: C×Q unit-column queue *before* this step's enqueue (constant).
         T1, T2: student / teacher temperatures.
         relation: ascl | ahcl | hard | normal.  nn_num: k_nn.  max_entropy: default ln(Q).
+        keep_intermediates: also return the N×Q logits_pd, p and neighbor_weights (else None; see relabel).
     Returns:
         RelabelOutput with the scalar soft cross-entropy over the 1+Q classes (positive = own key, column 0).
     """
     k, queue = k.detach(), queue.detach()
-    target = relabel(k, queue, T2, relation, nn_num, max_entropy)
+    target = relabel(k, queue, T2, relation, nn_num, max_entropy, keep_intermediates)
     logits = moco_logits(q, k, queue, T1)
     loss = soft_cross_entropy(logits, target.soft_labels)
     return RelabelOutput(loss, logits, target.soft_labels, target.neighbor_weights, target.logits_pd, target.p,
@@ -173,12 +250,14 @@ class ASCLLoss(nn.Module):
     Buffers (original names, kept for checkpoint compatibility): ``queue`` C×Q (unit columns, random init),
     ``labels`` Q (class labels of the enqueued keys, −1 = empty; bookkeeping only, quirk 18),
     ``queue_ptr`` (1,).  ``forward(q, k, targets)`` takes *normalised* embeddings, returns a
-    :class:`RelabelOutput` and then enqueues the (all-gathered) keys.
+    :class:`RelabelOutput` and then enqueues the (all-gathered) keys.  ``keep_intermediates`` (MoCo path) also
+    fills its N×Q inspection tensors (logits_pd, p, neighbor_weights); training leaves it off.
     """
 
     def __init__(self, dim: int = 128, mem_size: int = 4096, T1: float = 0.1, T2: float = 0.05,
-                 type: str = "ascl", nn_num: int = 1, model: str = "moco"):
+                 type: str = "ascl", nn_num: int = 1, model: str = "moco", keep_intermediates: bool = False):
         super().__init__()
+        self.keep_intermediates = keep_intermediates    # MoCo path: also return logits_pd, p, w (inspection)
         if type not in RELATION_TYPES:
             raise ValueError(f"--type must be one of {RELATION_TYPES}, got {type!r}")
         if model not in ("moco", "byol"):
@@ -196,7 +275,7 @@ class ASCLLoss(nn.Module):
     def forward(self, q: torch.Tensor, k: torch.Tensor, targets: torch.Tensor | None = None) -> RelabelOutput:
         if self.model == "moco":
             out = moco_ascl_loss(q, k, self.queue.clone(), self.T1, self.T2, self.type, self.nn_num,
-                                 self.max_entropy)
+                                 self.max_entropy, self.keep_intermediates)
         elif torch.distributed.is_available() and torch.distributed.is_initialized():
             # neighbours among the keys of every process, as on one device with the global batch
             from common.distributed import concat_all_gather, get_rank

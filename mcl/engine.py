@@ -13,7 +13,7 @@ from common.checkpoint import capture_rng_state, load_checkpoint, restore_rng_st
 from common.distributed import barrier, is_main_process, launch
 from common.engine import Run, fit, original_output_path, publish
 from common.training import load_model_state
-from common.utils import UserError
+from common.utils import UserError, set_visible_gpus
 
 METHOD = "mcl"
 MCL_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -41,8 +41,8 @@ def run_tag(args) -> str:
 
 def launch_run(main_worker, args) -> None:
     """Show CUDA only ``--gpu-id``'s devices when CUDA will be used, and start the worker processes."""
-    if torch.cuda.is_available() and args.device != "cpu":
-        os.environ.setdefault("CUDA_VISIBLE_DEVICES", args.gpu_id)
+    if args.device != "cpu":  # written before any CUDA call (CUDA reads it once, when it initialises)
+        set_visible_gpus("--gpu-id", args.gpu_id, keep_existing=True)
     launch(main_worker, args)
 
 

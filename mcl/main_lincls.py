@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader
 from common.augment import linear_train_transform, linear_val_transform
 from common.backbones import build_backbone
 from common.checkpoint import load_checkpoint
-from common.data import ImageFolder
+from common.data import ImageFolder, folder_classes
 from common.data.seeded import SeededTransformDataset
 from common.distributed import (add_distributed_args, all_reduce_mean, barrier, cleanup, get_world_size,
                                 init_distributed, is_main_process, launch, per_process_batch_size, rank_split_sampler,
@@ -34,13 +34,13 @@ from common.distributed import (add_distributed_args, all_reduce_mean, barrier, 
 from common.engine import Run
 from common.eval.metrics import accuracy
 from common.training import load_model_state, progress
-from common.utils import UserError, check_finite, run_main, seed_everything
+from common.utils import HelpFormatter, UserError, check_finite, run_main, seed_everything, set_visible_gpus
 from mcl.engine import METHOD, original_dir, publish_to, require_keys
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Linear evaluation of MoCo-MCL (main_lincls.py)",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=HelpFormatter)
     p.add_argument("--data", metavar="DIR", default="./data/ImageNet/", help="dataset root holding train/ and val/")
     p.add_argument("-a", "--arch", metavar="ARCH", default="resnet50", help="encoder name (common.backbones)")
     p.add_argument("-j", "--workers", default=32, type=int, help="data loading workers (total)")
@@ -58,7 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-e", "--evaluate", action="store_true",
                    help="only evaluate --resume on the validation set (FIXED: crashed in the original, quirk 11)")
     p.add_argument("--seed", default=None, type=int)
-    p.add_argument("--gpu-ids", default=None, type=str, help="written to CUDA_VISIBLE_DEVICES if given")
+    p.add_argument("--gpu-ids", default=None, type=str,
+                   help="written to CUDA_VISIBLE_DEVICES before CUDA starts, if given; without CUDA a notice and the "
+                        "CPU")
     p.add_argument("--pretrained", default="", type=str, help="main_moco_mcl.py checkpoint (network 0 is used)")
     p.add_argument("--checkpoint", default=None, type=str,
                    help="the original's output folder: every lincls_mcl_checkpoint_{epoch:04d}.pth.tar and "
@@ -202,7 +204,9 @@ def linear(run: Run | None, args) -> None:
         best_acc1 = float(state.get("best_acc1", 0.0))  # quirk 13 fixed: a float, no .to(gpu)
         run.info(f"=> loaded checkpoint '{run.resume_path}' (epoch {state['epoch']})")
 
-    val_dataset = ImageFolder(os.path.join(args.data, "val"), linear_val_transform(args.image_size, args.resize))
+    # val labelled by class name with train's indices (a val/ lacking a class keeps the other labels)
+    val_dataset = ImageFolder(os.path.join(args.data, "val"), linear_val_transform(args.image_size, args.resize),
+                              classes=folder_classes(os.path.join(args.data, "train")))
     val_loader = DataLoader(val_dataset, batch_size=args.local_batch_size, shuffle=False, num_workers=workers)
     if run is None:
         _, acc1, acc5 = run_epoch(val_loader, model, criterion, None, args.start_epoch, args, train=False)
@@ -251,8 +255,7 @@ def linear(run: Run | None, args) -> None:
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    if args.gpu_ids:
-        os.environ["CUDA_VISIBLE_DEVICES"] = args.gpu_ids
+    set_visible_gpus("--gpu-ids", args.gpu_ids)  # before any CUDA call, as the original
     launch(main_worker, args)
 
 
