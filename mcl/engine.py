@@ -1,6 +1,7 @@
-"""Pieces shared by MCL's entry points: the start of a worker (all four), and for the two supervised ones
-(``main_cifar.py``, ``main_imagenet.py``) the loss-weight flags, evaluation of N networks + ensemble, best-epoch
-tracking, checkpoint save / resume of networks, heads, optimizer and RNG, and the final evaluation."""
+"""What MCL's entry points share beyond ``common.engine``: the launch (``--gpu-id``), the original's output folder
+(``./checkpoint/``), and for the two supervised ones (``main_cifar.py``, ``main_imagenet.py``) the loss-weight flags,
+evaluation of N networks + ensemble and the run itself in the original's checkpoint layout
+(``<arch>.pth.tar`` = {net, acc, epoch (index of the finished epoch), optimizer} + ``<arch>_best.pth.tar``)."""
 from __future__ import annotations
 
 import os
@@ -8,23 +9,15 @@ import os
 import torch
 import torch.nn.functional as F
 
-from common.checkpoint import (capture_rng_state, code_version, find_latest_checkpoint, load_checkpoint,
-                               restore_rng_state, save_checkpoint)
-from common.distributed import cleanup, init_distributed, is_main_process, launch
-from common.logger import RunLogger, make_run_dir
+from common.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state
+from common.distributed import barrier, is_main_process, launch
+from common.engine import Run, fit, original_output_path, publish
 from common.training import load_model_state
-from common.utils import UserError, seed_everything, set_visible_gpus
+from common.utils import UserError, set_visible_gpus
 
-
-def start_run(local_rank, args, seed, deterministic: bool = False):
-    """Process group, seeds, the run directory ``runs/mcl/<args.name>/`` (rank 0 creates it) and its logger (rank 0
-    only), which records the arguments first. Returns ``(device, run_dir, logger)``."""
-    device = init_distributed(args, local_rank)
-    seed_everything(seed, deterministic=deterministic)
-    run_dir = make_run_dir("mcl", args.name, create=is_main_process())
-    logger = RunLogger(run_dir, enabled=is_main_process())
-    logger.info(f"args: {vars(args)}")
-    return device, run_dir, logger
+METHOD = "mcl"
+MCL_DIR = os.path.dirname(os.path.abspath(__file__))
+SUPERVISED_IGNORE = ("evaluate_checkpoint",)   # flags beyond common.engine.NON_RESULT_FLAGS
 
 
 def add_loss_weight_args(p) -> None:
@@ -38,6 +31,30 @@ def add_loss_weight_args(p) -> None:
 def loss_weights(args) -> tuple:
     """(α, γ, β, λ): the weights of (VCL, soft VCL, ICL, soft ICL), the order of ``SupMCLLoss.contrast``'s terms."""
     return args.alpha, args.gamma, args.beta, args.lam
+
+
+def run_tag(args) -> str:
+    """'baseline' (every MCL weight 0) or 'mcl', plus '_kd' with --logit-distill: the readable part of the default
+    run name (the digest of the flags makes it unique)."""
+    return ("mcl" if any(loss_weights(args)) else "baseline") + ("_kd" if args.logit_distill else "")
+
+
+def launch_run(main_worker, args) -> None:
+    """Show CUDA only ``--gpu-id``'s devices when CUDA will be used, and start the worker processes."""
+    if args.device != "cpu":  # written before any CUDA call (CUDA reads it once, when it initialises)
+        set_visible_gpus("--gpu-id", args.gpu_id, keep_existing=True)
+    launch(main_worker, args)
+
+
+def original_dir(flag_value: str | None) -> str | None:
+    """Where the original wrote its checkpoints (``--checkpoint-dir`` / ``--checkpoint``, default ``./checkpoint/``
+    beside the scripts): the files are also published there, so the README's next command finds them."""
+    return flag_value if flag_value else original_output_path(MCL_DIR, "checkpoint")
+
+
+def publish_to(run_path: str | None, directory: str | None) -> None:
+    if run_path and directory:
+        publish(run_path, os.path.join(directory, os.path.basename(run_path)))
 
 
 @torch.no_grad()
@@ -70,21 +87,17 @@ def evaluate(net, loader, args, ensemble: str = "sum", topk=(1,)):
     return result
 
 
-def launch_run(main_worker, args, name_prefix: str) -> None:
-    """Name the run unless ``--name`` was given (``<name_prefix><arch>_n<N>_<tag>_dataset_<dataset>_seed<seed>``),
-    show CUDA only ``--gpu-id``'s devices when CUDA will be used, and start the worker processes."""
-    if args.name is None:
-        args.name = (f"{name_prefix}{args.arch}_n{args.number_net}_{run_tag(args)}_dataset_{args.dataset}"
-                     f"_seed{args.manual_seed}")
-    if args.device != "cpu":  # written before any CUDA call (CUDA reads it once, when it initialises)
-        set_visible_gpus("--gpu-id", args.gpu_id, keep_existing=True)
-    launch(main_worker, args)
-
-
-def run_tag(args) -> str:
-    """'baseline' (every MCL weight 0) or 'mcl', plus '_kd' with --logit-distill: part of the default run
-    name, so the scripts' runs (and their auto-resume) never collide."""
-    return ("mcl" if any(loss_weights(args)) else "baseline") + ("_kd" if args.logit_distill else "")
+def eval_scalars(result) -> dict:
+    """The schema's ``eval/*`` values of one evaluation: ``top1`` = the best single network (the original's
+    number), ``top1_net<i>``, ``top1_mean``, ``top1_ensemble`` (and the same for top-5 when measured), ``loss``."""
+    out = {"top1": result["max"], "top1_mean": result["mean"], "top1_ensemble": result["ensemble"],
+           "loss": result["loss"]}
+    out.update({f"top1_net{i}": a for i, a in enumerate(result["per_net"])})
+    if "top5" in result:
+        n = len(result["per_net"])
+        out.update({"top5": max(result["top5"][:n]), "top5_ensemble": result["top5"][n]})
+        out.update({f"top5_net{i}": a for i, a in enumerate(result["top5"][:n])})
+    return out
 
 
 def format_eval(result) -> str:
@@ -92,103 +105,95 @@ def format_eval(result) -> str:
             f"ensemble {result['ensemble']:.2f}")
 
 
-def evaluate_keeping_rng(*a, **kw):
-    """:func:`evaluate` without moving any RNG (DataLoader iterators draw a seed from torch's RNG), so an
-    extra evaluation (initial, after resume) does not change the training run."""
-    rng = capture_rng_state()
-    try:
-        return evaluate(*a, **kw)
-    finally:
-        restore_rng_state(rng)
+def require_keys(state: dict, keys, path: str, script: str) -> None:
+    """A checkpoint passed by hand must hold ``keys`` (a run's own file is checked by ``Run.resume_state``)."""
+    missing = [k for k in keys if k not in state]
+    if missing:
+        raise UserError(f"'{path}' has no '{missing[0]}' entry (keys: {', '.join(map(str, list(state)[:6]))}); it is "
+                        f"not a {script} checkpoint")
 
 
-def training_state(net, criterion, optimizer, epoch, acc, best_acc, args, scaler=None) -> dict:
-    """The original's checkpoint {net, acc, epoch, optimizer} plus the heads / memory (quirk 15), the AMP loss
-    scale, RNG and the code version."""
-    return {"net": net.state_dict(), "criterion": criterion.state_dict(), "acc": acc, "best_acc": best_acc,
-            "epoch": epoch, "optimizer": optimizer.state_dict(), "rng_state": capture_rng_state(),
-            "scaler": scaler.state_dict() if scaler is not None else None,
-            "code_version": code_version(),
-            "args": {k: (v if isinstance(v, (int, float, str, bool, list, tuple, type(None))) else str(v))
-                     for k, v in vars(args).items()}}
-
-
-def resolve_resume(args, checkpoint_dir: str, last_name: str):
-    """``--resume`` → ``--resume-checkpoint`` (default the run's last checkpoint); otherwise, unless
-    ``--no-auto-resume``, the last checkpoint of the run directory if it is loadable."""
-    if args.resume:
-        return args.resume_checkpoint or os.path.join(checkpoint_dir, last_name)
-    if args.auto_resume:
-        return find_latest_checkpoint(checkpoint_dir, pattern=last_name)
-    return None
-
-
-def resume_training(args, checkpoint_dir: str, net, criterion, optimizer, logger, scaler=None):
-    """``(start_epoch, best_acc)``: from the checkpoint :func:`resolve_resume` names, or ``(0, -1)`` for a new run."""
-    path = resolve_resume(args, checkpoint_dir, f"{args.arch}.pth.tar")
-    return resume(path, net, criterion, optimizer, logger, scaler) if path else (0, -1.0)
-
-
-def end_epoch(result, epoch, net, criterion, optimizer, best_acc, args, checkpoint_dir: str, logger,
-              scaler=None) -> float:
-    """After an epoch's evaluation ``result``: the test scalars, then the last checkpoint and, when this epoch is the
-    best so far, the best one (rank 0 writes). Returns the best accuracy so far (quirk 8 fixed: the original reset it
-    every epoch)."""
-    for i, a in enumerate(result["per_net"]):
-        logger.scalar(f"test/top1_net{i}", a, epoch)
-    logger.scalar("test/top1_ensemble", result["ensemble"], epoch)
-    is_best = result["max"] > best_acc
-    best_acc = max(best_acc, result["max"])
-    if is_main_process():
-        save_checkpoint(training_state(net, criterion, optimizer, epoch, result["max"], best_acc, args, scaler),
-                        os.path.join(checkpoint_dir, f"{args.arch}.pth.tar"), is_best=is_best,
-                        best_name=f"{args.arch}_best.pth.tar")
-    return best_acc
-
-
-def finish_run(net, loader, args, checkpoint_dir: str, logger, selection: str, **evaluate_kw) -> None:
-    """Evaluate the best epoch's networks (how the epoch was chosen: ``selection``), print ``final top-1`` and close
-    the run. Only rank 0 reloads them: it alone reports (the logger is off on the other ranks)."""
-    best_path = os.path.join(checkpoint_dir, f"{args.arch}_best.pth.tar")
-    if is_main_process() and os.path.isfile(best_path):
-        load_for_evaluation(best_path, net)
-    final = evaluate(net, loader, args, **evaluate_kw)
-    logger.info(f"final evaluation ({selection}): {format_eval(final)}")
-    logger.info(f"Test top-1 best_accuracy: {final['max']:.2f}")
-    logger.info(f"final top-1: {final['max']:.2f}")
-    logger.close()
-    cleanup()
-
-
-def resume(path, net, criterion, optimizer, logger, scaler=None):
-    """Load a training checkpoint; returns (start_epoch, best_acc). Original checkpoints (no heads /
-    memory) are accepted: the heads then start fresh, as they did in the original."""
+def load_net(path: str, net, what: str) -> dict:
+    """A supervised checkpoint (ours or the original's: the wrapper's state dict under ``net``) into ``net``."""
     state = load_checkpoint(path)
-    for key in ("net", "epoch", "optimizer"):
-        if key not in state:
-            raise UserError(f"'{path}' has no '{key}' entry; it is not a checkpoint of this script "
-                            "(pass a file written by --checkpoint-dir / the run directory)")
-    load_model_state(net, state["net"], source=f"checkpoint '{path}'")
-    if "criterion" in state:
-        load_model_state(criterion, state["criterion"], source=f"heads / memory in '{path}'")
-    else:
-        logger.info(f"=> '{path}' holds no heads (original checkpoint): they are re-initialised")
-    try:
-        optimizer.load_state_dict(state["optimizer"])
-    except (ValueError, KeyError) as e:
-        raise UserError(f"optimizer state in '{path}' does not match this run ({e}); "
-                        "was --arch / --number-net changed?") from None
-    if scaler is not None and state.get("scaler"):   # empty when the scaler is off (no AMP, or bfloat16 on CPU)
-        scaler.load_state_dict(state["scaler"])
-    restore_rng_state(state.get("rng_state"))
-    start_epoch = int(state["epoch"]) + 1
-    logger.info(f"=> resumed from '{path}' at epoch {start_epoch}")
-    return start_epoch, float(state.get("best_acc", state.get("acc", -1.0)))
-
-
-def load_for_evaluation(path, net):
-    state = load_checkpoint(path)
-    if "net" not in state:
-        raise UserError(f"'{path}' has no 'net' entry; it is not a checkpoint of this script")
+    require_keys(state, ("net",), path, f"{what} (<arch>.pth.tar / <arch>_best.pth.tar)")
     load_model_state(net, state["net"], source=f"checkpoint '{path}'")
     return state
+
+
+def evaluate_checkpoint(args, net, loader, **evaluate_kw) -> None:
+    """``--evaluate``: one test of ``--evaluate-checkpoint`` (default the original's ``./checkpoint/<arch>_best``),
+    no run folder (nothing is written)."""
+    path = args.evaluate_checkpoint or os.path.join(original_dir(args.checkpoint_dir) or ".",
+                                                    f"{args.arch}_best.pth.tar")
+    load_net(path, net, "--evaluate-checkpoint")
+    result = evaluate(net, loader, args, **evaluate_kw)
+    if is_main_process():
+        top5 = f"; top-5 {[round(a, 2) for a in result['top5']]}" if "top5" in result else ""
+        print(f"evaluate {path}: {format_eval(result)}{top5}", flush=True)
+        print(f"top-1: {result['max']:.2f}", flush=True)
+
+
+def train_supervised(run: Run, args, net, criterion, optimizer, scaler, train_one_epoch, test_loader,
+                     selection: str, **evaluate_kw) -> None:
+    """The supervised run: resume (this run's ``<arch>.pth.tar``, or ``--resume [--resume-checkpoint FILE]``, also
+    an original checkpoint without heads), initial evaluation, the epoch loop (``common.engine.fit``: a checkpoint
+    in the original's layout every epoch, ``_best`` on the best single network, selected on the test set like the
+    original; quirk 8 fixed for ImageNet), the best epoch's final evaluation, and the files published where the
+    original wrote them. ``train_one_epoch(epoch) -> dict`` of training scalars."""
+    resume_name, best_name = f"{args.arch}.pth.tar", f"{args.arch}_best.pth.tar"
+    explicit = None
+    if args.resume:
+        explicit = args.resume_checkpoint or os.path.join(original_dir(args.checkpoint_dir) or run.run_dir,
+                                                          resume_name)
+    state = run.resume_state(explicit, resume_name, require=("net", "epoch", "optimizer"))
+    start_epoch, best = 0, None
+    if state is not None:
+        require_keys(state, ("net", "epoch", "optimizer"), explicit, "training (<arch>.pth.tar)")
+        heads = {"criterion": criterion} if state.get("criterion") is not None else None
+        if heads is None:
+            run.info("=> the checkpoint holds no heads / memory (the original's layout): they start fresh, as in "
+                     "the original")
+        # the original's "epoch" is the index of the last finished epoch
+        start_epoch = run.restore(dict(state, epoch=state["epoch"] + 1), net, optimizer, scaler, extra=heads,
+                                  model_key="net")
+        best = float(state.get("best_acc", state.get("acc", -1.0)))
+        run.info(f"=> resumed from '{run.resume_path}' at epoch {start_epoch}")
+
+    rng = capture_rng_state()   # DataLoader iterators draw a seed: this extra evaluation must not move the RNG
+    initial = evaluate(net, test_loader, args, **evaluate_kw)
+    restore_rng_state(rng)
+    run.info(f"initial evaluation: {format_eval(initial)}")
+    run.info(f"initial top-1: {initial['max']:.2f}")
+    if state is None:
+        run.scalars(eval_scalars(initial), prefix="eval/", step=0)
+
+    def evaluate_epoch(epoch):
+        result = evaluate(net, test_loader, args, **evaluate_kw)
+        top5 = f"\t top-5 (nets + ensemble): {[round(a, 2) for a in result['top5']]}" if "top5" in result else ""
+        run.info(f"Epoch:{epoch}\t Test top-1: {format_eval(result)}\t test loss {result['loss']:.4f}{top5}")
+        return eval_scalars(result)
+
+    def checkpoint(done, metrics, best_acc):
+        # the original's keys (net without a DataParallel prefix, acc, epoch index, optimizer) + heads / memory
+        # (quirk 15), the AMP loss scale and the arguments; common.engine adds flags, RNG, step, code version
+        return {"net": net.state_dict(), "acc": metrics["top1"], "epoch": done - 1, "optimizer": optimizer.state_dict(),
+                "criterion": criterion.state_dict(), "best_acc": best_acc,
+                "scaler": scaler.state_dict() if scaler is not None else None, "args": vars(args)}
+
+    fit(run, start_epoch, args.epochs, train_one_epoch, checkpoint, evaluate_epoch, metric="top1",
+        resume_name=resume_name, best_name=best_name, best=best)
+
+    best_path = os.path.join(run.run_dir, best_name)
+    if run.main:
+        for name in (resume_name, best_name):   # no best file when a resumed run never beat its checkpoint
+            if os.path.isfile(os.path.join(run.run_dir, name)):
+                publish_to(os.path.join(run.run_dir, name), original_dir(args.checkpoint_dir))
+        if os.path.isfile(best_path):
+            load_net(best_path, net, "best")
+    barrier()
+    final = evaluate(net, test_loader, args, **evaluate_kw)
+    run.info(f"final evaluation ({selection}): {format_eval(final)}")
+    run.info(f"Test top-1 best_accuracy: {final['max']:.2f}")
+    run.info(f"final top-1: {final['max']:.2f}")
+    run.finish("top-1", final["max"])

@@ -7,10 +7,12 @@ ensemble (sum of logits) are evaluated on the test set.
     python main_cifar.py --arch resnet32 --number-net 2 --alpha 0.1 --gamma 1 --beta 0.1 --lam 1 --data ./data/
 
 Differences from the original, all documented in README.md: ``--dataset`` selects the data (cifar100,
-cifar10 or the embedded digits) instead of only naming the log; checkpoints and logs go to the run
-directory ``runs/mcl/<name>/``; ``--num-workers`` is used and ``--arch`` defaults to resnet32 (quirk 16);
-heads are checkpointed (quirk 15); auto-resume; DDP through ``common.distributed`` (embeddings are
-gathered so the in-batch loss sees the global batch, as with the original's ``nn.DataParallel``).
+cifar10 or the embedded digits) instead of only naming the log; the run (checkpoints in the original's layout,
+log, TensorBoard) lives in its run folder (``common.engine``: ``$CL_RUNS_DIR/mcl/<name>/``, auto-resume), the
+checkpoints are also published to the original's ``./checkpoint/`` (``--checkpoint-dir``); ``--num-workers`` is
+used and ``--arch`` defaults to resnet32 (quirk 16); heads are checkpointed (quirk 15); DDP through
+``common.distributed`` (embeddings are gathered so the in-batch loss sees the global batch, as with the
+original's ``nn.DataParallel``).
 """
 from __future__ import annotations
 
@@ -31,13 +33,14 @@ from torch.utils.data import BatchSampler, DataLoader
 from common.augment import cifar_train_transform, test_transform
 from common.augment.on_device import DeviceViews, add_augment_arg, uint8_collate
 from common.data import build_dataset
-from common.distributed import add_distributed_args, all_reduce_mean, wrap_ddp
-from common.training import progress
-from common.utils import HelpFormatter, MixedPrecision, UserError, add_precision_args, check_finite, run_main
+from common.distributed import add_distributed_args, all_reduce_mean, init_distributed, wrap_ddp
+from common.engine import Run
+from common.utils import (HelpFormatter, MixedPrecision, UserError, add_precision_args, check_finite, run_main,
+                          seed_everything)
 from mcl.builder import SupervisedMCL, freeze_batchnorm, gather_batch
 from mcl.dataset.class_sampler import MPerClassSampler
-from mcl.engine import (add_loss_weight_args, end_epoch, evaluate, evaluate_keeping_rng, finish_run, format_eval,
-                        launch_run, load_for_evaluation, loss_weights, resume_training, start_run)
+from mcl.engine import (METHOD, SUPERVISED_IGNORE, add_loss_weight_args, evaluate_checkpoint, launch_run,
+                        loss_weights, run_tag, train_supervised)
 from mcl.losses.cifar_sup_mcl_loss import SupMCLLoss, check_same_class_partner
 from mcl.losses.kd import logit_distillation
 from mcl.models import CIFAR_ARCHS, get_model
@@ -79,8 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--logit-distill", action="store_true",
                    help="add KL distillation from the detached ensemble logits (N=2: both nets, N>2: last net)")
     p.add_argument("--checkpoint-dir", default=None, type=str,
-                   help="where checkpoints are written (default: the run directory runs/mcl/<name>/; "
-                        "the original used ./checkpoint)")
+                   help="the original's checkpoint folder: <arch>.pth.tar and <arch>_best.pth.tar of a finished "
+                        "run are also published there (default ./checkpoint beside this script); the run itself "
+                        "lives in its run folder")
     p.add_argument("--kd_T", type=float, default=3,
                    help="temperature of every KL term, on the tau-scaled logits (quirk 6 reproduced, as the original)")
     p.add_argument("--tau", type=float, default=0.1, help="contrastive temperature")
@@ -88,10 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--feat-dim", default=128, type=int, help="embedding head output dimension")
     # additions (not in the original)
     p.add_argument("--name", default=None, type=str,
-                   help="run name (default main_cifar_arch_<arch>_n<N>_<baseline|mcl>[_kd]_dataset_<dataset>"
-                        "_seed<seed>)")
-    p.add_argument("--no-auto-resume", dest="auto_resume", action="store_false",
-                   help="do not continue from the newest checkpoint found in the run directory")
+                   help="run name (default <dataset>_<arch>_n<N>_<baseline|mcl>[_kd]-<digest of the result flags>)")
+    p.add_argument("--auto-resume", dest="auto_resume", action=argparse.BooleanOptionalAction, default=True,
+                   help="continue the run folder's checkpoint (--no-auto-resume: train it again from scratch)")
     p.add_argument("--device", default=None, type=str, help="cpu / cuda (default: cuda if available)")
     p.add_argument("--max-iters", default=0, type=int, help="stop each epoch after this many iterations (0: all)")
     p.add_argument("--print-freq", default=20, type=int, help="progress / NaN check every N iterations")
@@ -189,8 +192,8 @@ def make_train_loader(args, train_set):
                       persistent_workers=False, collate_fn=uint8_collate if args.augment == "batched" else None)
 
 
-def train_one_epoch(epoch, model, criterion, optimizer, loader, args, logger, views_of: DeviceViews,
-                    precision: MixedPrecision):
+def train_one_epoch(epoch, model, criterion, optimizer, loader, args, run: Run, views_of: DeviceViews,
+                    precision: MixedPrecision) -> dict:
     model.train()
     if args.freeze_bn:
         freeze_batchnorm(model)
@@ -201,7 +204,7 @@ def train_one_epoch(epoch, model, criterion, optimizer, loader, args, logger, vi
     seen = 0
     weights = loss_weights(args)
     total_iters = len(loader) if not args.max_iters else min(len(loader), args.max_iters)
-    bar = progress(loader, desc=f"epoch {epoch}", enabled=args.progress, total=total_iters)
+    bar = run.progress(loader, desc=f"epoch {epoch}", enabled=args.progress, total=total_iters)
     start = time.time()
     for step, (inputs, targets) in enumerate(bar):
         if args.max_iters and step >= args.max_iters:
@@ -221,6 +224,7 @@ def train_one_epoch(epoch, model, criterion, optimizer, loader, args, logger, vi
         loss = loss_cls + loss_kd + sum(weighted)
         optimizer.zero_grad(set_to_none=True)
         precision.backward_step(loss, optimizer)
+        run.step += 1
 
         batch = targets.shape[0]
         seen += batch
@@ -234,71 +238,65 @@ def train_one_epoch(epoch, model, criterion, optimizer, loader, args, logger, vi
     avg = all_reduce_mean(sums / max(seen, 1)).tolist()
     train_acc = all_reduce_mean(correct / max(seen, 1)).tolist()
     names = ("loss", "loss_ce", "loss_kd", "loss_vcl", "loss_soft_vcl", "loss_icl", "loss_soft_icl")
-    logger.info(f"Epoch:{epoch}\t lr:{lr:.5f}\t duration:{time.time() - start:.3f}\t "
-                + "\t ".join(f"{n}:{v:.5f}" for n, v in zip(names, avg))
-                + f"\t Train Acc:{[round(a, 4) for a in train_acc]}")
-    for n, v in zip(names, avg):
-        logger.scalar(f"train/{n}", v, epoch)
-    for i, a in enumerate(train_acc):
-        logger.scalar(f"train/top1_net{i}", 100 * a, epoch)
-    logger.scalar("train/lr", lr, epoch)
-    return avg
+    run.info(f"Epoch:{epoch}\t lr:{lr:.5f}\t duration:{time.time() - start:.3f}\t "
+             + "\t ".join(f"{n}:{v:.5f}" for n, v in zip(names, avg))
+             + f"\t Train Acc:{[round(a, 4) for a in train_acc]}")
+    # train/top1 = the best single network (as eval/top1), per network train/top1_net<i>, in %
+    return {**dict(zip(names, avg)), "lr": lr, "top1": 100 * max(train_acc),
+            **{f"top1_net{i}": 100 * a for i, a in enumerate(train_acc)}}
 
 
 def main_worker(local_rank, args):
-    device, run_dir, logger = start_run(local_rank, args, args.manual_seed)
-    checkpoint_dir = args.checkpoint_dir or run_dir
+    device = init_distributed(args, local_rank)
+    seed_everything(args.manual_seed)
+    if args.evaluate:
+        net, _, test_loader, *_ = build_model(args, device)
+        return evaluate_checkpoint(args, net, test_loader)
+    with Run.open(METHOD, args, readable=f"{args.dataset}_{args.arch}_n{args.number_net}_{run_tag(args)}",
+                  name=args.name, ignore=SUPERVISED_IGNORE,
+                  overwrite=not args.auto_resume or args.resume) as run:
+        run.info(f"args: {vars(args)}")
+        train(run, args, device)
 
+
+def build_model(args, device):
+    """(networks, their MCL wrapper with the heads, test loader, train set, heads, precision)."""
     train_set, test_set = build_data(args)
     num_classes = len(train_set.classes)
     precision = MixedPrecision(device, args.amp, args.channels_last)
     net = precision.prepare(get_model(args.arch, num_classes, args.number_net, choices=CIFAR_ARCHS))
-    logger.info(f"Arch: {args.arch}, Params: {cal_param_size(net) / 1e6:.2f}M, "
-                f"Multi-adds: {cal_multi_adds(net, (1, 3, 32, 32)) / 1e6:.2f}M")
+    if args.rank == 0:
+        print(f"Arch: {args.arch}, Params: {cal_param_size(net) / 1e6:.2f}M, "
+              f"Multi-adds: {cal_multi_adds(net, (1, 3, 32, 32)) / 1e6:.2f}M", flush=True)
     rep_dims = [e.shape[1] for e in net.eval()(torch.zeros(1, 3, 32, 32))[1]]
     criterion = SupMCLLoss(rep_dims, args.feat_dim, args.tau, args.kd_T)
     model = wrap_ddp(SupervisedMCL(net, criterion), args)
     criterion.to(device)
     test_loader = DataLoader(test_set, batch_size=args.batch_size, shuffle=False, num_workers=args.num_workers)
+    return net, model, test_loader, train_set, criterion, precision
 
-    if args.evaluate:
-        path = args.evaluate_checkpoint or os.path.join(checkpoint_dir, f"{args.arch}_best.pth.tar")
-        load_for_evaluation(path, net)
-        result = evaluate(net, test_loader, args)
-        logger.info(f"evaluate {path}: {format_eval(result)}")
-        logger.info(f"top-1: {result['max']:.2f}")
-        return
 
+def train(run: Run, args, device) -> None:
+    net, model, test_loader, train_set, criterion, precision = build_model(args, device)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=args.weight_decay,
                                 nesterov=True)
-    start_epoch, best_acc = resume_training(args, checkpoint_dir, net, criterion, optimizer, logger,
-                                             precision.scaler)
-
-    initial = evaluate_keeping_rng(net, test_loader, args)
-    logger.info(f"initial evaluation: {format_eval(initial)}")
-    logger.info(f"initial top-1: {initial['max']:.2f}")
-
     # each process holds a contiguous block of every global batch (RankSlice)
     views_of = DeviceViews(batched_views(args) if args.augment == "batched" else None, device, args.manual_seed,
                            args.rank, args.channels_last, layout="contiguous")
-    for epoch in range(start_epoch, args.epochs):
+
+    def one_epoch(epoch):
         views_of.set_epoch(epoch)
-        train_one_epoch(epoch, model, criterion, optimizer, make_train_loader(args, train_set), args, logger,
-                        views_of, precision)
-        result = evaluate(net, test_loader, args)
-        logger.info(f"Epoch:{epoch}\t Test top-1: {format_eval(result)}\t test loss {result['loss']:.4f}")
-        logger.scalar("test/top1_mean", result["mean"], epoch)
-        best_acc = end_epoch(result, epoch, net, criterion, optimizer, best_acc, args, checkpoint_dir, logger,
-                             precision.scaler)
-    logger.flush()
-    finish_run(net, test_loader, args, checkpoint_dir, logger,
-               "best epoch, selected on the test set like the original")
+        return train_one_epoch(epoch, model, criterion, optimizer, make_train_loader(args, train_set), args, run,
+                               views_of, precision)
+
+    train_supervised(run, args, net, criterion, optimizer, precision.scaler, one_epoch, test_loader,
+                     "best epoch, selected on the test set like the original")
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
     check_args(args)
-    launch_run(main_worker, args, "main_cifar_arch_")
+    launch_run(main_worker, args)
 
 
 if __name__ == "__main__":

@@ -5,8 +5,9 @@
 
 Differences from the original (README.md): true best-epoch tracking (quirk 8), memory-efficient negative
 sampling (quirk 18), per-worker numpy seeds (quirk 24 not reproduced), heads and memory banks in the
-checkpoint (quirk 15), run directory ``runs/mcl/<name>/`` with auto-resume, DDP through
-``common.distributed`` (memory updates see every rank's anchors).
+checkpoint (quirk 15), the run folder of ``common.engine`` (``$CL_RUNS_DIR/mcl/<name>/``, auto-resume; the
+checkpoints also published to the original's ``./checkpoint/``), DDP through ``common.distributed`` (memory
+updates see every rank's anchors).
 """
 from __future__ import annotations
 
@@ -21,14 +22,15 @@ if __package__ in (None, ""):
 import torch
 import torch.nn.functional as F
 
-from common.distributed import (add_distributed_args, all_reduce_mean, concat_all_gather, per_process_batch_size,
-                                rank_split_sampler, set_sampler_epoch, wrap_ddp)
-from common.training import progress
-from common.utils import HelpFormatter, MixedPrecision, UserError, add_precision_args, check_finite, run_main
+from common.distributed import (add_distributed_args, all_reduce_mean, concat_all_gather, init_distributed,
+                                per_process_batch_size, rank_split_sampler, set_sampler_epoch, wrap_ddp)
+from common.engine import Run
+from common.utils import (HelpFormatter, MixedPrecision, UserError, add_precision_args, check_finite, run_main,
+                          seed_everything)
 from mcl.builder import SupervisedMCL, freeze_batchnorm
 from mcl.dataset.imagenet import get_imagenet_dataloader_sample
-from mcl.engine import (add_loss_weight_args, end_epoch, evaluate, evaluate_keeping_rng, finish_run, format_eval,
-                        launch_run, load_for_evaluation, loss_weights, resume_training, start_run)
+from mcl.engine import (METHOD, SUPERVISED_IGNORE, add_loss_weight_args, evaluate_checkpoint, launch_run,
+                        loss_weights, run_tag, train_supervised)
 from mcl.losses.imagenet_sup_mcl_loss import SupMCLLoss
 from mcl.losses.kd import logit_distillation
 from mcl.models import IMAGENET_ARCHS, get_model
@@ -61,7 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--evaluate-checkpoint", default=None, type=str,
                    help="checkpoint to evaluate (default <checkpoint-dir>/<arch>_best.pth.tar)")
     p.add_argument("--checkpoint-dir", default=None, type=str,
-                   help="checkpoint directory (default: the run directory runs/mcl/<name>/)")
+                   help="the original's checkpoint folder: <arch>.pth.tar and <arch>_best.pth.tar of a finished "
+                        "run are also published there (default ./checkpoint beside this script)")
     p.add_argument("--number-net", type=int, default=2,
                    help="number of networks N (quirk 21: at least 2, N = 1 crashed late in the original; refused up "
                         "front)")
@@ -82,10 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-size", default=224, type=int, help="train / val crop size (smaller for smoke tests)")
     p.add_argument("--resize", default=256, type=int, help="validation resize before the center crop")
     p.add_argument("--name", default=None, type=str,
-                   help="run name (default main_imagenet_arch<arch>_n<N>_<baseline|mcl>[_kd]_dataset_<dataset>"
-                        "_seed<seed>)")
-    p.add_argument("--no-auto-resume", dest="auto_resume", action="store_false",
-                   help="do not continue from the newest checkpoint of the run directory")
+                   help="run name (default <dataset>_<arch>_n<N>_<baseline|mcl>[_kd]-<digest of the result flags>)")
+    p.add_argument("--auto-resume", dest="auto_resume", action=argparse.BooleanOptionalAction, default=True,
+                   help="continue the run folder's checkpoint (--no-auto-resume: train it again from scratch)")
     p.add_argument("--device", default=None, type=str, help="cpu / cuda (default: cuda if available)")
     p.add_argument("--max-iters", default=0, type=int, help="stop each epoch after this many iterations (0: all)")
     p.add_argument("--print-freq", default=20, type=int, help="NaN check / progress every N iterations")
@@ -96,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def train_one_epoch(epoch, model, criterion, optimizer, loader, args, logger, precision: MixedPrecision):
+def train_one_epoch(epoch, model, criterion, optimizer, loader, args, run: Run, precision: MixedPrecision) -> dict:
     model.train()
     if args.freeze_bn:
         freeze_batchnorm(model)
@@ -107,7 +109,7 @@ def train_one_epoch(epoch, model, criterion, optimizer, loader, args, logger, pr
     correct = torch.zeros(2, N + 1, device=args.device)  # top-1 / top-5 of each network and the ensemble
     seen = 0
     total = min(len(loader), args.max_iters) if args.max_iters else len(loader)
-    bar = progress(loader, desc=f"epoch {epoch}", enabled=args.progress, total=total)
+    bar = run.progress(loader, desc=f"epoch {epoch}", enabled=args.progress, total=total)
     start = time.time()
     for step, (inputs, targets, pos_idx, neg_idx) in enumerate(bar):
         if args.max_iters and step >= args.max_iters:
@@ -124,6 +126,7 @@ def train_one_epoch(epoch, model, criterion, optimizer, loader, args, logger, pr
         loss = loss_cls + loss_kd + sum(weighted)
         optimizer.zero_grad(set_to_none=True)
         precision.backward_step(loss, optimizer)
+        run.step += 1
         # memory update with every rank's anchors (indices are distinct across ranks)
         criterion.contrast_memory.update(concat_all_gather(z.detach().float().transpose(0, 1).contiguous())
                                          .transpose(0, 1), concat_all_gather(pos_idx[:, 0].contiguous()))
@@ -141,20 +144,31 @@ def train_one_epoch(epoch, model, criterion, optimizer, loader, args, logger, pr
     avg = all_reduce_mean(sums / max(seen, 1)).tolist()
     acc = all_reduce_mean(100 * correct / max(seen, 1)).tolist()
     names = ("loss", "loss_ce", "loss_kd", "loss_vcl", "loss_soft_vcl", "loss_icl", "loss_soft_icl")
-    logger.info(f"Epoch:{epoch}\t lr:{lr:.5f}\t duration:{time.time() - start:.3f}\t "
-                + "\t ".join(f"{n}:{v:.5f}" for n, v in zip(names, avg))
-                + f"\t Train top-1 (nets + ensemble):{[round(a, 2) for a in acc[0]]}"
-                + f"\t top-5:{[round(a, 2) for a in acc[1]]}")
-    for n, v in zip(names, avg):
-        logger.scalar(f"train/{n}", v, epoch)
-    logger.scalar("train/lr", lr, epoch)
+    run.info(f"Epoch:{epoch}\t lr:{lr:.5f}\t duration:{time.time() - start:.3f}\t "
+             + "\t ".join(f"{n}:{v:.5f}" for n, v in zip(names, avg))
+             + f"\t Train top-1 (nets + ensemble):{[round(a, 2) for a in acc[0]]}"
+             + f"\t top-5:{[round(a, 2) for a in acc[1]]}")
+    N = args.number_net
+    return {**dict(zip(names, avg)), "lr": lr, "top1": max(acc[0][:N]), "top1_ensemble": acc[0][N],
+            **{f"top1_net{i}": a for i, a in enumerate(acc[0][:N])}}
 
 
 def main_worker(local_rank, args):
-    device, run_dir, logger = start_run(local_rank, args, args.manual_seed)
-    checkpoint_dir = args.checkpoint_dir or run_dir
-    args.local_batch_size = per_process_batch_size(args.batch_size, args)
+    device = init_distributed(args, local_rank)
+    seed_everything(args.manual_seed)
+    if args.evaluate:
+        net, _, val_loader, *_ = build_model(args, device)
+        return evaluate_checkpoint(args, net, val_loader, ensemble="mean", topk=(1, 5))
+    with Run.open(METHOD, args, readable=f"{args.dataset}_{args.arch}_n{args.number_net}_{run_tag(args)}",
+                  name=args.name, ignore=SUPERVISED_IGNORE,
+                  overwrite=not args.auto_resume or args.resume) as run:
+        run.info(f"args: {vars(args)}")
+        train(run, args, device)
 
+
+def build_model(args, device):
+    """(networks, their MCL wrapper with heads + memory, val loader, train loader + sampler, heads, precision)."""
+    args.local_batch_size = per_process_batch_size(args.batch_size, args)
     train_loader, val_loader, n_data, train_sampler = get_imagenet_dataloader_sample(
         args.data, args, image_size=args.image_size, resize=args.resize, train=not args.evaluate,
         # one sampler and per-item seeds for any number of processes: the same global batches and items
@@ -166,39 +180,28 @@ def main_worker(local_rank, args):
                         "both must hold the same class folders")
     precision = MixedPrecision(device, args.amp, args.channels_last)
     net = precision.prepare(get_model(args.arch, num_classes, args.number_net, choices=IMAGENET_ARCHS))
-    logger.info(f"Arch: {args.arch}, Params: {cal_param_size(net) / 1e6:.2f}M")
+    if args.rank == 0:
+        print(f"Arch: {args.arch}, Params: {cal_param_size(net) / 1e6:.2f}M", flush=True)
     net.eval()
     args.rep_dim = net(torch.zeros(1, 3, args.image_size, args.image_size))[1][0].shape[1]  # quirk 17
     criterion = SupMCLLoss([args.rep_dim] * args.number_net, max(n_data, 1), args.feat_dim, args.tau, args.kd_T,
                            args.nce_m)
     model = wrap_ddp(SupervisedMCL(net, criterion), args)
     criterion.to(device)
+    return net, model, val_loader, (train_loader, train_sampler), criterion, precision
 
-    if args.evaluate:
-        path = args.evaluate_checkpoint or os.path.join(checkpoint_dir, f"{args.arch}_best.pth.tar")
-        load_for_evaluation(path, net)
-        result = evaluate(net, val_loader, args, ensemble="mean", topk=(1, 5))
-        logger.info(f"evaluate {path}: {format_eval(result)}; top-5 {[round(a, 2) for a in result['top5']]}")
-        logger.info(f"top-1: {result['max']:.2f}")
-        return
 
+def train(run: Run, args, device) -> None:
+    net, model, val_loader, (train_loader, train_sampler), criterion, precision = build_model(args, device)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=WEIGHT_DECAY, nesterov=True)
-    start_epoch, best_acc = resume_training(args, checkpoint_dir, net, criterion, optimizer, logger,
-                                             precision.scaler)
 
-    initial = evaluate_keeping_rng(net, val_loader, args, ensemble="mean", topk=(1, 5))
-    logger.info(f"initial evaluation: {format_eval(initial)}")
-    logger.info(f"initial top-1: {initial['max']:.2f}")
-    for epoch in range(start_epoch, args.epochs):
+    def one_epoch(epoch):
         set_sampler_epoch(train_sampler, epoch)
         train_loader.dataset.set_epoch(epoch)
-        train_one_epoch(epoch, model, criterion, optimizer, train_loader, args, logger, precision)
-        result = evaluate(net, val_loader, args, ensemble="mean", topk=(1, 5))
-        logger.info(f"Epoch:{epoch}\t Test top-1: {format_eval(result)}\t top-5 (nets + ensemble): "
-                    f"{[round(a, 2) for a in result['top5']]}")
-        best_acc = end_epoch(result, epoch, net, criterion, optimizer, best_acc, args, checkpoint_dir, logger,
-                             precision.scaler)
-    finish_run(net, val_loader, args, checkpoint_dir, logger, "best epoch", ensemble="mean", topk=(1, 5))
+        return train_one_epoch(epoch, model, criterion, optimizer, train_loader, args, run, precision)
+
+    train_supervised(run, args, net, criterion, optimizer, precision.scaler, one_epoch, val_loader, "best epoch",
+                     ensemble="mean", topk=(1, 5))
 
 
 def main(argv=None):
@@ -207,7 +210,7 @@ def main(argv=None):
         raise UserError(f"--number-net {args.number_net}: MCL needs at least 2 networks (quirk 21)")
     if args.resume and args.evaluate:
         raise UserError("--resume and --evaluate are mutually exclusive")
-    launch_run(main_worker, args, "main_imagenet_arch")
+    launch_run(main_worker, args)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,10 @@
 
 Fixed against the original (README.md): ``-e/--evaluate`` works (quirk 11), accuracy meters are weighted by
 the batch size (quirk 12), ``--resume`` works (quirk 13). The backbone stays in eval mode while training
-(frozen BN statistics), as in the original.
+(frozen BN statistics), as in the original. The run lives in the run folder of ``common.engine``
+(``$CL_RUNS_DIR/mcl/<name>/``, auto-resume from its newest ``lincls_mcl_checkpoint_{epoch:04d}.pth.tar``); the
+checkpoints keep the original's layout (``module.`` keys, epoch + 1, best_acc1) and are also published to the
+original's ``./checkpoint/`` (``--checkpoint``).
 """
 from __future__ import annotations
 
@@ -22,18 +25,17 @@ from torch.utils.data import DataLoader
 
 from common.augment import linear_train_transform, linear_val_transform
 from common.backbones import build_backbone
-from common.checkpoint import (capture_rng_state, find_latest_checkpoint, load_checkpoint, restore_rng_state,
-                               save_checkpoint)
+from common.checkpoint import load_checkpoint
 from common.data import ImageFolder, folder_classes
 from common.data.seeded import SeededTransformDataset
-from common.distributed import (add_distributed_args, all_reduce_mean, cleanup, get_world_size, is_main_process,
-                                launch, per_process_batch_size, rank_split_sampler, set_sampler_epoch, unwrap_model,
-                                wrap_ddp)
+from common.distributed import (add_distributed_args, all_reduce_mean, barrier, cleanup, get_world_size,
+                                init_distributed, is_main_process, launch, per_process_batch_size, rank_split_sampler,
+                                set_sampler_epoch, unwrap_model, wrap_ddp)
+from common.engine import Run
 from common.eval.metrics import accuracy
-from common.meters import AverageMeter
 from common.training import load_model_state, progress
-from common.utils import HelpFormatter, UserError, check_finite, run_main, set_visible_gpus
-from mcl.engine import start_run
+from common.utils import HelpFormatter, UserError, check_finite, run_main, seed_everything, set_visible_gpus
+from mcl.engine import METHOD, original_dir, publish_to, require_keys
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,15 +63,18 @@ def build_parser() -> argparse.ArgumentParser:
                         "CPU")
     p.add_argument("--pretrained", default="", type=str, help="main_moco_mcl.py checkpoint (network 0 is used)")
     p.add_argument("--checkpoint", default=None, type=str,
-                   help="output directory (default: runs/mcl/<name>/; the original used ./checkpoint/)")
+                   help="the original's output folder: every lincls_mcl_checkpoint_{epoch:04d}.pth.tar and "
+                        "model_best.pth.tar is also published there (default ./checkpoint beside this script)")
     # additions
     p.add_argument("--num-classes", default=1000, type=int, help="classifier outputs (the original: 1000)")
     p.add_argument("--image-size", default=224, type=int, help="crop size (smaller for smoke tests)")
     p.add_argument("--resize", default=256, type=int, help="validation resize before the center crop")
-    p.add_argument("--name", default=None, type=str, help="run name (default lincls_mcl_<arch>)")
+    p.add_argument("--name", default=None, type=str,
+                   help="run name (default lincls_mcl_<arch>-<digest of the result flags>)")
     p.add_argument("--device", default=None, type=str)
     p.add_argument("--max-iters", default=0, type=int, help="stop each epoch after this many iterations (0: all)")
-    p.add_argument("--no-auto-resume", dest="auto_resume", action="store_false")
+    p.add_argument("--auto-resume", dest="auto_resume", action=argparse.BooleanOptionalAction, default=True,
+                   help="continue from the run folder's newest checkpoint (--no-auto-resume: train it again)")
     p.add_argument("--no-progress", dest="progress", action="store_false")
     add_distributed_args(p)
     return p
@@ -116,15 +121,14 @@ def adjust_learning_rate(optimizer, epoch, args):
     return lr
 
 
-def run_epoch(loader, model, criterion, optimizer, epoch, args, train: bool):
-    losses, top1, top5 = AverageMeter("Loss"), AverageMeter("Acc@1"), AverageMeter("Acc@5")
+def run_epoch(loader, model, criterion, optimizer, epoch, args, train: bool, run: Run | None = None):
     model.eval()  # frozen BN statistics also while training the classifier (the original's protocol)
     total = min(len(loader), args.max_iters) if (train and args.max_iters) else len(loader)
     sums = torch.zeros(3, device=args.device)
     seen = 0
     with torch.set_grad_enabled(train):
         for i, (images, target) in enumerate(progress(loader, f"{'train' if train else 'val'} {epoch}",
-                                                       args.progress, total=total)):
+                                                       args.progress and is_main_process(), total=total)):
             if train and args.max_iters and i >= args.max_iters:
                 break
             images, target = images.to(args.device), target.to(args.device)
@@ -134,6 +138,7 @@ def run_epoch(loader, model, criterion, optimizer, epoch, args, train: bool):
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
+                run.step += 1
             acc1, acc5 = accuracy(output, target, topk=(1, 5))
             batch = images.shape[0]  # quirk 12 fixed: weight by the batch size, not images[0].size(0)
             sums += torch.stack([loss.detach(), acc1, acc5]) * batch
@@ -145,17 +150,31 @@ def run_epoch(loader, model, criterion, optimizer, epoch, args, train: bool):
         sums = torch.cat([sums, torch.tensor([float(seen)], device=sums.device)])
         torch.distributed.all_reduce(sums)
         sums, seen = sums[:3], int(sums[3])
-    for meter, value in zip((losses, top1, top5), (sums / max(seen, 1)).tolist()):
-        meter.update(value, seen)
-    return losses.avg, top1.avg, top5.avg
+    return tuple((sums / max(seen, 1)).tolist())   # loss, top-1, top-5
+
+
+CHECKPOINT = "lincls_mcl_checkpoint_{epoch:04d}.pth.tar"   # numbered by the epoch index, as in MoCo
 
 
 def main_worker(local_rank, args):
-    _, run_dir, logger = start_run(local_rank, args, args.seed, deterministic=args.seed is not None)
-    out_dir = args.checkpoint or run_dir
+    init_distributed(args, local_rank)
+    seed_everything(args.seed, deterministic=args.seed is not None)
+    if args.evaluate:   # nothing is written: no run folder
+        linear(None, args)
+    else:
+        with Run.open(METHOD, args, readable=f"lincls_mcl_{args.arch}", name=args.name, ignore=("checkpoint", "gpu_ids"),
+                      overwrite=not args.auto_resume or bool(args.resume)) as run:
+            run.info(f"args: {vars(args)}")
+            linear(run, args)
+    cleanup()
+
+
+def linear(run: Run | None, args) -> None:
+    """Train the fc over the frozen encoder in ``run``, or (``run`` None, ``-e``) validate ``--resume``."""
+    if args.evaluate and not args.resume and not args.pretrained:
+        raise UserError("-e/--evaluate needs --resume <lincls checkpoint> (or --pretrained to evaluate a fresh fc)")
     args.local_batch_size = per_process_batch_size(args.batch_size, args)
     workers = int((args.workers + args.ngpus_per_node - 1) / args.ngpus_per_node) if args.distributed else args.workers
-
     try:
         model = build_backbone(args.arch, num_classes=args.num_classes)
     except ValueError as e:
@@ -173,31 +192,26 @@ def main_worker(local_rank, args):
     optimizer = torch.optim.SGD(parameters, args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
 
     best_acc1 = 0.0
-    resume_path = args.resume or (find_latest_checkpoint(out_dir, "lincls_mcl_checkpoint_*.pth.tar")
-                                  if args.auto_resume and not args.evaluate else None)
-    if args.evaluate and not args.resume and not args.pretrained:
-        raise UserError("-e/--evaluate needs --resume <lincls checkpoint> (or --pretrained to evaluate a fresh fc)")
-    if resume_path:
-        state = load_checkpoint(resume_path)
-        for key in ("state_dict", "epoch"):
-            if key not in state:
-                raise UserError(f"'{resume_path}' has no '{key}'; it is not a main_lincls.py checkpoint")
-        load_model_state(model, state["state_dict"], source=f"checkpoint '{resume_path}'")
-        if state.get("optimizer") is not None and not args.evaluate:
-            optimizer.load_state_dict(state["optimizer"])
-        args.start_epoch = int(state["epoch"])
+    if run is None:   # -e
+        if args.resume:
+            state = load_checkpoint(args.resume)
+            require_keys(state, ("state_dict", "epoch"), args.resume, "main_lincls.py")
+            load_model_state(model, state["state_dict"], source=f"checkpoint '{args.resume}'")
+    elif (state := run.resume_state(args.resume or None, "lincls_mcl_checkpoint_[0-9]*.pth.tar",
+                                    require=("state_dict", "epoch"))) is not None:
+        require_keys(state, ("state_dict", "epoch"), run.resume_path, "main_lincls.py")
+        args.start_epoch = run.restore(state, model, optimizer)
         best_acc1 = float(state.get("best_acc1", 0.0))  # quirk 13 fixed: a float, no .to(gpu)
-        restore_rng_state(state.get("rng_state"))
-        logger.info(f"=> loaded checkpoint '{resume_path}' (epoch {state['epoch']})")
+        run.info(f"=> loaded checkpoint '{run.resume_path}' (epoch {state['epoch']})")
 
     # val labelled by class name with train's indices (a val/ lacking a class keeps the other labels)
     val_dataset = ImageFolder(os.path.join(args.data, "val"), linear_val_transform(args.image_size, args.resize),
                               classes=folder_classes(os.path.join(args.data, "train")))
     val_loader = DataLoader(val_dataset, batch_size=args.local_batch_size, shuffle=False, num_workers=workers)
-    if args.evaluate:
+    if run is None:
         _, acc1, acc5 = run_epoch(val_loader, model, criterion, None, args.start_epoch, args, train=False)
-        logger.info(f" * Acc@1 {acc1:.3f} Acc@5 {acc5:.3f}")
-        logger.info(f"top-1: {acc1:.2f}")
+        if is_main_process():
+            print(f" * Acc@1 {acc1:.3f} Acc@5 {acc5:.3f}\ntop-1: {acc1:.2f}", flush=True)
         return
 
     # with --seed an image's crop / flip depends on (seed, epoch, index) only, and process r takes samples r, r+W,
@@ -212,37 +226,36 @@ def main_worker(local_rank, args):
         set_sampler_epoch(train_sampler, epoch)
         train_dataset.set_epoch(epoch)
         lr = adjust_learning_rate(optimizer, epoch, args)
-        train_loss, train_acc1, _ = run_epoch(train_loader, model, criterion, optimizer, epoch, args, train=True)
+        train_loss, train_acc1, _ = run_epoch(train_loader, model, criterion, optimizer, epoch, args, True, run)
         val_loss, acc1, acc5 = run_epoch(val_loader, model, criterion, None, epoch, args, train=False)
         is_best = acc1 > best_acc1
         best_acc1 = max(acc1, best_acc1)
         line = (f"Epoch:{epoch}\t lr:{lr:.4f}\t train loss:{train_loss:.4f}\t train Acc@1:{train_acc1:.3f}\t "
                 f"val loss:{val_loss:.4f}\t Acc@1:{acc1:.3f}\t Acc@5:{acc5:.3f}\t best Acc@1:{best_acc1:.3f}")
-        logger.info(line)
-        for tag, value in (("train/loss", train_loss), ("train/top1", train_acc1), ("val/loss", val_loss),
-                           ("val/top1", acc1), ("val/top5", acc5), ("train/lr", lr)):
-            logger.scalar(tag, value, epoch)
-        if is_main_process():
-            with open(os.path.join(out_dir, f"imagenet_mcl_{args.arch}_moco.txt"), "a") as f:
+        run.info(line)
+        run.scalars({"train/loss": train_loss, "train/top1": train_acc1, "train/lr": lr, "train/epoch": epoch + 1,
+                     "eval/loss": val_loss, "eval/linear_top1": acc1, "eval/top5": acc5})
+        if run.main:
+            with open(os.path.join(run.run_dir, f"imagenet_mcl_{args.arch}_moco.txt"), "a") as f:
                 f.write(line + "\n")
-            state_dict = {"module." + k: v for k, v in unwrap_model(model).state_dict().items()}
-            save_checkpoint({"epoch": epoch + 1, "arch": args.arch, "state_dict": state_dict,
-                             "best_acc1": best_acc1, "optimizer": optimizer.state_dict(),
-                             "rng_state": capture_rng_state()},
-                            os.path.join(out_dir, f"lincls_mcl_checkpoint_{epoch:04d}.pth.tar"), is_best=is_best,
-                            best_name="model_best.pth.tar")
-            if epoch == args.start_epoch and pretrained_encoder is not None:
-                sanity_check(unwrap_model(model).state_dict(), pretrained_encoder)
-    logger.info(f"final top-1: {best_acc1:.2f}")
-    logger.close()
-    cleanup()
+        # the original's keys: DDP state dict ('module.' keys), epoch + 1, arch, best_acc1, optimizer
+        state_dict = {"module." + k: v for k, v in unwrap_model(model).state_dict().items()}
+        path = run.save({"epoch": epoch + 1, "arch": args.arch, "state_dict": state_dict, "best_acc1": best_acc1,
+                         "optimizer": optimizer.state_dict(), "args": vars(args)},
+                        CHECKPOINT.format(epoch=epoch), is_best=is_best, best_name="model_best.pth.tar")
+        publish_to(path, original_dir(args.checkpoint))
+        if is_best:
+            publish_to(path and os.path.join(run.run_dir, "model_best.pth.tar"), original_dir(args.checkpoint))
+        if run.main and epoch == args.start_epoch and pretrained_encoder is not None:
+            sanity_check(unwrap_model(model).state_dict(), pretrained_encoder)
+        barrier()
+    run.info(f"final top-1: {best_acc1:.2f}")
+    run.finish("top-1", best_acc1)
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
     set_visible_gpus("--gpu-ids", args.gpu_ids)  # before any CUDA call, as the original
-    if args.name is None:
-        args.name = f"lincls_mcl_{args.arch}"
     launch(main_worker, args)
 
 

@@ -5,8 +5,9 @@
 
 Differences from the original (README.md): the end-of-epoch log line works (quirk 9), ``--mlp`` really adds
 the MoCo-v2 head (quirk 10, only with the flag), ``--gpu-ids`` is optional and a single-process run (CPU or
-one GPU) is allowed with identity gathers (quirk 22), checkpoints + logs default to ``runs/mcl/<name>/``,
-auto-resume from the newest checkpoint there.
+one GPU) is allowed with identity gathers (quirk 22), the run folder of ``common.engine`` (``$CL_RUNS_DIR/mcl/
+<name>/``, auto-resume from its newest ``checkpoint_{epoch:04d}.pth.tar``), each checkpoint also published to the
+original's ``./checkpoint/`` (``--checkpoint``) where the README's ``main_lincls.py --pretrained`` reads it.
 """
 from __future__ import annotations
 
@@ -25,18 +26,16 @@ from torch.utils.data import DataLoader
 from common.augment import moco_v1_transform, moco_v2_transform
 from common.augment.on_device import DeviceViews, add_augment_arg, uint8_collate
 from common.backbones import build_backbone, freeze_batchnorm
-from common.checkpoint import (capture_rng_state, find_latest_checkpoint, load_checkpoint, restore_rng_state,
-                               save_checkpoint)
 from common.data import ImageFolder
 from common.data.seeded import SeededTransformDataset
 from common.eval.metrics import accuracy
-from common.distributed import (add_distributed_args, all_reduce_mean, cleanup, is_main_process, launch,
+from common.distributed import (add_distributed_args, all_reduce_mean, barrier, cleanup, init_distributed, launch,
                                 per_process_batch_size, rank_split_sampler, set_sampler_epoch, unwrap_model, wrap_ddp)
+from common.engine import Run
 from common.meters import AverageMeter, ProgressMeter
-from common.training import load_model_state, progress
 from common.utils import (HelpFormatter, MixedPrecision, UserError, add_precision_args, check_finite, run_main,
-                          set_visible_gpus)
-from mcl.engine import start_run
+                          seed_everything, set_visible_gpus)
+from mcl.engine import METHOD, original_dir, publish_to, require_keys
 from mcl.moco.builder_mcl import MoCo
 from mcl.moco.loader import TwoCropsTransform
 
@@ -58,7 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wd", "--weight-decay", default=1e-4, type=float, dest="weight_decay", help="weight decay")
     p.add_argument("-p", "--print-freq", default=10, type=int, help="print frequency (iterations)")
     p.add_argument("--resume", default="", type=str, metavar="PATH",
-                   help="checkpoint to resume from (default: newest checkpoint of the run directory)")
+                   help="checkpoint to resume from, ours or the original's (default: the run folder's newest "
+                        "checkpoint_*.pth.tar)")
     p.add_argument("--seed", default=None, type=int, help="seed for initializing training")
     p.add_argument("--gpu-ids", default=None, type=str,
                    help="written to CUDA_VISIBLE_DEVICES before CUDA starts, if given (quirk 22 fixed: optional here, "
@@ -71,8 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--moco-m", default=0.999, type=float, help="key-encoder momentum")
     p.add_argument("--moco-t", default=0.07, type=float, help="softmax temperature")
     p.add_argument("--checkpoint", default=None, type=str,
-                   help="output directory of the log and checkpoints (default: runs/mcl/<name>/; "
-                        "the original used ./checkpoint/)")
+                   help="the original's output folder: every checkpoint_{epoch:04d}.pth.tar is also published there "
+                        "(default ./checkpoint beside this script); the run itself lives in its run folder")
     p.add_argument("--mlp", action="store_true",
                    help="MoCo-v2 MLP head. FIXED: replaces each encoder's fc with Linear-ReLU-fc; in the original "
                         "the flag registered unused modules and had no effect (quirk 10)")
@@ -82,7 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-size", default=224, type=int, help="crop size (smaller for smoke tests)")
     add_augment_arg(p)
     add_precision_args(p)
-    p.add_argument("--name", default=None, type=str, help="run name (default moco_mcl_<arch>_n<N>)")
+    p.add_argument("--name", default=None, type=str,
+                   help="run name (default moco_mcl_<arch>_n<N>-<digest of the result flags>)")
+    p.add_argument("--auto-resume", dest="auto_resume", action=argparse.BooleanOptionalAction, default=True,
+                   help="continue from the run folder's newest checkpoint (--no-auto-resume: train it again)")
     p.add_argument("--device", default=None, type=str, help="cpu / cuda (default: cuda if available)")
     p.add_argument("--max-iters", default=0, type=int, help="stop each epoch after this many iterations (0: all)")
     p.add_argument("--freeze-bn", action="store_true",
@@ -114,10 +117,21 @@ def build_encoder(arch):
     return base_encoder
 
 
-def main_worker(local_rank, args):
-    _, run_dir, logger = start_run(local_rank, args, args.seed, deterministic=args.seed is not None)
-    out_dir = args.checkpoint or run_dir
+CHECKPOINT = "checkpoint_{epoch:04d}.pth.tar"   # numbered by the epoch index, as in MoCo: after epoch 0 -> 0000
 
+
+def main_worker(local_rank, args):
+    init_distributed(args, local_rank)
+    seed_everything(args.seed, deterministic=args.seed is not None)
+    with Run.open(METHOD, args, readable=f"moco_mcl_{args.arch}_n{args.number_net}", name=args.name,
+                  ignore=("checkpoint", "gpu_ids"),
+                  overwrite=not args.auto_resume or bool(args.resume)) as run:
+        run.info(f"args: {vars(args)}")
+        pretrain(run, args)
+    cleanup()
+
+
+def pretrain(run: Run, args) -> None:
     args.local_batch_size = per_process_batch_size(args.batch_size, args)
     global_batch = args.local_batch_size * args.world_size
     if args.moco_k % global_batch:
@@ -130,25 +144,15 @@ def main_worker(local_rank, args):
                  args.moco_t, args.mlp)
     precision = MixedPrecision(args.device, args.amp, args.channels_last)
     model = wrap_ddp(precision.prepare(model), args)
-    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], args.lr,
-                                momentum=args.momentum, weight_decay=args.weight_decay)
+    # over every parameter like the original (the key encoders get no gradient, so SGD leaves them alone): the
+    # optimizer state has the original's layout, and the original's checkpoints resume here
+    optimizer = torch.optim.SGD(model.parameters(), args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
 
-    resume_path = args.resume or find_latest_checkpoint(out_dir, pattern="checkpoint_*.pth.tar")
-    if resume_path:
-        state = load_checkpoint(resume_path)
-        for key in ("state_dict", "epoch", "optimizer"):
-            if key not in state:
-                raise UserError(f"'{resume_path}' has no '{key}' entry; it is not a main_moco_mcl.py checkpoint")
-        load_model_state(model, state["state_dict"], source=f"checkpoint '{resume_path}'")
-        try:
-            optimizer.load_state_dict(state["optimizer"])
-        except (ValueError, KeyError) as e:
-            raise UserError(f"optimizer state in '{resume_path}' does not match this run ({e})") from None
-        if state.get("scaler"):   # empty when the scaler is off (no AMP, or bfloat16 on CPU)
-            precision.scaler.load_state_dict(state["scaler"])
-        args.start_epoch = int(state["epoch"])
-        restore_rng_state(state.get("rng_state"))
-        logger.info(f"=> loaded checkpoint '{resume_path}' (epoch {state['epoch']})")
+    state = run.resume_state(args.resume or None, "checkpoint_[0-9]*.pth.tar", require=("state_dict", "epoch"))
+    if state is not None:
+        require_keys(state, ("state_dict", "epoch", "optimizer"), run.resume_path, "main_moco_mcl.py")
+        args.start_epoch = run.restore(state, model, optimizer, precision.scaler)
+        run.info(f"=> loaded checkpoint '{run.resume_path}' (epoch {state['epoch']})")
 
     batched = None
     if args.augment == "batched":  # the loader only decodes; the two views are made on the device
@@ -170,34 +174,43 @@ def main_worker(local_rank, args):
         raise UserError(f"{len(train_dataset)} training images give no full batch of {args.local_batch_size}; "
                         "lower --batch-size")
 
+    loss = None
     for epoch in range(args.start_epoch, args.epochs):
         set_sampler_epoch(train_sampler, epoch)
         train_dataset.set_epoch(epoch)
         views_of.set_epoch(epoch)
         lr = adjust_learning_rate(optimizer, epoch, args)
-        meters = train(train_loader, model, optimizer, epoch, args, logger, views_of, precision)
-        top1_avg, top5_avg = meters["Acc@1"].avg, meters["Acc@5"].avg
+        meters = train(train_loader, model, optimizer, epoch, args, run, views_of, precision)
+        loss = meters["Loss"].avg
         # quirk 9 fixed: the original referenced undefined top1_avg / top5_avg here
-        line = (f"Epoch:{epoch}\t lr:{lr:.5f}\t loss:{meters['Loss'].avg:.4f}\t "
+        line = (f"Epoch:{epoch}\t lr:{lr:.5f}\t loss:{loss:.4f}\t "
                 + "\t ".join(f"{n}:{meters[n].avg:.4f}" for n in ("VCL", "SoftVCL", "ICL", "SoftICL"))
-                + f"\t Acc@1:{top1_avg:.3f}\t Acc@5:{top5_avg:.3f}")
-        logger.info(line)
-        for name, meter in meters.items():
-            logger.scalar(f"train/{name}", meter.avg, epoch)
-        logger.scalar("train/lr", lr, epoch)
-        if is_main_process():
-            with open(os.path.join(out_dir, f"imagenet_{args.arch}_moco.txt"), "a") as f:
+                + f"\t Acc@1:{meters['Acc@1'].avg:.3f}\t Acc@5:{meters['Acc@5'].avg:.3f}")
+        run.info(line)
+        run.scalars({tag: meters[name].avg for tag, name in TAGS.items()} | {"lr": lr, "epoch": epoch + 1},
+                    prefix="train/")
+        if run.main:
+            with open(os.path.join(run.run_dir, f"imagenet_{args.arch}_moco.txt"), "a") as f:
                 f.write(line + "\n")
-            state_dict = {"module." + k: v for k, v in unwrap_model(model).state_dict().items()}
-            save_checkpoint({"epoch": epoch + 1, "arch": args.arch, "state_dict": state_dict,
-                             "optimizer": optimizer.state_dict(), "scaler": precision.scaler.state_dict(),
-                             "rng_state": capture_rng_state()},
-                            os.path.join(out_dir, f"checkpoint_{epoch:04d}.pth.tar"))
-    logger.close()
-    cleanup()
+        # the original's checkpoint: DDP state dict ('module.' keys, what main_lincls.py reads), epoch + 1, arch,
+        # optimizer; plus the AMP loss scale and the arguments (common.engine adds flags, RNG, step, code version)
+        state_dict = {"module." + k: v for k, v in unwrap_model(model).state_dict().items()}
+        path = run.save({"epoch": epoch + 1, "arch": args.arch, "state_dict": state_dict,
+                         "optimizer": optimizer.state_dict(), "scaler": precision.scaler.state_dict(),
+                         "args": vars(args)}, CHECKPOINT.format(epoch=epoch))
+        publish_to(path, original_dir(args.checkpoint))
+        barrier()
+    if loss is not None:
+        run.info(f"final loss: {loss:.4f}")
+    run.finish("loss", loss)
 
 
-def train(train_loader, model, optimizer, epoch, args, logger, views_of: DeviceViews, precision: MixedPrecision):
+# training meters -> tags of the logging schema (train/<tag>)
+TAGS = {"loss": "Loss", "loss_vcl": "VCL", "loss_soft_vcl": "SoftVCL", "loss_icl": "ICL", "loss_soft_icl": "SoftICL",
+        "top1": "Acc@1", "top5": "Acc@5"}
+
+
+def train(train_loader, model, optimizer, epoch, args, run: Run, views_of: DeviceViews, precision: MixedPrecision):
     names = ("Loss", "VCL", "SoftVCL", "ICL", "SoftICL", "Acc@1", "Acc@5")
     meters = {n: AverageMeter(n, ":.4f") for n in names}
     batch_time, data_time = AverageMeter("Time", ":6.3f"), AverageMeter("Data", ":6.3f")
@@ -207,7 +220,7 @@ def train(train_loader, model, optimizer, epoch, args, logger, views_of: DeviceV
     if args.freeze_bn:
         freeze_batchnorm(model)
     end = time.time()
-    for i, (images, _) in enumerate(progress(train_loader, f"epoch {epoch}", args.progress, total=total)):
+    for i, (images, _) in enumerate(run.progress(train_loader, f"epoch {epoch}", total=total, enabled=args.progress)):
         if args.max_iters and i >= args.max_iters:
             break
         data_time.update(time.time() - end)
@@ -217,6 +230,7 @@ def train(train_loader, model, optimizer, epoch, args, logger, views_of: DeviceV
         loss = vcl + soft_vcl + icl + soft_icl
         optimizer.zero_grad(set_to_none=True)
         precision.backward_step(loss, optimizer)
+        run.step += 1
         if i % args.print_freq == 0 or i + 1 == total:
             check_finite(loss, f"{epoch}:{i}", hint="Try a lower --lr.")
             acc1, acc5 = accuracy(logits[0], labels, topk=(1, 5))
@@ -227,7 +241,7 @@ def train(train_loader, model, optimizer, epoch, args, logger, views_of: DeviceV
                 meters[n].update(v, batch)
             batch_time.update(time.time() - end)
             if not args.progress:
-                logger.info(meter.format(i))
+                run.info(meter.format(i))
         end = time.time()
     return meters
 
@@ -237,8 +251,6 @@ def main(argv=None):
     if args.number_net < 2:
         raise UserError(f"--number-net {args.number_net}: MCL needs at least 2 networks (quirk 21)")
     set_visible_gpus("--gpu-ids", args.gpu_ids)  # before any CUDA call, as the original
-    if args.name is None:
-        args.name = f"moco_mcl_{args.arch}_n{args.number_net}"
     launch(main_worker, args)
 
 

@@ -99,7 +99,7 @@ def test_mcl_moco_and_lincls_gpu_ids(tmp_path):
                "--moco-k", "16", "--moco-dim", "16", "--epochs", "1", "--max-iters", "1", "--workers", "0",
                "--no-progress", "--gpu-ids", "0", tmp_path=tmp_path)
     assert_one_notice(proc, "--gpu-ids", "0")
-    ckpt = tmp_path / "runs" / "mcl" / "moco_mcl_resnet18_n2" / "checkpoint_0000.pth.tar"
+    (ckpt,) = (tmp_path / "mcl").glob("moco_mcl_resnet18_n2-*/checkpoint_0000.pth.tar")   # <readable>-<digest>
     proc = run("mcl", "main_lincls.py", "-a", "resnet18", "--pretrained", ckpt, "--data", data, "--image-size", "32",
                "--resize", "36", "--batch-size", "4", "--epochs", "1", "--max-iters", "1", "--workers", "0",
                "--num-classes", "3", "--no-progress", "--gpu-ids", "0", tmp_path=tmp_path)

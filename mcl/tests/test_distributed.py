@@ -68,7 +68,7 @@ def test_moco_mcl_torchrun_two_processes_equal_one(tmp_path, imagenet_root):
     # trained: the query encoders moved away from their momentum copies
     assert not torch.allclose(single["module.encoder_q_0.fc.weight"], single["module.encoder_k_0.fc.weight"])
     logged = [read_scalars(runs / name) for name in ("single", "torchrun")]
-    for tag in ("train/Loss", "train/VCL", "train/ICL", "train/SoftICL"):
+    for tag in ("train/loss", "train/loss_vcl", "train/loss_icl", "train/loss_soft_icl"):
         torch.testing.assert_close(logged[1][tag], logged[0][tag], rtol=1e-4, atol=1e-5, msg=tag)
 
 
@@ -127,5 +127,5 @@ def test_lincls_two_processes_equal_one(tmp_path, imagenet_root):
     assert not torch.allclose(states[0]["state_dict"]["module.fc.bias"], torch.zeros(3))   # it trained
     logged = [read_scalars(run) for run in runs]
     assert len(logged[0]["train/loss"]) == 2
-    for tag in ("train/loss", "train/top1", "val/top1"):
+    for tag in ("train/loss", "train/top1", "eval/linear_top1"):
         torch.testing.assert_close(logged[1][tag], logged[0][tag], rtol=1e-4, atol=1e-5, msg=tag)

@@ -18,6 +18,6 @@ def load(path):
 def test_explicit_resume_flag(tmp_path, cifar100_root):
     base = [sys.executable, "main_cifar.py", "--data", cifar100_root, *FLAGS, "--max-iters", "1"]
     run(base + ["--epochs", "1", "--name", "first"], tmp_path)
-    ckpt = tmp_path / "runs/mcl/first/ShuffleNetV2_05x.pth.tar"
+    ckpt = tmp_path / "mcl/first/ShuffleNetV2_05x.pth.tar"
     _, out = run(base + ["--epochs", "2", "--name", "second", "--resume", "--resume-checkpoint", ckpt], tmp_path)
-    assert "at epoch 1" in out and load(tmp_path / "runs/mcl/second/ShuffleNetV2_05x.pth.tar")["epoch"] == 1
+    assert "at epoch 1" in out and load(tmp_path / "mcl/second/ShuffleNetV2_05x.pth.tar")["epoch"] == 1

@@ -61,7 +61,7 @@ def test_moco_mcl_then_lincls_sh(tmp_path, imagenet_root):
          "--moco-dim", "16", "--epochs", "1", "--max-iters", "2", "--workers", "0", "--no-progress",
          "--dist-url", f"tcp://127.0.0.1:{free_port()}", "--dist-backend", "gloo", *FAST_PATH_FLAGS], tmp_path,
         env={"DATA": imagenet_root})
-    ckpt = tmp_path / "mcl" / "moco_mcl_resnet18_n2" / "checkpoint_0000.pth.tar"
+    (ckpt,) = (tmp_path / "mcl").glob("moco_mcl_resnet18_n2-*/checkpoint_0000.pth.tar")
     state = torch.load(ckpt, weights_only=False)
     assert state["epoch"] == 1 and state["state_dict"]["module.queue"].shape == (2, 16, 16)
     assert (ckpt.parent / "imagenet_resnet18_moco.txt").is_file()  # quirk 9 fixed
@@ -69,7 +69,7 @@ def test_moco_mcl_then_lincls_sh(tmp_path, imagenet_root):
                   "--workers", "0", "--num-classes", "3", "--dist-url", f"tcp://127.0.0.1:{free_port()}",
                   "--dist-backend", "gloo"], tmp_path, env={"DATA": imagenet_root, "PRETRAINED": ckpt})
     assert "final top-1:" in out
-    best = tmp_path / "mcl" / "lincls_mcl_resnet18" / "model_best.pth.tar"
+    (best,) = (tmp_path / "mcl").glob("lincls_mcl_resnet18-*/model_best.pth.tar")
     # -e/--evaluate works (quirk 11) and --resume loads a lincls checkpoint (quirk 13)
     _, out = run([sys.executable, "main_lincls.py", "-a", "resnet18", "-e", "--resume", best, "--data", imagenet_root,
                   *TINY_IMAGENET, "--workers", "0", "--num-classes", "3"], tmp_path)
