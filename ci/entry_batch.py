@@ -8,7 +8,7 @@ Each job of ``JOBS.json`` is ``{"id", "cwd", "entry", "argv", "env", "timeout", 
 "stdout", "stderr", "seconds", "before", "after"}}``, rewritten after every job so a crash of the batch keeps
 the finished ones. ``watch``: a directory whose files are listed with size, mtime and SHA-1 right before and
 after the job (``before`` / ``after``, relative paths), which is how a caller sees what one job of a batch wrote.
-``globs``: ``{"NAME": "/abs/pattern"}``; ``{NAME}`` in ``argv`` becomes the newest match at the job's start
+``globs``: ``{"NAME": "/abs/pattern"}`` (``**`` matches any depth); ``{NAME}`` in ``argv`` becomes the newest match at the job's start
 (a file an earlier job of the batch wrote, e.g. the checkpoint to resume).
 
 Why: a bad-input test spends ~3 s importing torch per subprocess and well under a second in the entry point
@@ -69,7 +69,7 @@ def snapshot(directory: str | None) -> dict:
 def resolve_argv(job: dict) -> list:
     argv = [str(a) for a in job["argv"]]
     for name, pattern in (job.get("globs") or {}).items():
-        matches = sorted(glob.glob(pattern), key=os.path.getmtime)
+        matches = sorted(glob.glob(pattern, recursive=True), key=os.path.getmtime)
         if matches:
             argv = [a.replace("{" + name + "}", matches[-1]) for a in argv]
     return argv

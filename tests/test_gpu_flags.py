@@ -1,18 +1,25 @@
 """The originals' GPU-selecting flags (``--gpu``, ``--gpus``, ``--gpu-id``, ``--gpuid``, ``--gpu-ids``) on a machine
 without CUDA: every entry point prints the same single notice line (``common.utils.gpus_available``) and runs on
-the CPU. Each command is the smallest run of the method's smoke tests, run from the method folder."""
+the CPU. Each command is the smallest run of the method's smoke tests, run from the method folder.
+
+Speed: the nine commands run in one interpreter (``ci/entry_batch.py``: each entry file executed as ``__main__``
+with its own argv, cwd, environment and captured file descriptors; a command that needs a checkpoint an earlier
+one wrote finds it by glob), so torch is imported once, not nine times. ``CL_GPU_FLAGS_ISOLATED=1`` runs every
+command in its own ``python`` process instead (same assertions)."""
 from __future__ import annotations
 
+import json
+import os
 import re
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from ci.smoke import run_python
+from ci.smoke import ROOT, smoke_env
 from common.data import fake
-from common.distributed import find_free_port
 from common.utils import gpus_available, set_visible_gpus
 
 pytestmark = [pytest.mark.slow,
@@ -21,13 +28,80 @@ pytestmark = [pytest.mark.slow,
 NOTICE = re.compile(r"^notice: (\S+) (.+) selects GPUs but CUDA is not available; running on the CPU$", re.M)
 
 
-def assert_one_notice(proc, flag: str, ids: str) -> None:
-    notices = NOTICE.findall(proc.stdout + proc.stderr)
-    assert notices == [(flag, ids)], proc.stdout[-1500:] + proc.stderr[-1500:]
+def assert_one_notice(result: dict, flag: str, ids: str) -> None:
+    assert result["returncode"] == 0, result["stdout"][-1500:] + result["stderr"][-1500:]
+    notices = NOTICE.findall(result["stdout"] + result["stderr"])
+    assert notices == [(flag, ids)], result["stdout"][-1500:] + result["stderr"][-1500:]
 
 
-def run(method, entry, *args, tmp_path):
-    return run_python(method, entry, *map(str, args), runs_dir=tmp_path, timeout=300)
+def _commands(base: Path) -> list:
+    """``(test, id, method, entry, argv, globs)``: each test's commands in order; ``{data}`` is its ImageFolder,
+    ``{NAME}`` a file an earlier command wrote (``globs``, relative to the test's folder)."""
+    return [
+        ("cacr_small", "train", "cacr", "small_scale_experiments/main_ours.py",
+         ["--dataset", "digits", "--arch", "resnet20_option_a", "--Ny", "1", "--Ns", "16", "--epochs", "1",
+          "--max-iters", "1", "--monitor", "none", "--num_workers", "0", "--no-progress", "--name", "gpu", "--gpus",
+          "0"], {}),
+        ("cacr_small", "eval", "cacr", "small_scale_experiments/linear_eval.py",
+         ["--dataset", "digits", "--arch", "resnet20_option_a", "--encoder_checkpoint", "{ENCODER}", "--epochs", "1",
+          "--max-iters", "1", "--batch_size", "16", "--num_workers", "0", "--no-progress", "--gpus", "0"],
+         {"ENCODER": "**/cacr/gpu/encoder.pth"}),
+        ("cacr_large", "train", "cacr", "large_scale_shift_experiments/imagenet/main_ours.py",
+         ["{data}", "-a", "resnet18", "--Ns", "4", "--Ny", "1", "--moco-k", "8", "--moco-dim", "16", "--image-size",
+          "32", "--epochs", "1", "--max-iters", "1", "-j", "0", "--no-progress", "--gpus", "0", "1"], {}),
+        ("cacr_large", "lincls", "cacr", "large_scale_shift_experiments/imagenet/main_lincls.py",
+         ["{data}", "-a", "resnet18", "-b", "4", "--image-size", "32", "--epochs", "1", "--max-iters", "1", "-j", "0",
+          "--no-progress", "--pretrained", "{CKPT}", "--gpus", "0"], {"CKPT": "**/cacr/**/checkpoint.pth.tar"}),
+        ("paco", "train", "paco", "LT/paco_lt.py",
+         ["--dataset", "digits", "-a", "resnet32", "--feat_dim", "64", "--epochs", "1", "-b", "32", "--moco-k", "64",
+          "--moco-dim", "16", "--aug", "mocov2_mocov2", "--no-multiprocessing-distributed", "-j", "0", "--seed", "0",
+          "--gpu", "0"], {}),
+        ("ascl", "train", "ascl", "main.py",
+         ["--dataset", "digits", "--arch", "resnet20_option_a", "--epochs", "1", "--eval_epochs", "1",
+          "--iters_per_epoch", "2", "--batch-size", "16", "--mem_size", "32", "--workers", "0", "--knn_k", "10",
+          "--no_progress", "--image_size", "16", "--gpuid", "1"], {}),
+        ("mcl", "train", "mcl", "main_cifar.py",
+         ["--dataset", "digits", "--arch", "resnet32", "--image-size", "16", "--epochs", "1", "--max-iters", "1",
+          "--batch-size", "8", "--num-workers", "0", "--no-progress", "--gpu-id", "1"], {}),
+        ("mcl_moco", "train", "mcl", "main_moco_mcl.py",
+         ["-a", "resnet18", "--data", "{data}", "--image-size", "32", "--batch-size", "4", "--moco-k", "16",
+          "--moco-dim", "16", "--epochs", "1", "--max-iters", "1", "--workers", "0", "--no-progress", "--gpu-ids",
+          "0"], {}),
+        ("mcl_moco", "lincls", "mcl", "main_lincls.py",
+         ["-a", "resnet18", "--pretrained", "{CKPT}", "--data", "{data}", "--image-size", "32", "--resize", "36",
+          "--batch-size", "4", "--epochs", "1", "--max-iters", "1", "--workers", "0", "--num-classes", "3",
+          "--no-progress", "--gpu-ids", "0"], {"CKPT": "**/moco_mcl_resnet18_n2/checkpoint_0000.pth.tar"}),
+    ]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict:
+    """``{test: {id: result, "dir": its runs folder}}`` of every command above, run in one batch."""
+    base = tmp_path_factory.mktemp("gpu_flags")
+    data = fake.write_imagefolder(base / "imagenet", n_classes=3, n_per_class=4, splits=("train", "val"), size=40)
+    jobs = []
+    for test, job_id, method, entry, argv, globs in _commands(base):
+        folder = base / test
+        folder.mkdir(exist_ok=True)
+        env = smoke_env(folder)   # CL_RUNS_DIR / CL_ORIGINAL_OUTPUTS of the test's own folder
+        jobs.append({"id": f"{test}:{job_id}", "cwd": str(ROOT / method), "entry": entry,
+                     "argv": [a.replace("{data}", str(data)) for a in argv], "timeout": 300,
+                     "env": {k: env[k] for k in ("CL_RUNS_DIR", "CL_ORIGINAL_OUTPUTS")},
+                     "globs": {name: str(folder / pattern) for name, pattern in globs.items()}})
+    (base / "jobs.json").write_text(json.dumps(jobs))
+    isolated = ["--isolated"] if os.environ.get("CL_GPU_FLAGS_ISOLATED") == "1" else []
+    env = smoke_env(base)
+    env.pop("CUDA_VISIBLE_DEVICES", None)
+    proc = subprocess.run([sys.executable, str(ROOT / "ci" / "entry_batch.py"), *isolated, str(base / "jobs.json"),
+                           str(base / "results.json")], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=1800)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    results = json.loads((base / "results.json").read_text())
+    out = {}
+    for job in jobs:
+        test, job_id = job["id"].split(":")
+        out.setdefault(test, {"dir": base / test})[job_id] = results[job["id"]]
+    return out
 
 
 def test_helper(capsys, monkeypatch):
@@ -42,66 +116,38 @@ def test_helper(capsys, monkeypatch):
     assert os.environ["CUDA_VISIBLE_DEVICES"] == "0,1"
 
 
-def test_cacr_small_scale_train_and_linear_eval(tmp_path):
+def test_cacr_small_scale_train_and_linear_eval(runs):
     """The README's training and testing commands both end with --gpus (linear_eval.py used to stop)."""
-    proc = run("cacr", "small_scale_experiments/main_ours.py", "--dataset", "digits", "--arch", "resnet20_option_a",
-               "--Ny", "1", "--Ns", "16", "--epochs", "1", "--max-iters", "1", "--monitor", "none",
-               "--num_workers", "0", "--no-progress", "--name", "gpu", "--gpus", "0", tmp_path=tmp_path)
-    assert_one_notice(proc, "--gpus", "0")
-    encoder = tmp_path / "runs" / "cacr" / "gpu" / "encoder.pth"
-    assert encoder.is_file()
-    proc = run("cacr", "small_scale_experiments/linear_eval.py", "--dataset", "digits", "--arch", "resnet20_option_a",
-               "--encoder_checkpoint", encoder, "--epochs", "1", "--max-iters", "1", "--batch_size", "16",
-               "--num_workers", "0", "--no-progress", "--gpus", "0", tmp_path=tmp_path)
-    assert_one_notice(proc, "--gpus", "0")
-    assert "Best acc" in proc.stdout
+    run = runs["cacr_small"]
+    assert_one_notice(run["train"], "--gpus", "0")
+    assert list(run["dir"].rglob("cacr/gpu/encoder.pth"))
+    assert_one_notice(run["eval"], "--gpus", "0")
+    assert "Best acc" in run["eval"]["stdout"]
 
 
-def test_cacr_large_scale_train_and_lincls(tmp_path):
-    data = fake.write_imagefolder(tmp_path / "imagenet", n_classes=3, n_per_class=4, size=40)
-    proc = run("cacr", "large_scale_shift_experiments/imagenet/main_ours.py", data, "-a", "resnet18", "--Ns", "4",
-               "--Ny", "1", "--moco-k", "8", "--moco-dim", "16", "--image-size", "32", "--epochs", "1",
-               "--max-iters", "1", "-j", "0", "--no-progress", "--gpus", "0", "1", tmp_path=tmp_path)
-    assert_one_notice(proc, "--gpus", "0 1")
-    ckpt = next((tmp_path / "runs" / "cacr").rglob("checkpoint.pth.tar"))
-    proc = run("cacr", "large_scale_shift_experiments/imagenet/main_lincls.py", data, "-a", "resnet18", "-b", "4",
-               "--image-size", "32", "--epochs", "1", "--max-iters", "1", "-j", "0", "--no-progress",
-               "--pretrained", ckpt, "--gpus", "0", tmp_path=tmp_path)
-    assert_one_notice(proc, "--gpus", "0")
-    assert "final linear top-1" in proc.stdout
+def test_cacr_large_scale_train_and_lincls(runs):
+    run = runs["cacr_large"]
+    assert_one_notice(run["train"], "--gpus", "0 1")
+    assert list((run["dir"]).rglob("cacr/**/checkpoint.pth.tar"))
+    assert_one_notice(run["lincls"], "--gpus", "0")
+    assert "final linear top-1" in run["lincls"]["stdout"]
 
 
-def test_paco_gpu(tmp_path):
-    proc = run("paco", "LT/paco_lt.py", "--dataset", "digits", "-a", "resnet32", "--feat_dim", "64", "--epochs", "1",
-               "-b", "32", "--moco-k", "64", "--moco-dim", "16", "--aug", "mocov2_mocov2",
-               "--no-multiprocessing-distributed", "-j", "0", "--seed", "0", "--gpu", "0", tmp_path=tmp_path)
-    assert_one_notice(proc, "--gpu", "0")
+def test_paco_gpu(runs):
+    assert_one_notice(runs["paco"]["train"], "--gpu", "0")
 
 
-def test_ascl_gpuid(tmp_path):
-    proc = run("ascl", "main.py", "--dataset", "digits", "--arch", "resnet20_option_a", "--epochs", "1",
-               "--eval_epochs", "1", "--iters_per_epoch", "2", "--batch-size", "16", "--mem_size", "32",
-               "--workers", "0", "--knn_k", "10", "--no_progress", "--image_size", "16", "--gpuid", "1",
-               tmp_path=tmp_path)
-    assert_one_notice(proc, "--gpuid", "1")
+def test_ascl_gpuid(runs):
+    assert_one_notice(runs["ascl"]["train"], "--gpuid", "1")
 
 
-def test_mcl_gpu_id(tmp_path):
-    proc = run("mcl", "main_cifar.py", "--dataset", "digits", "--arch", "resnet32", "--image-size", "16",
-               "--epochs", "1", "--max-iters", "1", "--batch-size", "8", "--num-workers", "0", "--no-progress",
-               "--gpu-id", "1", tmp_path=tmp_path)
-    assert_one_notice(proc, "--gpu-id", "1")
+def test_mcl_gpu_id(runs):
+    assert_one_notice(runs["mcl"]["train"], "--gpu-id", "1")
 
 
-def test_mcl_moco_and_lincls_gpu_ids(tmp_path):
-    data = fake.write_imagefolder(tmp_path / "imagenet", n_classes=3, n_per_class=4, splits=("train", "val"), size=40)
-    proc = run("mcl", "main_moco_mcl.py", "-a", "resnet18", "--data", data, "--image-size", "32", "--batch-size", "4",
-               "--moco-k", "16", "--moco-dim", "16", "--epochs", "1", "--max-iters", "1", "--workers", "0",
-               "--no-progress", "--gpu-ids", "0", tmp_path=tmp_path)
-    assert_one_notice(proc, "--gpu-ids", "0")
-    (ckpt,) = (tmp_path / "mcl").glob("moco_mcl_resnet18_n2-*/checkpoint_0000.pth.tar")   # <readable>-<digest>
-    proc = run("mcl", "main_lincls.py", "-a", "resnet18", "--pretrained", ckpt, "--data", data, "--image-size", "32",
-               "--resize", "36", "--batch-size", "4", "--epochs", "1", "--max-iters", "1", "--workers", "0",
-               "--num-classes", "3", "--no-progress", "--gpu-ids", "0", tmp_path=tmp_path)
-    assert_one_notice(proc, "--gpu-ids", "0")
-    assert "final top-1:" in proc.stdout
+def test_mcl_moco_and_lincls_gpu_ids(runs):
+    run = runs["mcl_moco"]
+    assert_one_notice(run["train"], "--gpu-ids", "0")
+    assert list(run["dir"].rglob("moco_mcl_resnet18_n2*/checkpoint_0000.pth.tar"))
+    assert_one_notice(run["lincls"], "--gpu-ids", "0")
+    assert "final top-1:" in run["lincls"]["stdout"]
