@@ -94,7 +94,8 @@ def prepare_dataset(args, rank: int = 0, world_size: int = 1) -> Loaders:
     train_base = build_dataset(args.dataset, root, pretrain_split)
     memory_set = build_dataset(args.dataset, root, memory_split, transform=test_t)
     linear_set = build_dataset(args.dataset, root, memory_split, transform=linear_t)
-    test_set = build_dataset(args.dataset, root, test_split, transform=test_t)
+    # test labels by class name with the memory / linear split's indices (Tiny-ImageNet val lacking a class)
+    test_set = build_dataset(args.dataset, root, test_split, transform=test_t, classes=memory_set)
     batched = getattr(args, "augment", "pil") == "batched"
     if batched:  # the loader only decodes; the two views are made on the device
         from common.augment.batched import ToUint8Tensor

@@ -19,21 +19,21 @@ from common.augment import TwoCropsTransform, moco_v1_transform, moco_v2_transfo
 from common.backbones import build_backbone, freeze_batchnorm, list_backbones
 from common.data import build_dataset
 from common.data.seeded import SeededTransformDataset
-from common.distributed import (add_distributed_args, all_reduce_mean, cleanup, init_distributed, is_main_process,
+from common.distributed import (add_distributed_args, all_reduce_mean, cleanup, init_distributed,
                                 launch, per_process_batch_size, rank_split_sampler, set_sampler_epoch, wrap_ddp, unwrap_model)
 from common.eval import accuracy
 from common.engine import Run, fit
 from common.meters import AverageMeter, ProgressMeter
 from common.schedules import cosine_lr, set_lr, step_lr
 from common.training import progress
-from common.utils import MixedPrecision, UserError, add_precision_args, check_finite, seed_everything
+from common.utils import HelpFormatter, MixedPrecision, UserError, add_precision_args, check_finite, seed_everything
 from ascl.imagenet_builder import MoCo
 from ascl.losses import soft_cross_entropy
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="ASCL ImageNet training (moco main_moco.py with the ASCL builder)",
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=HelpFormatter)
     parser.add_argument("data", metavar="DIR", nargs="?", default=os.environ.get("DATA"),
                         help="path to the dataset (ImageFolder layout: DIR/train/<class>/*.JPEG); default $DATA")
     parser.add_argument("-a", "--arch", metavar="ARCH", default="resnet50",
@@ -60,7 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--moco-dim", default=128, type=int, help="feature dimension")
     parser.add_argument("--moco-k", default=65536, type=int, help="queue size; number of negative keys")
     parser.add_argument("--moco-m", default=0.999, type=float, help="moco momentum of updating key encoder")
-    parser.add_argument("--moco-t1", default=0.1, type=float, help="student temperature T1")
+    parser.add_argument("--moco-t1", "--moco-t", default=0.1, type=float, dest="moco_t1",
+                        help="student temperature T1; --moco-t is MoCo's spelling (the original passed main_moco's "
+                             "single temperature positionally into T1; quirk 6 fixed: keywords, so --mlp no longer "
+                             "lands in T2)")
     parser.add_argument("--moco-t2", default=0.05, type=float, help="teacher (neighbour) temperature T2")
     parser.add_argument("--mlp", action="store_true", help="use mlp head")
     parser.add_argument("--aug-plus", action="store_true", help="use moco v2 data augmentation")

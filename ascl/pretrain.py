@@ -8,7 +8,6 @@ linear evaluation of the frozen student backbone.  The two entry points differ o
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 
@@ -16,15 +15,15 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from common.checkpoint import load_checkpoint
 from common.backbones import freeze_batchnorm
 from common.distributed import (add_distributed_args, all_reduce_mean, barrier, cleanup, init_distributed,
-                                is_main_process, launch, unwrap_model, wrap_ddp)
+                                launch, unwrap_model, wrap_ddp)
 from common.eval import accuracy, knn_evaluate, recalibrated_copy
 from common.engine import Run, fit
 from common.training import progress
 from common.augment.on_device import add_augment_arg
-from common.utils import MixedPrecision, UserError, add_precision_args, check_finite, seed_everything
+from common.utils import (HelpFormatter, MixedPrecision, UserError, add_precision_args, check_finite, seed_everything,
+                          set_visible_gpus)
 from ascl.dataloader import DATASETS, prepare_dataset
 from ascl.model import ASCL, LinearHead
 from ascl.utils import adjust_learning_rate
@@ -39,7 +38,7 @@ def build_parser(variant: str = "main") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=f"ASCL {'(wandb-free variant) ' if simple else ''}self-supervised pre-training with a "
                     "kNN monitor, followed by linear evaluation.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=HelpFormatter)
     parser.add_argument("-a", "--arch", default="resnet18",
                         help="backbone: resnet18 | resnet34 | resnet50 (the original's CIFAR-style ResNets); any "
                              "other common.backbones name (e.g. resnet20_option_a) is accepted for small CPU runs")
@@ -67,19 +66,27 @@ def build_parser(variant: str = "main") -> argparse.ArgumentParser:
     if simple:
         parser.add_argument("--K", default=4096, type=int, dest="mem_size",
                             help="QUEUE SIZE in main_simple.py (in main.py --K is the neighbour count; quirk 5)")
-        parser.add_argument("--mem_size", type=int, dest="mem_size", help="alias of --K (queue size)")
-        parser.add_argument("--nn_num", default=1, type=int, dest="K", help="number of neighbours k_nn")
+        parser.add_argument("--mem_size", type=int, dest="mem_size",
+                            help="alias of --K (queue size; main.py's name, quirk 5)")
+        parser.add_argument("--nn_num", default=1, type=int, dest="K",
+                            help="number of neighbours k_nn (main.py calls it --K: quirk 5)")
     else:
-        parser.add_argument("--mem_size", default=4096, type=int, help="queue size Q")
-        parser.add_argument("--K", default=1, type=int, dest="K", help="number of neighbours k_nn")
-        parser.add_argument("--nn_num", type=int, dest="K", help="alias of --K (main_simple.py's name)")
+        parser.add_argument("--mem_size", default=4096, type=int,
+                            help="queue size Q (main_simple.py calls it --K: quirk 5)")
+        parser.add_argument("--K", default=1, type=int, dest="K",
+                            help="number of neighbours k_nn (main_simple.py calls it --nn_num and --K is its queue: "
+                                 "quirk 5)")
+        parser.add_argument("--nn_num", type=int, dest="K",
+                            help="alias of --K (main_simple.py's name for the neighbour count, quirk 5)")
     parser.add_argument("--resume", nargs="?", const="run_dir", default="",
                         help="resume: without a value from <run dir>/ckpts.pth (or model_last.pth), or from the "
                              "given checkpoint file. A run directory holding a checkpoint is resumed "
                              "automatically anyway (see --no_auto_resume)")
     parser.add_argument("--no_auto_resume", action="store_true",
                         help="start from scratch even if the run directory holds a checkpoint")
-    parser.add_argument("--gpuid", default="0", type=str, help="written to CUDA_VISIBLE_DEVICES (GPU machines)")
+    parser.add_argument("--gpuid", default="0", type=str,
+                        help="written to CUDA_VISIBLE_DEVICES before CUDA starts in single-process runs, as the "
+                             "original (an existing CUDA_VISIBLE_DEVICES wins); without CUDA a notice and the CPU")
     parser.add_argument("--t1", default=0.1, type=float, help="student temperature T1")
     parser.add_argument("--t2", default=0.05, type=float, help="teacher temperature T2")
     parser.add_argument("--aug", default="weak_augment", choices=["weak_augment", "strong_augment"],
@@ -118,7 +125,8 @@ def build_parser(variant: str = "main") -> argparse.ArgumentParser:
                         help="kNN monitor: re-estimate BatchNorm statistics on the memory images before each "
                              "evaluation (not in the original; makes the untrained network's number meaningful)")
     parser.add_argument("--save_freq", default=50, type=int,
-                        help="write ckpts.pth after 0-based epochs that are multiples of this (original: 50)")
+                        help="write ckpts.pth after 0-based epochs that are multiples of this (quirk 19 reproduced: "
+                             "the original's 50)")
     parser.add_argument("--eval_resize", action="store_true",
                         help="resize memory / test images to the training crop size (corrects quirk 10: the "
                              "original evaluates STL-10 at 96 px after training on 64-px crops)")
@@ -434,9 +442,8 @@ def main(variant: str = "main", argv=None) -> None:
     if variant == "main_simple":
         args.run_id, args.entity, args.wandb = None, None, False   # quirk 3 fixed
     single_process = not args.multiprocessing_distributed and "LOCAL_RANK" not in os.environ
-    if single_process and args.gpuid and "CUDA_VISIBLE_DEVICES" not in os.environ:
-        # before any CUDA call, as the original; multi-process launches use every visible GPU instead
-        os.environ["CUDA_VISIBLE_DEVICES"] = args.gpuid
+    # before any CUDA call, as the original; multi-process launches use every visible GPU instead
+    set_visible_gpus("--gpuid", args.gpuid if single_process else None, keep_existing=True)
     if args.dataset == "digits" and args.data_path in ("cifar10", ""):
         args.data_path = None
     elif not args.data_path or not os.path.isdir(args.data_path):

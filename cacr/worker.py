@@ -1,31 +1,43 @@
 """What the workers of the ImageNet-scale entry points share (``imagenet_pretraining/main_pretrain.py`` and
 ``main_lincls.py``, ``large_scale_shift_experiments/{imagenet,webvision}/main_ours.py``): the start of a worker
-process, and the pre-training loader whose batches do not depend on the number of processes."""
+process (process group, seeds, the run of ``common.engine``), the original's DDP key layout of the checkpoints, and
+the pre-training loader whose batches do not depend on the number of processes."""
 from __future__ import annotations
 
-import os
 import sys
 
 import torch
 
 from common import distributed as cdist
-from common.logger import RunLogger
+from common.engine import Run
 from common.utils import seed_everything
 
+METHOD = "cacr"
 
-def start_worker(local_rank: int, args, out_dir: str, what: str = "output directory") -> RunLogger:
-    """Join the process group, seed every rank differently (``seed + rank``, deterministic), create ``out_dir`` on
-    rank 0 and return its logger, which records ``out_dir`` (as ``what``) and the command line first."""
+
+def open_run(local_rank: int, args, **run_options) -> Run:
+    """Join the process group, seed every rank differently (``seed + rank``, deterministic) and open the run
+    (``common.engine.Run.open(METHOD, args, **run_options)``); its log records the command line first. An explicit
+    ``--resume FILE`` continues that file whatever the folder holds (as ``--no-auto-resume`` starts over it)."""
     cdist.init_distributed(args, local_rank)
     if args.seed is not None:
         seed_everything(args.seed + args.rank, deterministic=True)
-    main_proc = cdist.is_main_process()
-    if main_proc:
-        os.makedirs(out_dir, exist_ok=True)
-    logger = RunLogger(out_dir, enabled=main_proc)
-    logger.info(f"{what}: {out_dir}")
-    logger.info(" ".join(sys.argv))
-    return logger
+    run_options.setdefault("overwrite", bool(args.resume) or not args.auto_resume)
+    run = Run.open(METHOD, args, **run_options)
+    run.info(" ".join(sys.argv))
+    return run
+
+
+def args_record(args) -> dict:
+    """The command's arguments as plain values (``args`` of the checkpoints; run-time objects as strings)."""
+    return {k: (v if v is None or isinstance(v, (bool, int, float, str, list, tuple)) else str(v))
+            for k, v in vars(args).items()}
+
+
+def ddp_state_dict(model: torch.nn.Module) -> dict:
+    """The model's state dict with the ``module.`` keys of the original's DDP model, whatever the wrapping here (the
+    originals' ``main_lincls.py`` select ``module.encoder_q.*`` / ``module.base_encoder.*`` by that prefix)."""
+    return {"module." + k: v for k, v in cdist.unwrap_model(model).state_dict().items()}
 
 
 def seeded_loader(dataset, batch_size: int, workers: int, args):

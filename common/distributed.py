@@ -24,7 +24,7 @@ from urllib.parse import urlparse
 import torch
 import torch.distributed as dist
 
-from common.utils import UserError, exit_on_user_error
+from common.utils import UserError, exit_on_user_error, gpus_available
 
 # The placeholder address of the moco-style defaults; on a single node it means "this machine".
 _MOCO_PLACEHOLDER_HOST = "224.66.41.62"
@@ -67,7 +67,8 @@ def add_distributed_args(parser: argparse.ArgumentParser, **defaults) -> argpars
              "the moco placeholder address is replaced by a free local port")
     add("--dist-backend", default=d["dist_backend"], type=str,
         help="distributed backend (nccl on GPU; switched to gloo automatically on CPU)")
-    add("--gpu", default=d["gpu"], type=int, help="GPU id to use (single-process runs)")
+    add("--gpu", default=d["gpu"], type=int,
+        help="GPU id to use (single-process runs; without CUDA a notice and the CPU)")
     add("--multiprocessing-distributed", default=d["multiprocessing_distributed"],
         action=argparse.BooleanOptionalAction,
         help="launch N processes per node (N = number of GPUs, or --nproc-per-node on CPU), "
@@ -126,6 +127,7 @@ def launch(main_worker, args) -> None:
     must guard its call with ``if __name__ == '__main__'``. ``args.ngpus_per_node`` is set to the number
     of processes on this node (the moco name, also used for the per-process batch size).
     """
+    gpus_available("--gpu", getattr(args, "gpu", None))  # without CUDA: one notice line, then the CPU
     if _torchrun_env():
         args.multiprocessing_distributed = False
         args.ngpus_per_node = int(os.environ.get("LOCAL_WORLD_SIZE", 1))

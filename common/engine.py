@@ -47,7 +47,7 @@ import torch
 
 from common import distributed as dist_utils
 from common.checkpoint import (capture_rng_state, code_version, load_checkpoint, remove_stale_temp_files,
-                               restore_rng_state, save_checkpoint, to_plain, write_error)
+                               restore_rng_state, save_checkpoint, write_error)
 from common.logger import RunLogger, runs_root
 from common.utils import UserError
 
@@ -189,7 +189,8 @@ class Run:
     def open(cls, method: str, args, readable: str = "", name: str | None = None, root: str | None = None,
              subdir: str = "", unique_subdir: bool = False, ignore: Iterable[str] = (),
              overwrite: bool | None = None,
-             log_name: str = "log.txt", name_flag: str = "--name", overwrite_flag: str = "--no-auto-resume") -> "Run":
+             log_name: str = "log.txt", name_flag: str = "--name", overwrite_flag: str = "--no-auto-resume",
+             folder: str | None = None) -> "Run":
         """Open (rank 0: create, lock, check) the folder ``<runs>/<method>/<name>[/<subdir>]``.
 
         ``name``: the user's ``--name`` (None → ``<readable>-<digest>``); ``unique_subdir``: the digest goes on
@@ -197,15 +198,20 @@ class Run:
         (``<root>/runs/...``), else ``$CL_RUNS_DIR/<method>/<name>``, else ``./runs/<method>/<name>``. ``ignore``:
         further flags of this entry point that cannot change its result. ``overwrite``: the user asked not to
         continue what is there (``--no-auto-resume``; default: ``not args.auto_resume`` when that flag exists).
-        ``name_flag`` / ``overwrite_flag``: this entry point's spellings, for the messages. Sets ``args.run_dir``.
+        ``name_flag`` / ``overwrite_flag``: this entry point's spellings, for the messages. ``folder``: the run
+        folder itself, when the original names it with a flag (MoCo-v3's ``--output_dir``) or derives it from its
+        input (next to ``--pretrained``); ``name`` then only labels the run. Sets ``args.run_dir``.
         """
         flags = result_flags(args, ignore)
         if name is None:
             name = default_run_name(readable, flags)
         if subdir and unique_subdir:     # the digest goes on the innermost folder (ASCL: <run_id>/<results>-<digest>)
             subdir = default_run_name(subdir, flags)
-        run_dir = os.path.join(runs_root(root), method, name, subdir) if subdir else \
-            os.path.join(runs_root(root), method, name)
+        if folder is not None:
+            run_dir = os.path.abspath(folder)
+        else:
+            run_dir = os.path.join(runs_root(root), method, name, subdir) if subdir else \
+                os.path.join(runs_root(root), method, name)
         if overwrite is None:
             overwrite = not getattr(args, "auto_resume", True)
         # --resume FILE continues that file into this folder: an explicit choice, like --no-auto-resume

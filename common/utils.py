@@ -1,7 +1,9 @@
 """Small utilities every entry point needs: user-facing errors, seeding, device / AMP selection."""
 from __future__ import annotations
 
+import argparse
 import contextlib
+import copy
 import os
 import random
 import sys
@@ -71,6 +73,57 @@ def run_main(fn: Callable[[], object]) -> None:
         sys.exit(130)
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """``--help`` formatter of every entry point: argparse's ArgumentDefaultsHelpFormatter, which appends
+    ``(default: …)`` only to options that have a help text, extended to options without one, so every option
+    with a default (other than None / SUPPRESS) shows it."""
+
+    def _format_action(self, action):
+        if not (action.help and action.help.strip()) and action.help is not argparse.SUPPRESS \
+                and action.default is not None and action.default is not argparse.SUPPRESS:
+            action = copy.copy(action)
+            action.help = "(default: %(default)s)"
+        return super()._format_action(action)
+
+    def _get_help_string(self, action):
+        if action.default is None and "(default:" in (action.help or ""):
+            return action.help  # the help already says what an unset option means
+        return super()._get_help_string(action)
+
+    def _format_action_invocation(self, action):
+        if isinstance(action, BooleanFlag):
+            return f"{action.option_strings[0]} [{{True,False}}], {', '.join(action.option_strings[1:])}"
+        return super()._format_action_invocation(action)
+
+
+class BooleanFlag(argparse.BooleanOptionalAction):
+    """``--flag`` / ``--no-flag``, and also the originals' spelled-out ``--flag True`` / ``--flag False`` (their
+    ``type=bool`` / str2bool flags), each spelling meaning what it says (an original ``type=bool`` flag read
+    "False" as True)."""
+
+    TRUE, FALSE = ("true", "t", "yes", "y", "1"), ("false", "f", "no", "n", "0")
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, **kwargs)
+        self.nargs, self.metavar = "?", "{True,False}"
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if option_string is not None and option_string.startswith("--no-"):
+            if values is not None:
+                parser.error(f"argument {option_string}: takes no value (use {option_string[:2]}{option_string[5:]} "
+                             f"{values})")
+            setattr(namespace, self.dest, False)
+        elif values is None or values.lower() in self.TRUE:
+            setattr(namespace, self.dest, True)
+        elif values.lower() in self.FALSE:
+            setattr(namespace, self.dest, False)
+        else:
+            parser.error(f"argument {option_string}: expected True or False, got {values!r}")
+
+    def format_usage(self):
+        return " | ".join(self.option_strings)
+
+
 def seed_everything(seed: int | None, deterministic: bool = False) -> None:
     """Seed python, numpy and torch (all devices). ``None`` does nothing.
 
@@ -103,6 +156,33 @@ def get_device(name: str | None = None) -> torch.device:
         raise UserError(f"device '{name}' was requested but CUDA is not available; run on CPU "
                         "(e.g. --device cpu, or drop --gpu)")
     return device
+
+
+def _gpu_ids_text(ids) -> str:
+    return " ".join(map(str, ids)) if isinstance(ids, (list, tuple)) else str(ids)
+
+
+def gpus_available(flag: str, ids) -> bool:
+    """Whether CUDA can serve a GPU-selecting flag (``--gpu 0``, ``--gpus 0 1``, ``--gpu-id 0,1``) set to ``ids``.
+
+    Without CUDA this prints the one notice line every entry point prints for such a flag and returns False: the
+    run goes on on the CPU (the originals' users keep their commands). Nothing is printed when the flag is unset.
+    """
+    if torch.cuda.is_available():
+        return True
+    if ids not in (None, "", [], ()):
+        print(f"notice: {flag} {_gpu_ids_text(ids)} selects GPUs but CUDA is not available; running on the CPU",
+              file=sys.stderr, flush=True)
+    return False
+
+
+def set_visible_gpus(flag: str, ids, keep_existing: bool = False) -> bool:
+    """Apply a GPU-selecting flag the originals' way: its ids go to ``CUDA_VISIBLE_DEVICES`` *before* any CUDA call
+    (CUDA reads the variable once, when it initialises; set later it is ignored), then :func:`gpus_available`.
+    ``keep_existing``: a ``CUDA_VISIBLE_DEVICES`` already in the environment wins over the flag."""
+    if ids not in (None, "", [], ()) and not (keep_existing and "CUDA_VISIBLE_DEVICES" in os.environ):
+        os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, ids)) if isinstance(ids, (list, tuple)) else str(ids)
+    return gpus_available(flag, ids)
 
 
 def autocast(device, enabled: bool = True, dtype: torch.dtype | None = None):

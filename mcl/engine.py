@@ -13,7 +13,7 @@ from common.checkpoint import (capture_rng_state, code_version, find_latest_chec
 from common.distributed import cleanup, init_distributed, is_main_process, launch
 from common.logger import RunLogger, make_run_dir
 from common.training import load_model_state
-from common.utils import UserError, seed_everything
+from common.utils import UserError, seed_everything, set_visible_gpus
 
 
 def start_run(local_rank, args, seed, deterministic: bool = False):
@@ -76,8 +76,8 @@ def launch_run(main_worker, args, name_prefix: str) -> None:
     if args.name is None:
         args.name = (f"{name_prefix}{args.arch}_n{args.number_net}_{run_tag(args)}_dataset_{args.dataset}"
                      f"_seed{args.manual_seed}")
-    if torch.cuda.is_available() and args.device != "cpu":
-        os.environ.setdefault("CUDA_VISIBLE_DEVICES", args.gpu_id)
+    if args.device != "cpu":  # written before any CUDA call (CUDA reads it once, when it initialises)
+        set_visible_gpus("--gpu-id", args.gpu_id, keep_existing=True)
     launch(main_worker, args)
 
 

@@ -33,7 +33,7 @@ from common.augment.on_device import DeviceViews, add_augment_arg, uint8_collate
 from common.data import build_dataset
 from common.distributed import add_distributed_args, all_reduce_mean, wrap_ddp
 from common.training import progress
-from common.utils import MixedPrecision, UserError, add_precision_args, check_finite, run_main
+from common.utils import HelpFormatter, MixedPrecision, UserError, add_precision_args, check_finite, run_main
 from mcl.builder import SupervisedMCL, freeze_batchnorm, gather_batch
 from mcl.dataset.class_sampler import MPerClassSampler
 from mcl.engine import (add_loss_weight_args, end_epoch, evaluate, evaluate_keeping_rng, finish_run, format_eval,
@@ -48,7 +48,7 @@ DATASETS = {"cifar100": "cifar100", "cifar10": "cifar10", "digits": "digits"}  #
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Supervised MCL on CIFAR-100 (main_cifar.py)",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=HelpFormatter)
     p.add_argument("--data", default="./data/", type=str, help="dataset root (CIFAR python pickles)")
     p.add_argument("--dataset", default="cifar100", type=str, choices=sorted(DATASETS),
                    help="dataset to train on (the original always used CIFAR-100 and only put this in the log "
@@ -64,7 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=128, help="batch size (global, train and test)")
     p.add_argument("--num-workers", type=int, default=8,
                    help="data loader workers (used here; the original ignored it, quirk 16)")
-    p.add_argument("--gpu-id", type=str, default="0", help="written to CUDA_VISIBLE_DEVICES when CUDA is present")
+    p.add_argument("--gpu-id", type=str, default="0",
+                   help="written to CUDA_VISIBLE_DEVICES before CUDA starts, as the original (an existing "
+                        "CUDA_VISIBLE_DEVICES wins); without CUDA a notice and the CPU")
     p.add_argument("--manual_seed", type=int, default=0, help="seed of numpy / torch / python")
     p.add_argument("--resume", "-r", action="store_true", help="resume from --resume-checkpoint")
     p.add_argument("--resume-checkpoint", default=None, type=str,
@@ -79,7 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint-dir", default=None, type=str,
                    help="where checkpoints are written (default: the run directory runs/mcl/<name>/; "
                         "the original used ./checkpoint)")
-    p.add_argument("--kd_T", type=float, default=3, help="temperature of every KL term")
+    p.add_argument("--kd_T", type=float, default=3,
+                   help="temperature of every KL term, on the tau-scaled logits (quirk 6 reproduced, as the original)")
     p.add_argument("--tau", type=float, default=0.1, help="contrastive temperature")
     add_loss_weight_args(p)
     p.add_argument("--feat-dim", default=128, type=int, help="embedding head output dimension")
@@ -137,7 +140,7 @@ def build_data(args):
         train_transform = T.Compose([T.Resize(args.image_size), train_transform])
         test_transform_ = T.Compose([T.Resize(args.image_size), test_transform_])
     train_set = build_dataset(args.dataset, root, "train", train_transform)
-    test_set = build_dataset(args.dataset, root, "test", test_transform_)
+    test_set = build_dataset(args.dataset, root, "test", test_transform_, classes=train_set)
     return train_set, test_set
 
 

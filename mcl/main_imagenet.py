@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from common.distributed import (add_distributed_args, all_reduce_mean, concat_all_gather, per_process_batch_size,
                                 rank_split_sampler, set_sampler_epoch, wrap_ddp)
 from common.training import progress
-from common.utils import MixedPrecision, UserError, add_precision_args, check_finite, run_main
+from common.utils import HelpFormatter, MixedPrecision, UserError, add_precision_args, check_finite, run_main
 from mcl.builder import SupervisedMCL, freeze_batchnorm
 from mcl.dataset.imagenet import get_imagenet_dataloader_sample
 from mcl.engine import (add_loss_weight_args, end_epoch, evaluate, evaluate_keeping_rng, finish_run, format_eval,
@@ -39,7 +39,7 @@ WEIGHT_DECAY = 1e-4  # hard-coded in the original (quirk 17)
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Supervised MCL on ImageNet (main_imagenet.py)",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=HelpFormatter)
     p.add_argument("--data", default="./data/ImageNet/", type=str, help="root holding train/ and val/ class folders")
     p.add_argument("--dataset", default="ImageNet", type=str, help="dataset name (log / run name only)")
     p.add_argument("--arch", default="resnet18", type=str, choices=IMAGENET_ARCHS, help="network factory")
@@ -50,7 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=90, help="number of epochs to train")
     p.add_argument("--batch-size", type=int, default=256, help="batch size (global)")
     p.add_argument("--num-workers", type=int, default=16, help="data loader workers")
-    p.add_argument("--gpu-id", type=str, default="0", help="written to CUDA_VISIBLE_DEVICES when CUDA is present")
+    p.add_argument("--gpu-id", type=str, default="0",
+                   help="written to CUDA_VISIBLE_DEVICES before CUDA starts, as the original (an existing "
+                        "CUDA_VISIBLE_DEVICES wins); without CUDA a notice and the CPU")
     p.add_argument("--manual_seed", type=int, default=0)
     p.add_argument("--resume", "-r", action="store_true", help="resume from --resume-checkpoint")
     p.add_argument("--resume-checkpoint", default=None, type=str,
@@ -60,11 +62,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="checkpoint to evaluate (default <checkpoint-dir>/<arch>_best.pth.tar)")
     p.add_argument("--checkpoint-dir", default=None, type=str,
                    help="checkpoint directory (default: the run directory runs/mcl/<name>/)")
-    p.add_argument("--number-net", type=int, default=2, help="number of networks N")
+    p.add_argument("--number-net", type=int, default=2,
+                   help="number of networks N (quirk 21: at least 2, N = 1 crashed late in the original; refused up "
+                        "front)")
     p.add_argument("--logit-distill", action="store_true",
                    help="KL distillation of the LAST network from the ensemble mean, teacher NOT detached "
                         "(the original's ImageNet rule, quirk 5)")
-    p.add_argument("--kd_T", type=float, default=3, help="temperature of every KL term")
+    p.add_argument("--kd_T", type=float, default=3,
+                   help="temperature of every KL term, on the tau-scaled logits (quirk 6 reproduced, as the original)")
     add_loss_weight_args(p)
     p.add_argument("--rep-dim", default=1024, type=int,
                    help="ignored: the head input dim is measured from the backbone (quirk 17)")

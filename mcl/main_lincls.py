@@ -24,7 +24,7 @@ from common.augment import linear_train_transform, linear_val_transform
 from common.backbones import build_backbone
 from common.checkpoint import (capture_rng_state, find_latest_checkpoint, load_checkpoint, restore_rng_state,
                                save_checkpoint)
-from common.data import ImageFolder
+from common.data import ImageFolder, folder_classes
 from common.data.seeded import SeededTransformDataset
 from common.distributed import (add_distributed_args, all_reduce_mean, cleanup, get_world_size, is_main_process,
                                 launch, per_process_batch_size, rank_split_sampler, set_sampler_epoch, unwrap_model,
@@ -32,13 +32,13 @@ from common.distributed import (add_distributed_args, all_reduce_mean, cleanup, 
 from common.eval.metrics import accuracy
 from common.meters import AverageMeter
 from common.training import load_model_state, progress
-from common.utils import UserError, check_finite, run_main
+from common.utils import HelpFormatter, UserError, check_finite, run_main, set_visible_gpus
 from mcl.engine import start_run
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Linear evaluation of MoCo-MCL (main_lincls.py)",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=HelpFormatter)
     p.add_argument("--data", metavar="DIR", default="./data/ImageNet/", help="dataset root holding train/ and val/")
     p.add_argument("-a", "--arch", metavar="ARCH", default="resnet50", help="encoder name (common.backbones)")
     p.add_argument("-j", "--workers", default=32, type=int, help="data loading workers (total)")
@@ -56,7 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-e", "--evaluate", action="store_true",
                    help="only evaluate --resume on the validation set (FIXED: crashed in the original, quirk 11)")
     p.add_argument("--seed", default=None, type=int)
-    p.add_argument("--gpu-ids", default=None, type=str, help="written to CUDA_VISIBLE_DEVICES if given")
+    p.add_argument("--gpu-ids", default=None, type=str,
+                   help="written to CUDA_VISIBLE_DEVICES before CUDA starts, if given; without CUDA a notice and the "
+                        "CPU")
     p.add_argument("--pretrained", default="", type=str, help="main_moco_mcl.py checkpoint (network 0 is used)")
     p.add_argument("--checkpoint", default=None, type=str,
                    help="output directory (default: runs/mcl/<name>/; the original used ./checkpoint/)")
@@ -188,7 +190,9 @@ def main_worker(local_rank, args):
         restore_rng_state(state.get("rng_state"))
         logger.info(f"=> loaded checkpoint '{resume_path}' (epoch {state['epoch']})")
 
-    val_dataset = ImageFolder(os.path.join(args.data, "val"), linear_val_transform(args.image_size, args.resize))
+    # val labelled by class name with train's indices (a val/ lacking a class keeps the other labels)
+    val_dataset = ImageFolder(os.path.join(args.data, "val"), linear_val_transform(args.image_size, args.resize),
+                              classes=folder_classes(os.path.join(args.data, "train")))
     val_loader = DataLoader(val_dataset, batch_size=args.local_batch_size, shuffle=False, num_workers=workers)
     if args.evaluate:
         _, acc1, acc5 = run_epoch(val_loader, model, criterion, None, args.start_epoch, args, train=False)
@@ -236,8 +240,7 @@ def main_worker(local_rank, args):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    if args.gpu_ids:
-        os.environ["CUDA_VISIBLE_DEVICES"] = args.gpu_ids
+    set_visible_gpus("--gpu-ids", args.gpu_ids)  # before any CUDA call, as the original
     if args.name is None:
         args.name = f"lincls_mcl_{args.arch}"
     launch(main_worker, args)

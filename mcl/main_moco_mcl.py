@@ -34,7 +34,8 @@ from common.distributed import (add_distributed_args, all_reduce_mean, cleanup, 
                                 per_process_batch_size, rank_split_sampler, set_sampler_epoch, unwrap_model, wrap_ddp)
 from common.meters import AverageMeter, ProgressMeter
 from common.training import load_model_state, progress
-from common.utils import MixedPrecision, UserError, add_precision_args, check_finite, run_main
+from common.utils import (HelpFormatter, MixedPrecision, UserError, add_precision_args, check_finite, run_main,
+                          set_visible_gpus)
 from mcl.engine import start_run
 from mcl.moco.builder_mcl import MoCo
 from mcl.moco.loader import TwoCropsTransform
@@ -42,7 +43,7 @@ from mcl.moco.loader import TwoCropsTransform
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="MoCo + MCL pre-training (main_moco_mcl.py)",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=HelpFormatter)
     p.add_argument("--data", metavar="DIR", default="./data/ImageNet/", help="dataset root holding train/")
     p.add_argument("-a", "--arch", metavar="ARCH", default="resnet50",
                    help="torchvision-style encoder name from common.backbones (resnet18, resnet50, ...)")
@@ -60,8 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="checkpoint to resume from (default: newest checkpoint of the run directory)")
     p.add_argument("--seed", default=None, type=int, help="seed for initializing training")
     p.add_argument("--gpu-ids", default=None, type=str,
-                   help="written to CUDA_VISIBLE_DEVICES if given (optional here; required by the original)")
-    p.add_argument("--number-net", default=2, type=int, help="number of peer networks N")
+                   help="written to CUDA_VISIBLE_DEVICES before CUDA starts, if given (quirk 22 fixed: optional here, "
+                        "required by the original); without CUDA a notice and the CPU")
+    p.add_argument("--number-net", default=2, type=int,
+                   help="number of peer networks N (quirk 21: at least 2, N = 1 crashed late in the original; refused "
+                        "up front)")
     p.add_argument("--moco-dim", default=128, type=int, help="feature dimension")
     p.add_argument("--moco-k", default=65536, type=int, help="queue size per network; must be divisible by the batch")
     p.add_argument("--moco-m", default=0.999, type=float, help="key-encoder momentum")
@@ -232,8 +236,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     if args.number_net < 2:
         raise UserError(f"--number-net {args.number_net}: MCL needs at least 2 networks (quirk 21)")
-    if args.gpu_ids:
-        os.environ["CUDA_VISIBLE_DEVICES"] = args.gpu_ids
+    set_visible_gpus("--gpu-ids", args.gpu_ids)  # before any CUDA call, as the original
     if args.name is None:
         args.name = f"moco_mcl_{args.arch}_n{args.number_net}"
     launch(main_worker, args)

@@ -20,6 +20,8 @@ AUG_CHOICES = {
     "imagenet": ("randcls_sim", "randclsstack_sim", "sim_sim", "mocov2_mocov2", "regular_regular"),
     "cifar": ("cifar100", "mocov2_mocov2", "regular_regular"),
 }
+# Full-ImageNet/paco_imagenet.py named its symmetric pairs by one pipeline (spec §d.3): the original's spellings
+AUG_ALIASES = {"imagenet": {"sim": "sim_sim", "mocov2": "mocov2_mocov2", "regular": "regular_regular"}}
 
 
 def _finish(steps, normalize):

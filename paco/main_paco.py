@@ -28,8 +28,9 @@ from common.logger import RunLogger, make_run_dir
 from common.meters import AverageMeter
 from common.schedules import paco_cifar_lr, paco_lr, set_lr
 from common.training import progress, resume_or_start
-from common.utils import MixedPrecision, UserError, add_precision_args, autocast, check_finite, seed_everything
-from paco.augmentations import AUG_CHOICES, batched_train_views, test_transform, train_transform
+from common.utils import (BooleanFlag, HelpFormatter, MixedPrecision, UserError, add_precision_args, autocast,
+                          check_finite, seed_everything)
+from paco.augmentations import AUG_ALIASES, AUG_CHOICES, batched_train_views, test_transform, train_transform
 from paco.losses import CrossEntropyBaseline, PaCoLoss
 from paco.moco.builder import PaCo
 
@@ -40,7 +41,10 @@ DEFAULT_DIST_URL = "tcp://localhost:9996"
 CHECKPOINT = "moco_ckpt.pth.tar"
 BEST_CHECKPOINT = "moco_ckpt.best.pth.tar"
 
-# list files relative to --list-dir (the originals hard-code ./imagenet_inat/data/...)
+# list files relative to --list-dir; the originals hard-code ./imagenet_inat/data/... run from PaCo/LT, where the
+# release ships them: the same files are shipped at paco/LT/imagenet_inat/data (the large train lists of ImageNet-LT
+# and iNaturalist 2018 excepted, users put them there or pass --list-dir)
+SHIPPED_LIST_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "LT", "imagenet_inat", "data")
 LIST_FILES = {
     "imagenet": ("ImageNet_LT/ImageNet_LT_train.txt", "ImageNet_LT/ImageNet_LT_test.txt"),
     "inat": ("iNaturalist18/iNaturalist18_train.txt", "iNaturalist18/iNaturalist18_val.txt"),
@@ -63,15 +67,17 @@ def build_parser(variant: str) -> argparse.ArgumentParser:
         "places": "PaCo on Places-LT, fp16, frozen-stage fine-tuning (LT/paco_fp16_places.py)",
         "cifar": "PaCo on CIFAR-100-LT (LT/paco_cifar.py)",
         "imagenet": "PaCo on full ImageNet (Full-ImageNet/paco_imagenet.py)"}[variant],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=HelpFormatter)
     datasets = d(("imagenet", "inat"), ("imagenet", "places"), ("cifar100", "inat", "imagenet"), ("imagenet", "inat"))
     p.add_argument("--dataset", default=datasets[0], choices=datasets + ("digits",),
-                   help="digits = embedded 32x32 scikit-learn digits (CPU runs)")
+                   help="digits = embedded 32x32 scikit-learn digits (CPU runs)" +
+                   ("; imagenet and places both read the Places-LT lists, as the original did" if places else ""))
     p.add_argument("--data", metavar="DIR", default=d("./data", "./data", "./cifar", "./data"),
                    help="image root the list paths are joined to (ImageFolder root with train/ val/ for full "
                         "ImageNet; CIFAR-100 python folder for CIFAR — the original ignored --data and read ./cifar)")
-    p.add_argument("--list-dir", default=os.environ.get("PACO_LISTS", "./imagenet_inat/data"),
-                   help="folder holding ImageNet_LT/, iNaturalist18/, Places_LT/ list files (hard-coded in the original)")
+    p.add_argument("--list-dir", default=os.environ.get("PACO_LISTS", SHIPPED_LIST_DIR),
+                   help="folder holding ImageNet_LT/, iNaturalist18/, Places_LT/ list files (the original hard-codes "
+                        "LT/imagenet_inat/data, shipped here with the original's lists; $PACO_LISTS overrides)")
     p.add_argument("--root_path", type=str, default=None,
                    help="output root; runs go to <root_path>/runs/paco/<dataset>/<mark> (default $CL_RUNS_DIR or cwd)")
     archs = d(TORCHVISION_ARCHS + ("resnext101_32x4d", "resnet32"), TORCHVISION_ARCHS, ("resnet32",) + TORCHVISION_ARCHS,
@@ -94,7 +100,8 @@ def build_parser(variant: str) -> argparse.ArgumentParser:
                    dest="weight_decay", help="weight decay on all parameters")
     p.add_argument("-p", "--print-freq", default=d(50, 50, 40, 50), type=int, metavar="N",
                    help="log every N iterations" + (" (and snapshot every N epochs)" if cifar else ""))
-    p.add_argument("-e", "--evaluate", dest="evaluate", action="store_true", help="evaluate once and exit")
+    p.add_argument("-e", "--evaluate", dest="evaluate", action="store_true", help="evaluate once and exit" +
+                   (" (quirk §k.10 fixed: it crashed in the original paco_cifar.py)" if cifar else ""))
     p.add_argument("--resume", default="", type=str, metavar="PATH",
                    help="checkpoint to resume; without it <run dir>/moco_ckpt.pth.tar is resumed automatically")
     p.add_argument("--seed", default=None, type=int, help="seed python, numpy and torch (numpy too: quirk §k.24)")
@@ -104,25 +111,33 @@ def build_parser(variant: str) -> argparse.ArgumentParser:
                    help="queue size K; must be a multiple of the global batch")
     p.add_argument("--moco-m", default=0.999, type=float, help="key-encoder momentum")
     p.add_argument("--moco-t", default=d(0.2, 0.2, 0.07, 0.2), type=float, help="temperature T of the PaCo loss")
-    bool_flag = dict(action=argparse.BooleanOptionalAction)
-    p.add_argument("--mlp", default=True, help="2-layer projection head with BN (a real switch; the original's "
-                   "type=bool flag could not be turned off)", **bool_flag)
-    p.add_argument("--aug-plus", default=True, help="MoCo-v2 recipe for the mocov2 pipelines", **bool_flag)
-    p.add_argument("--cos", default=True, help="cosine LR after warm-up" + (" (ignored by the CIFAR schedule)"
-                                                                            if cifar else ""), **bool_flag)
-    p.add_argument("--normalize", default=False, help="L2-normalise the pooled feature before the classifier",
+    bool_flag = dict(action=BooleanFlag)  # also the original's "--mlp True" / "--normalize False" (meaning it)
+    quirk8 = (" (quirk §k.8 fixed: --{0} / --no-{0} or the original's --{0} True / False, meaning what they say; "
+              "the original's type=bool flag read False as True)")
+    p.add_argument("--mlp", default=True, help="2-layer projection head with BN" + quirk8.format("mlp"), **bool_flag)
+    p.add_argument("--aug-plus", default=True,
+                   help="MoCo-v2 recipe for the mocov2 pipelines" + quirk8.format("aug-plus"),
                    **bool_flag)
+    p.add_argument("--cos", default=True, help="cosine LR after warm-up" + (" (ignored by the CIFAR schedule, quirk "
+                                                                            "§k.9)" if cifar else "") +
+                   quirk8.format("cos"), **bool_flag)
+    p.add_argument("--normalize", default=False, help="L2-normalise the pooled feature before the classifier" +
+                   quirk8.format("normalize"), **bool_flag)
     p.add_argument("--mark", default=None, type=str, help="run name (default: <arch>_<aug>)")
     p.add_argument("--reload", default=None, type=str,
                    help="load the matching tensors of a checkpoint's state_dict (released or ours; 'module.' "
-                        "prefixes accepted)")
+                        "prefixes accepted, quirk §k.30" + ("; quirk §k.13 fixed: the original loaded nothing from "
+                                                             "'module.' checkpoints" if places else "") +
+                        "; nothing matching is an error)")
     if places:
         p.add_argument("--reload_torch", default=None, type=str,
                        help="torchvision ImageNet state dict loaded into both encoders' backbones")
         p.add_argument("--test-split", default="val", choices=("val", "test"),
                        help="Places-LT evaluation list: val (7,300 images, what the original used, quirk §k.14) "
                             "or test (Places_LT_test.txt, 36,500 images)")
-    p.add_argument("--warmup_epochs", default=d(10, 5, 10, 10), type=int, help="linear warm-up epochs")
+    p.add_argument("--warmup_epochs", default=d(10, 5, 10, 10), type=int, help="linear warm-up epochs" +
+                   (" (quirk §k.9 reproduced: the CIFAR warm-up uses <=, so epoch w runs at 1.1 x the base LR with "
+                    "w = 10)" if cifar else ""))
     p.add_argument("--alpha", default=d(1.0, 1.0, None, 1.0), type=float, help="weight of sample-sample positives")
     p.add_argument("--beta", default=1.0, type=float, help="weight of the sample-centre positive")
     p.add_argument("--gamma", default=1.0, type=float, help="weight of the sample terms in the denominator")
@@ -130,7 +145,10 @@ def build_parser(variant: str) -> argparse.ArgumentParser:
                    help="paco: the PaCo loss; ce: the supervised baseline, plain cross-entropy on the classifier "
                         "logits (no class prior, no contrastive term) with the same network, data and schedule "
                         "(not in the original)")
-    p.add_argument("--aug", default=None, type=str, choices=AUG_CHOICES[variant], help="augmentation pair (§d.3); the original crashed without it, here it falls back to the first choice")
+    aliases = AUG_ALIASES.get(variant, {})
+    p.add_argument("--aug", default=None, type=str, choices=AUG_CHOICES[variant] + tuple(aliases),
+                   help="augmentation pair (§d.3); the original crashed without it, here it falls back to the first "
+                        "choice" + "".join(f"; {a} = {b} (the original's name)" for a, b in aliases.items()))
     if full:
         p.add_argument("--rand_m", default=10, type=int, help="RandAugment magnitude (clipped to 10, quirk §k.17)")
         p.add_argument("--rand_n", default=2, type=int, help="RandAugment ops per image")
@@ -139,10 +157,12 @@ def build_parser(variant: str) -> argparse.ArgumentParser:
                        (" (ignored: the Places pipeline is fixed at n2 m10, quirk §k.15)" if places else ""))
         p.add_argument("--randaug_n", default=2, type=int, help="RandAugment ops per image")
     if not full:
-        p.add_argument("--num_classes", default=d(1000, 365, 100, None), type=int, help="number of classes C")
+        p.add_argument("--num_classes", default=d(1000, 365, 100, None), type=int, help="number of classes C" + (
+            " (quirk §k.11 fixed: the original's evaluation hard-coded 1000, so iNat crashed)" if lt else ""))
         p.add_argument("--feat_dim", default=2048, type=int,
                        help="input dim of the classifier; must equal the backbone's pooled feature "
-                            "(64 for resnet32, 512 for resnet18/34)")
+                            "(64 for resnet32, 512 for resnet18/34; quirk §k.28 reproduced: the default is not per "
+                            "arch, the CIFAR scripts pass 64)")
     p.add_argument("--fp16", "--amp", dest="fp16", action="store_true",
                    help="mixed precision: float16 autocast with loss scaling on CUDA, bfloat16 autocast on CPU" +
                    (" (not in the original paco_cifar.py)" if cifar else ""))
@@ -175,6 +195,7 @@ def parse_args(variant: str, argv=None) -> argparse.Namespace:
             raise UserError("--alpha is required for paco_cifar.py (the scripts pass 0.01)")
     if args.aug is None:
         args.aug = AUG_CHOICES[variant][0]
+    args.aug = AUG_ALIASES.get(variant, {}).get(args.aug, args.aug)
     if args.mark is None:
         args.mark = f"{args.arch}_{args.aug}"
     if args.augment == "batched":  # refuse --aug pairs without a batched equivalent before any process starts
@@ -218,7 +239,7 @@ def build_datasets(args):
         name = "cifar100" if args.dataset == "cifar100" else "digits"
         root = args.data if name == "cifar100" else None
         train = build_dataset(name, root, "train")
-        test = build_dataset(name, root, "test", transform=test_tf)
+        test = build_dataset(name, root, "test", transform=test_tf, classes=train)
         if args.variant == "cifar" or args.dataset == "digits":
             # CIFAR-100-LT (spec §d.2); digits gets the same exponential profile so the run is long-tailed
             imb = args.imb_factor if args.variant == "cifar" else 0.1
@@ -228,10 +249,16 @@ def build_datasets(args):
         if args.dataset != "imagenet":
             raise UserError("paco_imagenet.py implements only --dataset imagenet (ImageFolder train/ val/) and digits")
         train = build_dataset("imagefolder", args.data, "train")
-        test = build_dataset("imagefolder", args.data, "val", transform=test_tf)
+        # val labelled by class name with train's indices (a val/ lacking a class keeps the other labels)
+        test = build_dataset("imagefolder", args.data, "val", transform=test_tf, classes=train)
     else:
-        key = "places" if args.dataset == "places" else args.dataset
+        # paco_fp16_places.py read the Places lists whatever --dataset said (its default is imagenet)
+        key = "places" if args.variant == "places" else args.dataset
         train_list, test_list = LIST_FILES[key]
+        if not os.path.isfile(os.path.join(args.list_dir, train_list)) and key in ("imagenet", "inat"):
+            raise UserError(f"training list {os.path.join(args.list_dir, train_list)} not found: the release's "
+                            f"{os.path.basename(train_list)} is too large to ship; put it in that folder "
+                            f"(next to the shipped test list) or pass --list-dir FOLDER holding {train_list}")
         if key == "places" and getattr(args, "test_split", "val") == "test":
             test_list = "Places_LT/Places_LT_test.txt"
         train = ListFileDataset(args.data, os.path.join(args.list_dir, train_list), num_classes=args.num_classes)

@@ -24,7 +24,7 @@ from attentionce.image.utils import DATASETS, build_split, canonical_dataset_nam
 from common.checkpoint import load_checkpoint
 from common.eval.metrics import accuracy
 from common.engine import Run, fit
-from common.utils import UserError, check_finite, get_device, run_main, seed_everything
+from common.utils import HelpFormatter, UserError, check_finite, get_device, run_main, seed_everything
 
 METHOD = "attentionce"
 
@@ -88,8 +88,10 @@ def extract_features(model: Model, dataset_name: str, root: str, device, workers
     from common.eval.features import eval_mode, extract_features as run_features
     out = []
     with eval_mode(model):
+        train = None
         for role in ("linear_train", "test"):
-            dataset = build_split(dataset_name, root, role, transform=test_transform())
+            dataset = build_split(dataset_name, root, role, transform=test_transform(), classes=train)
+            train = dataset
             loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers)
             feats, labels = run_features(model.features, loader, device)
             out += [feats.cpu(), labels.cpu()]
@@ -116,11 +118,11 @@ def probe_top1(kind: str, train_x, train_y, test_x, test_y, epochs: int = 100, k
 
 def get_parser(variant: str = "image") -> argparse.ArgumentParser:
     d = VARIANT_DEFAULTS[variant]
-    parser = argparse.ArgumentParser(description="Linear Evaluation", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(description="Linear Evaluation", formatter_class=HelpFormatter)
     parser.add_argument("--root", type=str, default=d["root"], help="dataset root")
     parser.add_argument("--model_path", type=str, default=d["model_path"],
-                        help="The pretrained model path (the original's default does not exist: pass the .pth "
-                             "written by main.py, or its checkpoint.pth)")
+                        help="The pretrained model path (quirk 12: the original's default does not exist: pass the "
+                             ".pth written by main.py, or its checkpoint.pth)")
     parser.add_argument("--batch_size", type=int, default=512, help="Number of images in each mini-batch")
     parser.add_argument("--epochs", type=int, default=100, help="Number of sweeps over the dataset to train")
     parser.add_argument("--dataset_name", type=str, default=d["dataset_name"], help=f"dataset: {', '.join(DATASETS)}")
@@ -217,7 +219,7 @@ def linear_evaluation(run, args, device) -> None:
     run.info(str(args))
     model = load_pretrained(args.model_path, args.arch, device)
     train_data = build_split(args.dataset_name, args.root, "linear_train", transform=train_transform(args.crop_size))
-    test_data = build_split(args.dataset_name, args.root, "test", transform=test_transform())
+    test_data = build_split(args.dataset_name, args.root, "test", transform=test_transform(), classes=train_data)
     train_loader = DataLoader(train_data, batch_size=args.batch_size, shuffle=True, num_workers=args.workers,
                               pin_memory=device.type == "cuda")
     test_loader = DataLoader(test_data, batch_size=args.batch_size, shuffle=False, num_workers=args.workers,

@@ -22,8 +22,8 @@ from attentionce.losses import AttentioNCE
 from common import distributed as dist_utils
 from common.augment.on_device import DeviceViews, add_augment_arg
 from common.engine import Run, fit, original_output_path, publish
-from common.utils import (MixedPrecision, UserError, add_precision_args, check_finite, get_device, run_main,
-                          seed_everything)
+from common.utils import (HelpFormatter, MixedPrecision, UserError, add_precision_args, check_finite, get_device,
+                          run_main, seed_everything)
 
 METHOD = "attentionce"
 SCRIPT_DIR = os.path.dirname(os.path.abspath(__file__))   # the original ran its scripts from image/
@@ -38,19 +38,21 @@ VARIANT_DEFAULTS = {
 
 def get_parser(variant: str = "image") -> argparse.ArgumentParser:
     d = VARIANT_DEFAULTS[variant]
-    parser = argparse.ArgumentParser(description="Train AttentioNCE", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(description="Train AttentioNCE", formatter_class=HelpFormatter)
     # ---- the original's flags, same defaults
     parser.add_argument("--root", type=str, default=d["root"],
-                        help="dataset root (CIFAR pickles / STL-10 binaries / tiny-imagenet-200 or its parent)")
+                        help="dataset root (CIFAR pickles / STL-10 binaries / tiny-imagenet-200 or its parent; quirk "
+                             "12 fixed: honoured by every entry point, the original's tiny-ImageNet copy ignored it)")
     parser.add_argument("--feature_dim", default=128, type=int, help="Feature dim for latent vector")
     parser.add_argument("--temperature", default=0.5, type=float, help="Temperature used in softmax")
     parser.add_argument("--k", default=200, type=int, help="Top k most similar images used to predict the label "
-                        "(the original never used it; here only the k of --eval knn)")
+                        "(quirk 12: the original never used it; here only the k of --eval knn)")
     parser.add_argument("--batch_size", default=256, type=int, help="Number of images in each mini-batch "
                         "(global, over all processes; each image gives 6 views)")
     parser.add_argument("--epochs", default=400, type=int, help="Number of sweeps over the dataset to train")
     parser.add_argument("--estimator", default="SimCLR", type=str,
-                        help="label inserted in the checkpoint name only (does not change the loss; see --loss)")
+                        help="label inserted in the checkpoint name only (quirk 12 kept: does not change the loss; "
+                             "see --loss)")
     parser.add_argument("--dataset_name", default=d["dataset_name"], type=str,
                         help=f"dataset: {', '.join(DATASETS)}")
     parser.add_argument("--d_pos", default=1, type=float, help="Scaling factor for positive samples "

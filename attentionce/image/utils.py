@@ -46,7 +46,7 @@ def test_transform():
     return _test_transform("cifar10")
 
 
-def build_split(dataset_name: str, root: str, role: str, transform=None):
+def build_split(dataset_name: str, root: str, role: str, transform=None, classes=None):
     """``role``: 'pretrain' | 'linear_train' | 'test' → the dataset of that role with ``transform``."""
     from common.data import build_dataset
     name = canonical_dataset_name(dataset_name)
@@ -54,7 +54,8 @@ def build_split(dataset_name: str, root: str, role: str, transform=None):
     split = {"pretrain": pretrain_split, "linear_train": linear_split, "test": test_split}[role]
     # Tiny-ImageNet: --root may be the tiny-imagenet-200 folder or its parent (the original hard-coded
     # ../tiny-imagenet-200 and ignored --root, quirk §k.12); the official val/ layout is read as well (§k.13)
-    return build_dataset(common_name, root, split, transform=transform)
+    # classes: the training split, so an evaluation split is labelled by class name with its indices
+    return build_dataset(common_name, root, split, transform=transform, classes=classes)
 
 
 class SeededViews(SeededTransformDataset):

@@ -21,11 +21,11 @@ import torchvision.transforms as T
 from common import distributed as cdist
 from common.augment import normalize_transform
 from common.backbones import build_backbone
-from common.checkpoint import load_checkpoint
+from common.checkpoint import load_checkpoint, save_checkpoint
 from common.data import build_dataset
 from common.eval.knn import weighted_knn_predict
 from common.logger import make_run_dir
-from common.utils import UserError, get_device, run_main
+from common.utils import HelpFormatter, UserError, get_device, run_main
 
 from cacr.imagenet_pretraining import vits
 
@@ -39,11 +39,11 @@ def bool_flag(s):
 
 
 def get_parser():
-    parser = argparse.ArgumentParser("Evaluation with weighted k-NN on ImageNet")
+    parser = argparse.ArgumentParser("Evaluation with weighted k-NN on ImageNet", formatter_class=HelpFormatter)
     parser.add_argument("--cfg", type=str, default=None, help="unused (kept for the original's command lines)")
     parser.add_argument("--arch", default="vit_base", type=str,
                         help="vit_base / vit_small / vit_conv_* / vit_tiny or a torchvision / common backbone "
-                             "(the original's default deit_small was not buildable)")
+                             "(quirk §k.17 fixed: the original's default deit_small was not buildable)")
     parser.add_argument("--batch_size_per_gpu", default=128, type=int)
     parser.add_argument("--nb_knn", default=[10, 20, 100, 200], nargs="+", type=int)
     parser.add_argument("--temperature", default=0.07, type=float)
@@ -58,7 +58,8 @@ def get_parser():
     parser.add_argument("--dist_url", default="env://", type=str)
     parser.add_argument("--local_rank", "--local-rank", default=0, type=int, help="set by the launcher")
     parser.add_argument("--data_path", default=os.environ.get("DATA", "/path/to/imagenet/"), type=str)
-    parser.add_argument("--zip_mode", type=bool_flag, default=False, help="not supported (needs a missing module)")
+    parser.add_argument("--zip_mode", type=bool_flag, default=False,
+                        help="not supported (quirk §k.17: needs a module absent from the original; a clear error)")
     parser.add_argument("--image-size", default=224, type=int, help="crop size (small for smoke tests)")
     parser.add_argument("--device", default=None, type=str)
     parser.add_argument("--seed", default=0, type=int,
@@ -154,7 +155,7 @@ def main(argv=None):
                                         interpolation=T.InterpolationMode.BICUBIC),
                                T.CenterCrop(args.image_size), T.ToTensor(), normalize_transform("imagenet")])
         train_set = build_dataset("imagefolder", args.data_path, "train", transform)
-        val_set = build_dataset("imagefolder", args.data_path, "val", transform)
+        val_set = build_dataset("imagefolder", args.data_path, "val", transform, classes=train_set)
         torch.manual_seed(args.seed)
         model = build_feature_model(args.arch, args.image_size)
         if args.pretrained_weights:
@@ -169,9 +170,9 @@ def main(argv=None):
         test_labels = torch.tensor(val_set.targets, dtype=torch.long)
         if cdist.is_main_process() and args.dump_features:
             os.makedirs(out_dir, exist_ok=True)
-            torch.save(dict(train_features=train_features.cpu(), test_features=test_features.cpu(),
-                            train_labels=train_labels, test_labels=test_labels),
-                       os.path.join(out_dir, "features.pth"))
+            save_checkpoint(dict(train_features=train_features.cpu(), test_features=test_features.cpu(),
+                                 train_labels=train_labels, test_labels=test_labels),
+                            os.path.join(out_dir, "features.pth"))
 
     if cdist.is_main_process():
         num_classes = int(max(train_labels.max(), test_labels.max())) + 1

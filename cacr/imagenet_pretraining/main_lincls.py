@@ -25,14 +25,16 @@ from common.checkpoint import load_checkpoint
 from common.data import build_dataset
 from common.data.seeded import SeededTransformDataset
 from common.eval.metrics import accuracy
-from common.logger import make_run_dir
+from common.engine import fit
 from common.meters import AverageMeter, ProgressMeter
 from common.schedules import cosine_lr, set_lr, step_lr
-from common.training import progress, resume_or_start, save_training_state
-from common.utils import UserError, check_finite, run_main
+from common.training import load_model_state
+from common.utils import HelpFormatter, UserError, check_finite, run_main, set_visible_gpus
 
 from cacr.imagenet_pretraining import vits
-from cacr.worker import start_worker
+from cacr.worker import args_record, ddp_state_dict, open_run
+
+RESUME_FILE = "checkpoint.pth.tar"
 
 VARIANTS = {
     "v3": dict(prefix="module.base_encoder.", epochs=90, batch_size=1024, lr=0.1, dist_url="tcp://224.66.41.62:23456",
@@ -44,7 +46,8 @@ VARIANTS = {
 
 def get_parser(variant: str):
     v = VARIANTS[variant]
-    parser = argparse.ArgumentParser(description="Linear classification of a frozen CACR encoder")
+    parser = argparse.ArgumentParser(
+        description="Linear classification of a frozen CACR encoder", formatter_class=HelpFormatter)
     parser.add_argument("data", metavar="DIR", nargs="?", default=os.environ.get("DATA"),
                         help="ImageFolder root with train/ and val/; env DATA")
     parser.add_argument("-a", "--arch", metavar="ARCH", default="resnet50")
@@ -69,7 +72,9 @@ def get_parser(variant: str):
         parser.add_argument("--output_dir", default=None, type=str,
                             help="checkpoint directory (default runs/cacr/lincls_<arch>; original ./output_dir)")
     else:
-        parser.add_argument("--gpus", type=int, nargs="*", default=None, help="GPU ids on this node")
+        parser.add_argument("--gpus", type=int, nargs="*", default=None,
+                            help="GPU ids on this node, written to CUDA_VISIBLE_DEVICES before CUDA starts; without "
+                                 "CUDA a notice and the CPU")
     parser.add_argument("--image-size", default=224, type=int, help="crop size (small for smoke tests)")
     parser.add_argument("--max-iters", default=0, type=int, help="stop each epoch after N iterations (smoke tests)")
     parser.add_argument("--device", default=None, type=str)
@@ -120,8 +125,7 @@ def main(argv=None, variant: str = "v3"):
     if args.pretrained and not os.path.isfile(args.pretrained):
         raise UserError(f"=> no checkpoint found at '{args.pretrained}'; check --pretrained")
     if variant == "large":
-        if args.gpus and torch.cuda.is_available():
-            os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, args.gpus))
+        set_visible_gpus("--gpus", args.gpus)  # before any CUDA call, as the original
         if args.pretrained:
             base = os.path.basename(args.pretrained)
             args.output_dir = os.path.join(os.path.dirname(os.path.abspath(args.pretrained)), "lincls", base,
@@ -129,8 +133,6 @@ def main(argv=None, variant: str = "v3"):
                                            f"{args.epochs}")
         else:
             args.output_dir = os.path.dirname(os.path.abspath(args.resume))
-    elif args.output_dir is None:
-        args.output_dir = make_run_dir("cacr", f"lincls_{args.arch}", create=False)
     cdist.launch(main_worker, args)
 
 
@@ -141,14 +143,23 @@ def adjust_learning_rate(optimizer, epoch, args):
 
 
 def main_worker(local_rank, args):
-    logger = start_worker(local_rank, args, args.output_dir)
+    # the run folder is the original's: --output_dir (MoCo v3) or next to the pre-training checkpoint (large scale);
+    # -e/--evaluate only reports, so it neither continues nor completes a run
+    with open_run(local_rank, args, readable=f"lincls_{args.arch}", folder=args.output_dir,
+                  overwrite=args.evaluate or bool(args.resume) or not args.auto_resume, ignore=("start_epoch",)) as run:
+        linear_classification(run, args)
+    cdist.cleanup()
 
+
+def linear_classification(run, args):
     # with --seed, an image's crop / flip depends on (seed, epoch, index) only: any number of processes sees the
     # same global batches (and a resumed run the batches it would have seen)
-    train_set = SeededTransformDataset(build_dataset("imagefolder", args.data, "train"),
-                                       linear_train_transform(args.image_size), args.seed)
+    train_images = build_dataset("imagefolder", args.data, "train")
+    train_set = SeededTransformDataset(train_images, linear_train_transform(args.image_size), args.seed)
     resize = max(args.image_size * 256 // 224, args.image_size)
-    val_set = build_dataset("imagefolder", args.data, "val", linear_val_transform(args.image_size, resize))
+    # val labelled by class name with train's indices (a val/ lacking a class keeps the other labels)
+    val_set = build_dataset("imagefolder", args.data, "val", linear_val_transform(args.image_size, resize),
+                            classes=train_images)
     num_classes = len(train_set.classes)
     model, head, head_name = build_classifier_model(args.arch, num_classes, args.image_size)
     for name, param in model.named_parameters():
@@ -158,7 +169,7 @@ def main_worker(local_rank, args):
     nn.init.zeros_(head.bias)
     if args.pretrained:
         load_pretrained(model, args.pretrained, VARIANTS[args.variant]["prefix"], head_name)
-        logger.info(f"=> loaded pre-trained model '{args.pretrained}'")
+        run.info(f"=> loaded pre-trained model '{args.pretrained}'")
     reference = {k: v.detach().clone() for k, v in model.state_dict().items() if not k.startswith(head_name + ".")}
 
     if args.variant == "v3":
@@ -171,10 +182,14 @@ def main_worker(local_rank, args):
     parameters = [p for p in model.parameters() if p.requires_grad]
     assert len(parameters) == 2  # weight, bias of the classifier
     optimizer = torch.optim.SGD(parameters, args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
-    start_epoch, state = resume_or_start(args.resume, args.output_dir, model, optimizer, auto=args.auto_resume,
-                                         return_state=True, printer=logger.info)
-    best_acc1 = float((state or {}).get("best_acc1", 0.0))
-    start_epoch = start_epoch or args.start_epoch
+    start_epoch, best_acc1 = args.start_epoch, 0.0
+    # ours or the original's checkpoint.pth.tar (the same keys: epoch, arch, state_dict with module., best_acc1 ...)
+    state = run.resume_state(args.resume, RESUME_FILE, require=("epoch", "state_dict", "optimizer"))
+    if state is not None:
+        source = args.resume or os.path.join(run.run_dir, RESUME_FILE)
+        load_model_state(model, state["state_dict"], source=f"checkpoint '{source}'")
+        start_epoch = run.restore(state, optimizer=optimizer)
+        best_acc1 = float(state.get("best_acc1", 0.0))
 
     # one sampler for any number of processes: process r takes samples r, r+W, ... of each global batch, so 1 and
     # W processes train on the same global batches (the last partial batch is split with the sampler's padding)
@@ -184,32 +199,38 @@ def main_worker(local_rank, args):
     val_loader = torch.utils.data.DataLoader(val_set, batch_size=256, shuffle=False, num_workers=workers,
                                              pin_memory=args.device.type == "cuda")
     if args.evaluate:
-        acc1, acc5 = validate(val_loader, model, args, logger)
-        logger.info(f"final linear top-1: {acc1:.2f}")
+        acc1, acc5 = validate(val_loader, model, args, run)
+        run.info(f"final linear top-1: {acc1:.2f}")
         return
-    acc1 = acc5 = 0.0
-    for epoch in range(start_epoch, args.epochs):
+
+    def one_epoch(epoch):
         cdist.set_sampler_epoch(sampler, epoch)
         train_set.set_epoch(epoch)
         lr = adjust_learning_rate(optimizer, epoch, args)
-        train(train_loader, model, optimizer, epoch, args, logger)
-        acc1, acc5 = validate(val_loader, model, args, logger)
-        logger.scalar("lincls/top1", acc1, epoch)
-        logger.scalar("lincls/top5", acc5, epoch)
-        logger.scalar("lincls/lr", lr, epoch)
-        is_best = acc1 > best_acc1
-        best_acc1 = max(acc1, best_acc1)
-        save_training_state(args.output_dir, epoch + 1, model, optimizer, args, is_best=is_best, arch=args.arch,
-                            best_acc1=best_acc1, acc1=acc1, acc5=acc5)
+        train(train_loader, model, optimizer, epoch, args, run)
         if epoch == start_epoch and args.pretrained:
             sanity_check(cdist.unwrap_model(model).state_dict(), reference, head_name)
-    logger.info(f"best linear top-1: {best_acc1:.2f}")
-    logger.info(f"final linear top-1: {acc1:.2f}")
-    logger.close()
-    cdist.cleanup()
+        return {"lr": lr}
+
+    def evaluate(epoch):
+        acc1, acc5 = validate(val_loader, model, args, run)
+        return {"linear_top1": acc1, "top5": acc5}
+
+    def checkpoint(done, metrics, best):
+        # the original's layout: DDP keys (module.fc... / module.heads.head...), best_acc1; model_best.pth.tar
+        return {"epoch": done, "arch": args.arch, "state_dict": ddp_state_dict(model), "best_acc1": best,
+                "optimizer": optimizer.state_dict(), "acc1": metrics["linear_top1"], "acc5": metrics["top5"],
+                "args": args_record(args)}
+
+    metrics, best_acc1 = fit(run, start_epoch, args.epochs, one_epoch, checkpoint, evaluate, metric="linear_top1",
+                             resume_name=RESUME_FILE, best_name="model_best.pth.tar", best=best_acc1)
+    acc1 = metrics["linear_top1"] if metrics else float((state or {}).get("acc1", 0.0))
+    run.info(f"best linear top-1: {best_acc1:.2f}")
+    run.info(f"final linear top-1: {acc1:.2f}")
+    run.finish("linear top-1", acc1)
 
 
-def train(loader, model, optimizer, epoch, args, logger):
+def train(loader, model, optimizer, epoch, args, run):
     meters = [AverageMeter("Time", ":6.3f"), AverageMeter("Loss", ":.4e"), AverageMeter("Acc@1", ":6.2f"),
               AverageMeter("Acc@5", ":6.2f")]
     n_iters = min(len(loader), args.max_iters) if args.max_iters else len(loader)
@@ -217,7 +238,7 @@ def train(loader, model, optimizer, epoch, args, logger):
     # the frozen backbone stays in eval mode (BN statistics are not updated)
     model.eval()
     end = time.time()
-    for i, (images, target) in enumerate(progress(loader, f"lincls {epoch}", args.progress, total=n_iters)):
+    for i, (images, target) in enumerate(run.progress(loader, f"lincls {epoch}", total=n_iters, enabled=args.progress)):
         if args.max_iters and i >= args.max_iters:
             break
         images, target = images.to(args.device, non_blocking=True), target.to(args.device, non_blocking=True)
@@ -226,22 +247,23 @@ def train(loader, model, optimizer, epoch, args, logger):
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        run.step += 1
         if i % args.print_freq == 0 or i == n_iters - 1:
             acc1, acc5 = accuracy(output, target, topk=(1, 5))
             # the global batch's loss (the mean of the processes' halves); every process stops together on NaN
             loss_value = cdist.all_reduce_mean(loss.detach()).item()
             check_finite(loss_value, f"epoch {epoch} iteration {i}")
-            logger.scalar("lincls/train_loss", loss_value, epoch * n_iters + i)
+            run.scalar("train/loss", loss_value)
             meters[1].update(loss_value, images.size(0))
             meters[2].update(acc1.item(), images.size(0))
             meters[3].update(acc5.item(), images.size(0))
             meters[0].update(time.time() - end)
-            logger.info(prog.format(i))
+            run.info(prog.format(i))
         end = time.time()
 
 
 @torch.no_grad()
-def validate(loader, model, args, logger):
+def validate(loader, model, args, run):
     model.eval()
     correct = torch.zeros(2, device=args.device)
     total = torch.zeros(1, device=args.device)
@@ -256,7 +278,7 @@ def validate(loader, model, args, logger):
         torch.distributed.all_reduce(correct)
         torch.distributed.all_reduce(total)
     acc1, acc5 = (correct / total.clamp_min(1) * 100).tolist()
-    logger.info(f" * Acc@1 {acc1:.3f} Acc@5 {acc5:.3f}")
+    run.info(f" * Acc@1 {acc1:.3f} Acc@5 {acc5:.3f}")
     return acc1, acc5
 
 

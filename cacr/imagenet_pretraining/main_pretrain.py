@@ -22,22 +22,25 @@ from common import distributed as cdist
 from common.backbones import build_backbone, freeze_batchnorm
 from common.data import build_dataset
 from common.data.seeded import SeededTransformDataset
-from common.logger import make_run_dir
+from common.engine import fit
 from common.meters import AverageMeter, ProgressMeter
 from common.schedules import cosine_momentum, set_lr, warmup_cosine_lr
-from common.training import progress, resume_or_start, save_training_state
-from common.utils import (MixedPrecision, UserError, add_precision_args, autocast, check_finite, run_main,
-                          to_channels_last)
+from common.training import load_model_state
+from common.utils import (HelpFormatter, MixedPrecision, UserError, add_precision_args, autocast, check_finite,
+                          run_main, to_channels_last)
 
 from cacr.imagenet_pretraining import vits
 from cacr.imagenet_pretraining.moco import builder as moco_builder
 from cacr.imagenet_pretraining.moco.loader import MulCropsTransform, global_transforms, local_transform
 from cacr.imagenet_pretraining.moco.optimizer import LARS
-from cacr.worker import seeded_loader, start_worker
+from cacr.worker import args_record, ddp_state_dict, open_run, seeded_loader
+
+RESUME_FILE = "checkpoint.pth.tar"
 
 
 def get_parser():
-    parser = argparse.ArgumentParser(description="CACR ImageNet pre-training (MoCo-v3 style)")
+    parser = argparse.ArgumentParser(
+        description="CACR ImageNet pre-training (MoCo-v3 style)", formatter_class=HelpFormatter)
     parser.add_argument("data", metavar="DIR", nargs="?", default=os.environ.get("DATA"),
                         help="path to the dataset (uses DIR/train); env DATA")
     parser.add_argument("-a", "--arch", metavar="ARCH", default="resnet50",
@@ -57,23 +60,32 @@ def get_parser():
     parser.add_argument("--output_dir", default=None, type=str,
                         help="checkpoint / log directory (default runs/cacr/pretrain_<arch>; original ./output_dir)")
     parser.add_argument("--save-freq", default=50, type=int,
-                        help="keep checkpoint_XXXX.pth.tar every N epochs (the original kept every epoch); "
+                        help="keep checkpoint_XXXX.pth.tar every N epochs (quirk §k.17 fixed: the original kept every "
+                             "epoch); "
                              "checkpoint.pth.tar is rewritten every epoch")
     parser.add_argument("--seed", default=None, type=int)
     parser.add_argument("--cacr-cost", default="rbf", type=str, choices=moco_builder.COSTS,
                         help="rbf (weighted InfoNCE, default) or euclidean")
     parser.add_argument("--use-full-mode", action="store_true",
-                        help="local crops also go through the momentum encoder and serve as keys")
+                        help="with --use-local-crops: local crops also go through the momentum encoder and serve as "
+                             "keys (full mode; quirk §k.7: without local crops it changes nothing)")
     parser.add_argument("--moco-dim", default=256, type=int)
     parser.add_argument("--moco-mlp-dim", default=4096, type=int)
     parser.add_argument("--moco-m", default=0.99, type=float)
     parser.add_argument("--moco-m-cos", action="store_true", help="cosine increase of the momentum to 1")
     parser.add_argument("--moco-t", default=1.0, type=float, help="temperature T")
     parser.add_argument("--stop-grad-conv1", action="store_true", help="ViT: freeze the patch projection")
-    parser.add_argument("--optimizer", default="lars", type=str, choices=["lars", "adamw"])
+    parser.add_argument("--optimizer", default="lars", type=str, choices=["lars", "adamw"],
+                        help="LARS (ResNet) or AdamW (ViT); both touch all parameters, AdamW decays BN / biases too "
+                             "(quirk §k.19 reproduced)")
     parser.add_argument("--warmup-epochs", default=10, type=int)
     parser.add_argument("--crop-min", default=0.08, type=float)
-    parser.add_argument("--use-local-crops", action="store_true", help="add local (multi-)crops")
+    parser.add_argument("--use-local-crops", action="store_true",
+                        help="add local (multi-)crops (light mode: local crops are queries only). Quirk §k.7: the "
+                             "README commands (and sh/pretrain_*.sh) run without it, as the original did; then each "
+                             "term has one query, the CACR attraction weights are all 1 and the rbf loss is ½ × the "
+                             "MoCo-v3 loss (the CACR weighting is inactive). Pass it (the README says the paper used "
+                             "the light multi-crop mode) to enable the CACR weighting")
     parser.add_argument("--local_crops_number", type=int, default=8)
     parser.add_argument("--local_crops_scale", type=float, nargs="+", default=(0.05, 0.4))
     parser.add_argument("--image-size", default=224, type=int, help="global crop size (small for smoke tests)")
@@ -124,14 +136,18 @@ def main(argv=None):
         raise UserError("--use-full-mode only changes anything with --use-local-crops")
     if len(args.local_crops_scale) != 2:
         raise UserError("--local_crops_scale takes two numbers (min max)")
-    if args.output_dir is None:
-        args.output_dir = make_run_dir("cacr", f"pretrain_{args.arch}", create=False)
     cdist.launch(main_worker, args)
 
 
 def main_worker(local_rank, args):
-    logger = start_worker(local_rank, args, args.output_dir)
+    # --output_dir is the run folder itself, as in the original (default: runs/cacr/pretrain_<arch>-<digest>)
+    with open_run(local_rank, args, readable=f"pretrain_{args.arch}", folder=args.output_dir,
+                  ignore=("start_epoch",)) as run:
+        pretrain(run, args)
+    cdist.cleanup()
 
+
+def pretrain(run, args):
     precision = MixedPrecision(args.device, args.amp, args.channels_last)
     model = precision.prepare(build_model(args))
     args.lr = args.lr * args.batch_size / 256  # infer the actual learning rate from the total batch
@@ -149,8 +165,13 @@ def main_worker(local_rank, args):
     else:
         optimizer = torch.optim.AdamW(model.parameters(), args.lr, weight_decay=args.weight_decay)
     scaler = precision.scaler
-    start_epoch = resume_or_start(args.resume, args.output_dir, model, optimizer, scaler, auto=args.auto_resume,
-                                  printer=logger.info) or args.start_epoch
+    start_epoch = args.start_epoch
+    # ours (checkpoint.pth.tar) or the original's checkpoint_XXXX.pth.tar: the same keys (module.base_encoder ...)
+    state = run.resume_state(args.resume, RESUME_FILE, require=("epoch", "state_dict", "optimizer"))
+    if state is not None:
+        source = args.resume or os.path.join(run.run_dir, RESUME_FILE)
+        load_model_state(model, state["state_dict"], source=f"checkpoint '{source}'")
+        start_epoch = run.restore(state, optimizer=optimizer, scaler=scaler)
 
     t1, t2 = global_transforms(args.crop_min, args.image_size)
     if args.use_local_crops:
@@ -164,21 +185,27 @@ def main_worker(local_rank, args):
         raise UserError(f"the dataset has {len(dataset)} images, fewer than one batch ({args.batch_size}); "
                         "lower --batch-size")
     loader, set_epoch = seeded_loader(dataset, batch_size, workers, args)
+    last = {}     # the last epoch's training scalars: the run's final number (no evaluation in pre-training)
 
-    for epoch in range(start_epoch, args.epochs):
+    def one_epoch(epoch):
         set_epoch(epoch)
-        avg_loss = train(loader, model, optimizer, scaler, epoch, args, logger)
-        logger.scalar("train/loss", avg_loss, epoch)
-        fields = dict(arch=args.arch)
-        save_training_state(args.output_dir, epoch + 1, model, optimizer, args, scaler=scaler, **fields)
-        if (epoch + 1) % args.save_freq == 0 or epoch + 1 == args.epochs:
-            save_training_state(args.output_dir, epoch + 1, model, optimizer, args, scaler=scaler,
-                                filename="checkpoint_{epoch:04d}.pth.tar", **fields)
-    logger.close()
-    cdist.cleanup()
+        last.update(loss=train(loader, model, optimizer, scaler, epoch, args, run), lr=optimizer.param_groups[0]["lr"])
+        return last
+
+    def checkpoint(done, metrics, best):
+        # the original's layout: DDP keys (module.base_encoder..., module.momentum_encoder..., module.predictor...)
+        state = {"epoch": done, "arch": args.arch, "state_dict": ddp_state_dict(model),
+                 "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(), "args": args_record(args)}
+        if done % args.save_freq == 0 or done == args.epochs:
+            # the original's file name: checkpoint_%04d % the 0-based epoch just trained (last of 100: 0099)
+            run.save(state, f"checkpoint_{done - 1:04d}.pth.tar")
+        return state
+
+    fit(run, start_epoch, args.epochs, one_epoch, checkpoint, resume_name=RESUME_FILE)
+    run.finish("loss", last.get("loss"))
 
 
-def train(loader, model, optimizer, scaler, epoch, args, logger):
+def train(loader, model, optimizer, scaler, epoch, args, run):
     meters = [AverageMeter("Time", ":6.3f"), AverageMeter("Data", ":6.3f"), AverageMeter("LR", ":.4e"),
               AverageMeter("Loss", ":.4e")]
     iters_per_epoch = len(loader)
@@ -189,7 +216,7 @@ def train(loader, model, optimizer, scaler, epoch, args, logger):
         freeze_batchnorm(model)
     end = time.time()
     moco_m = args.moco_m
-    for i, (images, _) in enumerate(progress(loader, f"epoch {epoch}", args.progress, total=n_iters)):
+    for i, (images, _) in enumerate(run.progress(loader, f"epoch {epoch}", total=n_iters, enabled=args.progress)):
         if args.max_iters and i >= args.max_iters:
             break
         meters[1].update(time.time() - end)
@@ -206,12 +233,13 @@ def train(loader, model, optimizer, scaler, epoch, args, logger):
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
+        run.step += 1
         if i % args.print_freq == 0 or i == n_iters - 1:
             value = cdist.all_reduce_mean(loss.detach()).item()  # the global batch's loss, not rank 0's half
             check_finite(value, f"epoch {epoch} iteration {i}", "With AMP try --no-amp or a lower --lr.")
             meters[3].update(value, images[0].shape[0])
             meters[2].update(lr)
-            logger.info(prog.format(i))
+            run.info(prog.format(i))
         meters[0].update(time.time() - end)
         end = time.time()
     return meters[3].avg

@@ -17,16 +17,16 @@ import torch.nn as nn
 
 from common.checkpoint import load_checkpoint
 from common.data import build_dataset
-from common.logger import RunLogger, make_run_dir
-from common.training import load_model_state, progress
-from common.utils import UserError, check_finite, get_device, run_main, seed_everything
+from common.engine import Run, fit, original_output_path
+from common.training import load_model_state
+from common.utils import HelpFormatter, UserError, check_finite, get_device, gpus_available, run_main, seed_everything
 
 from cacr.small_scale_experiments import util
 from cacr.small_scale_experiments.encoder import build_encoder, feature_dim
 
 
 def parse_option(argv=None, dataset_default: str = "cifar10"):
-    parser = argparse.ArgumentParser("CACR small-scale linear evaluation")
+    parser = argparse.ArgumentParser("CACR small-scale linear evaluation", formatter_class=HelpFormatter)
     parser.add_argument("--dataset", type=str, default=dataset_default, choices=util.DATASETS)
     parser.add_argument("--encoder_checkpoint", type=str, default=None,
                         help="path of encoder.pth written by main_ours.py (required)")
@@ -39,9 +39,11 @@ def parse_option(argv=None, dataset_default: str = "cifar10"):
     parser.add_argument("--lr_decay_epochs", type=str, default="60,80", help="comma-separated milestones")
     parser.add_argument("--num_workers", type=int, default=6)
     parser.add_argument("--log_interval", type=int, default=40)
-    parser.add_argument("--gpu", type=int, default=None, help="CUDA device (default: the first GPU, else CPU)")
+    parser.add_argument("--gpu", type=int, default=None,
+                        help="CUDA device (default: the first GPU, else CPU; without CUDA a notice and the CPU)")
     parser.add_argument("--gpus", type=int, nargs="*", default=None,
-                        help="accepted because the README testing command uses it; the first id is used as --gpu")
+                        help="accepted because the README testing command uses it (quirk §k.11: the original file "
+                             "only had --gpu); the first id is used as --gpu")
     parser.add_argument("--data_folder", type=str, default=os.environ.get("DATA", "./data"))
     parser.add_argument("--print_category_acc", action="store_true",
                         help="print per-class accuracies each epoch (cifar100: mean of each group of 10 classes)")
@@ -49,7 +51,10 @@ def parse_option(argv=None, dataset_default: str = "cifar10"):
     parser.add_argument("--image-size", type=int, default=None, help="crop size used in pre-training (default 32 / 64)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", type=str, default=None)
-    parser.add_argument("--name", type=str, default=None, help="run name for the log (default lincls_<dataset>)")
+    parser.add_argument("--name", type=str, default=None,
+                        help="run name (default lincls_<dataset>-<digest of the flags>)")
+    parser.add_argument("--no-auto-resume", dest="auto_resume", action="store_false",
+                        help="evaluate again even if an identical run has finished")
     parser.add_argument("--max-iters", type=int, default=0, help="stop each epoch after this many iterations")
     parser.add_argument("--no-progress", dest="progress", action="store_false")
     args = parser.parse_args(argv)
@@ -61,9 +66,10 @@ def parse_option(argv=None, dataset_default: str = "cifar10"):
         raise UserError(f"--lr_decay_epochs must be comma-separated integers, got {args.lr_decay_epochs!r}") from None
     if args.gpu is None and args.gpus:
         args.gpu = args.gpus[0]
-    if args.device is None and args.gpu is not None:
+    # the README's "--gpus 0" on a machine without CUDA: one notice line, then the CPU (as main_ours.py does)
+    if args.device is None and args.gpu is not None and gpus_available("--gpus" if args.gpus else "--gpu",
+                                                                         args.gpus or args.gpu):
         args.device = f"cuda:{args.gpu}"
-    args.name = args.name or f"lincls_{args.dataset}"
     return args
 
 
@@ -90,16 +96,32 @@ def category_accuracy(preds, labels, num_classes, group: int = 1) -> dict:
 def main(argv=None, dataset_default: str = "cifar10"):
     args = parse_option(argv, dataset_default)
     args.device = get_device(args.device)
+    args.encoder_checkpoint = resolve_encoder_path(args.encoder_checkpoint, args.dataset)
     seed_everything(args.seed)
-    run_dir = make_run_dir("cacr", args.name)
-    logger = RunLogger(run_dir)
-    logger.info(" ".join(sys.argv))
-    encoder = load_encoder(args)
+    with Run.open("cacr", args, readable=f"lincls_{args.dataset}", name=args.name,
+                  ignore=("log_interval", "print_category_acc")) as run:
+        return linear_evaluation(run, args)
 
-    train_split = "train"
-    train = build_dataset(args.dataset, args.data_folder, train_split,
+
+def resolve_encoder_path(path: str, dataset: str) -> str:
+    """``path`` as given, else relative to ``small_scale_experiments/<dataset>/`` (the original ran there, so its
+    ``./results/ours/.../encoder.pth`` is relative to that folder; main_ours.py publishes the file there)."""
+    if os.path.exists(path) or os.path.isabs(path):
+        return path
+    folder = os.path.join(os.path.dirname(os.path.abspath(__file__)), dataset)
+    for candidate in (os.path.join(folder, path), original_output_path(folder, path)):
+        if candidate and os.path.exists(candidate):
+            return candidate
+    return path
+
+
+def linear_evaluation(run, args) -> float:
+    run.info(" ".join(sys.argv))
+    encoder = load_encoder(args)
+    train = build_dataset(args.dataset, args.data_folder, "train",
                           util.linear_train_transform(args.dataset, args.image_size))
-    test = build_dataset(args.dataset, args.data_folder, "test", util.val_transform(args.dataset, args.image_size))
+    test = build_dataset(args.dataset, args.data_folder, "test", util.val_transform(args.dataset, args.image_size),
+                         classes=train)
     num_classes = len(train.classes)
     pin = args.device.type == "cuda"
     train_loader = torch.utils.data.DataLoader(train, batch_size=args.batch_size, shuffle=True,
@@ -112,10 +134,11 @@ def main(argv=None, dataset_default: str = "cifar10"):
     optimizer = torch.optim.Adam(classifier.parameters(), lr=args.lr, betas=(0.5, 0.999))
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=args.lr_decay_epochs,
                                                      gamma=args.lr_decay_rate)
-    best_acc, best_epoch = 0.0, -1
-    for epoch in range(args.epochs):
+
+    def train_one_epoch(epoch):
         classifier.train()
-        for it, (images, labels) in enumerate(progress(train_loader, f"linear epoch {epoch}", args.progress)):
+        bar = run.progress(train_loader, f"linear epoch {epoch}", enabled=args.progress)
+        for it, (images, labels) in enumerate(bar):
             if args.max_iters and it >= args.max_iters:
                 break
             with torch.no_grad():
@@ -124,11 +147,15 @@ def main(argv=None, dataset_default: str = "cifar10"):
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            run.step += 1
             if (it + 1) % args.log_interval == 0:
                 check_finite(loss, f"epoch {epoch} iteration {it}")
-                logger.info(f"Epoch {epoch} [{it + 1}/{len(train_loader)}] loss {loss.item():.4f}")
+                run.info(f"Epoch {epoch} [{it + 1}/{len(train_loader)}] loss {loss.item():.4f}")
+                run.scalar("train/loss", loss.item())
         scheduler.step()
+        return {}
 
+    def evaluate(epoch):
         classifier.eval()
         preds, targets = [], []
         with torch.no_grad():
@@ -140,18 +167,22 @@ def main(argv=None, dataset_default: str = "cifar10"):
                 targets.append(labels)
         preds, targets = torch.cat(preds), torch.cat(targets)
         acc = float((preds == targets).float().mean() * 100)
-        logger.scalar("lincls/top1", acc, epoch)
-        if acc > best_acc or best_epoch < 0:
-            best_acc, best_epoch = acc, epoch
         if args.print_category_acc:
             group = 10 if num_classes == 100 else 1
-            logger.info(f"Epoch {epoch} category acc: {category_accuracy(preds, targets, num_classes, group)}")
+            run.info(f"Epoch {epoch} category acc: {category_accuracy(preds, targets, num_classes, group)}")
         else:
-            logger.info(f"Epoch {epoch} test top-1: {acc:.2f}")
-    logger.info(f"Best acc: {best_acc:.2f} at epoch {best_epoch}")
-    logger.info(f"final linear top-1: {best_acc:.2f}")
-    logger.close()
-    return best_acc
+            run.info(f"Epoch {epoch} test top-1: {acc:.2f}")
+        if acc > best["acc"] or best["epoch"] < 0:
+            best.update(acc=acc, epoch=epoch)
+        return {"linear_top1": acc}
+
+    # "Best acc" is the maximum over the epochs of the test top-1 (quirk §k.13, kept); no checkpoint (as the original)
+    best = {"acc": 0.0, "epoch": -1}
+    fit(run, 0, args.epochs, train_one_epoch, None, evaluate, metric="linear_top1")
+    run.info(f"Best acc: {best['acc']:.2f} at epoch {best['epoch']}")
+    run.info(f"final linear top-1: {best['acc']:.2f}")
+    run.finish("linear top-1", best["acc"])
+    return best["acc"]
 
 
 if __name__ == "__main__":

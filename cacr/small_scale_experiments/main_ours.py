@@ -17,23 +17,28 @@ import torch
 import torch.nn as nn
 
 from common.augment.on_device import DeviceViews, add_augment_arg, uint8_collate
-from common.checkpoint import atomic_torch_save
-from common.logger import RunLogger, make_run_dir
+from common.engine import Run, fit, original_output_path, publish
 from common.meters import AverageMeter
-from common.training import progress, resume_or_start, save_training_state
-from common.utils import (MixedPrecision, UserError, add_precision_args, check_finite, get_device, run_main,
-                          seed_everything)
+from common.training import load_model_state
+from common.utils import (HelpFormatter, MixedPrecision, UserError, add_precision_args, check_finite, get_device,
+                          gpus_available, run_main, seed_everything)
 
 from cacr.small_scale_experiments import util
 from cacr.small_scale_experiments.encoder import build_encoder
 from cacr.small_scale_experiments.losses import CHOICES, CACRLoss, SimCLRBaseline
 from cacr.small_scale_experiments.monitor import monitor_accuracy
+from cacr.worker import args_record
+
+RESUME_FILE = "checkpoint.pth.tar"
+SMALL_SCALE_DIR = os.path.dirname(os.path.abspath(__file__))
+ORIGINAL_DATASET_FOLDERS = ("cifar10", "cifar100", "stl10")
 
 
 def parse_option(argv=None, dataset_default: str = "cifar10"):
     parser = argparse.ArgumentParser(
         "CACR small-scale pre-training",
-        description="Contrastive attraction + contrastive repulsion with SmallAlexNet and in-batch negatives.")
+        description="Contrastive attraction + contrastive repulsion with SmallAlexNet and in-batch negatives.",
+        formatter_class=HelpFormatter)
     parser.add_argument("--dataset", type=str, default=dataset_default, choices=util.DATASETS,
                         help="which dataset (replaces the original per-dataset copies of this file)")
     parser.add_argument("--Ny", type=int, default=4, help="number of positive views per sample (Ny+1 views)")
@@ -42,7 +47,9 @@ def parse_option(argv=None, dataset_default: str = "cifar10"):
     parser.add_argument("--tau_neg", type=float, default=None,
                         help="temperature of the repulsion weights (default as the original files: 1.0, "
                              "cifar100 2.0; the README commands use 0.9 for cifar10 and 2.0 for stl10, see sh/)")
-    parser.add_argument("--alpha", type=float, default=1.0, help="scale of the attraction cost")
+    parser.add_argument("--alpha", type=float, default=1.0,
+                        help="scale of the attraction cost (quirk §k.6 guarded: 0 gave NaN weights in the original, "
+                             "here a clear error)")
     parser.add_argument("--beta", type=float, default=None,
                         help="scale of the repulsion cost (default as the original files: 1.0, stl10 2.0; the "
                              "README STL-10 command uses 1.0)")
@@ -52,8 +59,11 @@ def parse_option(argv=None, dataset_default: str = "cifar10"):
                         help="cacr: the CACR loss; simclr: the plain SimCLR baseline, NT-Xent over the same views "
                              "with temperature --temperature (not in the original)")
     parser.add_argument("--temperature", type=float, default=0.5, help="NT-Xent temperature of --loss simclr")
-    parser.add_argument("--tau_plus", type=float, default=0.1, help="class prior of the debiased variant")
-    parser.add_argument("--with_debiased", action="store_true", help="debiased repulsion (choice=full only)")
+    parser.add_argument("--tau_plus", type=float, default=0.1,
+                        help="class prior of the debiased variant (quirk §k.5 reproduced: the positive term is not "
+                             "scaled by beta)")
+    parser.add_argument("--with_debiased", action="store_true",
+                        help="debiased repulsion (choice=full only; quirk §k.5 reproduced as in the original)")
     parser.add_argument("--cost", type=str, default="euclidean", choices=("euclidean", "rbf"),
                         help="repulsion cost: euclidean (the original's active code) or rbf (its commented-out "
                              "variant, exp(-t*d))")
@@ -71,10 +81,12 @@ def parse_option(argv=None, dataset_default: str = "cifar10"):
     parser.add_argument("--num_workers", type=int, default=6)
     parser.add_argument("--log_interval", type=int, default=40)
     parser.add_argument("--gpus", type=int, nargs="*", default=None,
-                        help="CUDA ids for nn.DataParallel (default: all visible; ignored on CPU)")
+                        help="CUDA ids for nn.DataParallel (default: all visible; quirk §k.15 fixed: the original's "
+                             "default ids were nonsense; without CUDA a notice and the CPU)")
     parser.add_argument("--result_folder", type=str, default=None,
                         help="checkpoint root (default: the run directory runs/cacr/<name>)")
-    parser.add_argument("--log_folder", type=str, default=None, help="TensorBoard root (default: the run directory)")
+    parser.add_argument("--log_folder", type=str, default=None,
+                        help="accepted for the original's commands; TensorBoard files go to the run folder")
     # additions of this re-implementation
     parser.add_argument("--arch", type=str, default="small_alexnet",
                         help="encoder: small_alexnet (the paper) or any common.backbones name (+ linear head, "
@@ -85,7 +97,8 @@ def parse_option(argv=None, dataset_default: str = "cifar10"):
                         help="min scale of the RandomResizedCrop (default 0.2, STL-10 0.08)")
     add_augment_arg(parser)
     add_precision_args(parser)
-    parser.add_argument("--seed", type=int, default=0, help="random seed (the original did not seed)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="random seed (quirk §k.15 fixed: the original did not seed)")
     parser.add_argument("--device", type=str, default=None, help="cpu / cuda (default: cuda if available)")
     parser.add_argument("--name", type=str, default=None, help="run name (default: derived from the flags)")
     parser.add_argument("--resume", type=str, default="",
@@ -123,16 +136,20 @@ def parse_option(argv=None, dataset_default: str = "cifar10"):
     if args.with_debiased and args.choice != "full":
         raise UserError("--with_debiased only applies to --choice full")
 
-    if args.name is None:
-        args.name = (f"{args.dataset}_Ny{args.Ny}_Ns{args.Ns}_tau_pos{args.tau_pos}_tau_neg{args.tau_neg}"
-                     f"_alpha{args.alpha}_beta{args.beta}_choice_{args.choice}_with_debiased_{args.with_debiased}")
-        if args.dataset != "stl10":
-            args.name += f"_with_imbalanced_{args.imbalanced}"
-        if args.arch != "small_alexnet":
-            args.name += f"_{args.arch}"
-        if args.loss != "cacr":
-            args.name += f"_{args.loss}"
     return args
+
+
+def readable_name(args) -> str:
+    """The readable part of the default run name (the engine appends a digest of the result flags)."""
+    name = (f"{args.dataset}_Ny{args.Ny}_Ns{args.Ns}_tau_pos{args.tau_pos}_tau_neg{args.tau_neg}"
+            f"_alpha{args.alpha}_beta{args.beta}_choice_{args.choice}_with_debiased_{args.with_debiased}")
+    if args.dataset != "stl10":
+        name += f"_with_imbalanced_{args.imbalanced}"
+    if args.arch != "small_alexnet":
+        name += f"_{args.arch}"
+    if args.loss != "cacr":
+        name += f"_{args.loss}"
+    return name
 
 
 def set_loader(args):
@@ -152,14 +169,14 @@ def set_loader(args):
     return loader, generator, len(base)
 
 
-def train_one_epoch(encoder, loader, criterion, optimizer, epoch, args, logger, views_of: DeviceViews,
-                    precision: MixedPrecision):
+def train_one_epoch(encoder, loader, criterion, optimizer, epoch, args, run: Run, views_of: DeviceViews,
+                    precision: MixedPrecision) -> dict:
     encoder.train()
     meters = {k: AverageMeter(k) for k in ("loss1", "loss2", "loss", "time")}
     loss2_iter_mean = AverageMeter("loss2_plain")
     end = time.time()
-    bar = progress(loader, desc=f"epoch {epoch}", enabled=args.progress,
-                   total=min(len(loader), args.max_iters) if args.max_iters else len(loader))
+    bar = run.progress(loader, desc=f"epoch {epoch}", enabled=args.progress,
+                       total=min(len(loader), args.max_iters) if args.max_iters else len(loader))
     for it, batch in enumerate(bar):
         if args.max_iters and it >= args.max_iters:
             break
@@ -170,6 +187,7 @@ def train_one_epoch(encoder, loader, criterion, optimizer, epoch, args, logger, 
         loss, loss1, loss2 = criterion(z.float())
         optimizer.zero_grad(set_to_none=True)
         precision.backward_step(loss, optimizer)
+        run.step += 1
 
         batch = views[0].shape[0]
         values = torch.stack([loss1.detach(), loss2.detach(), loss.detach()]).tolist()  # one host sync
@@ -183,28 +201,44 @@ def train_one_epoch(encoder, loader, criterion, optimizer, epoch, args, logger, 
         if hasattr(bar, "set_postfix"):
             bar.set_postfix(loss=f"{values[2]:.4f}")
         if (it + 1) % args.log_interval == 0:
-            logger.info(f"Epoch {epoch} [{it + 1}/{len(loader)}] loss1 {values[0]:.4f} ({meters['loss1'].avg:.4f}) "
-                        f"loss2 {values[1]:.4f} ({meters['loss2'].avg:.4f}) loss {values[2]:.4f} "
-                        f"({meters['loss'].avg:.4f}) time {meters['time'].val:.3f} ({meters['time'].avg:.3f})")
-    # TensorBoard: loss1 / total sample-weighted, loss2 a plain mean over iterations (as the original)
-    logger.scalar("train/loss1", meters["loss1"].avg, epoch)
-    logger.scalar("train/loss2", loss2_iter_mean.avg, epoch)
-    logger.scalar("train/loss", meters["loss"].avg, epoch)
-    return meters["loss"].avg
+            run.info(f"Epoch {epoch} [{it + 1}/{len(loader)}] loss1 {values[0]:.4f} ({meters['loss1'].avg:.4f}) "
+                     f"loss2 {values[1]:.4f} ({meters['loss2'].avg:.4f}) loss {values[2]:.4f} "
+                     f"({meters['loss'].avg:.4f}) time {meters['time'].val:.3f} ({meters['time'].avg:.3f})")
+    # epoch averages: loss1 / total sample-weighted, loss2 a plain mean over iterations (as the original)
+    return {"loss": meters["loss"].avg, "loss1": meters["loss1"].avg, "loss2": loss2_iter_mean.avg}
+
+
+def encoder_publish_path(args) -> str | None:
+    """The original's ``<result_folder>/ours/Ny{Ny}_Ns{Ns}/<terms>/encoder.pth`` (``./results`` inside the dataset
+    folder the README runs it in), where ``linear_eval.py --encoder_checkpoint`` is pointed at."""
+    terms = (f"tau_pos{args.tau_pos}_tau_neg{args.tau_neg}_alpha{args.alpha}_beta{args.beta}_choice_{args.choice}"
+             f"_with_debiased_{args.with_debiased}")
+    if args.dataset != "stl10":
+        terms += f"_with_imbalanced_{args.imbalanced}"
+    relative = os.path.join("ours", f"Ny{args.Ny}_Ns{args.Ns}", terms, "encoder.pth")
+    if args.result_folder:
+        return os.path.join(args.result_folder, relative)
+    if args.dataset not in ORIGINAL_DATASET_FOLDERS:   # digits is this project's addition: no original folder
+        return None
+    return original_output_path(os.path.join(SMALL_SCALE_DIR, args.dataset), os.path.join("results", relative))
 
 
 def main(argv=None, dataset_default: str = "cifar10"):
     args = parse_option(argv, dataset_default)
+    gpus_available("--gpus", args.gpus)  # without CUDA: one notice line, the run goes on on the CPU
     args.device = get_device(args.device)
     seed_everything(args.seed)
-    run_dir = make_run_dir("cacr", args.name, root=args.result_folder)
-    logger = RunLogger(args.log_folder and os.path.join(args.log_folder, args.name) or run_dir)
-    logger.info(f"run directory: {run_dir}")
-    logger.info(" ".join(sys.argv))
+    # an explicit --resume FILE continues that file whatever the folder holds (as --no-auto-resume starts over it)
+    with Run.open("cacr", args, readable=readable_name(args), name=args.name, root=args.result_folder,
+                  ignore=("log_folder", "log_interval"), overwrite=bool(args.resume) or not args.auto_resume) as run:
+        return train(run, args)
 
+
+def train(run: Run, args):
+    run.info(" ".join(sys.argv))
     loader, generator, n_images = set_loader(args)
-    logger.info(f"{args.dataset}{' (imbalanced)' if args.imbalanced else ''}: {n_images} images, "
-                f"{args.Ny + 1} views, batch {args.Ns}")
+    run.info(f"{args.dataset}{' (imbalanced)' if args.imbalanced else ''}: {n_images} images, "
+             f"{args.Ny + 1} views, batch {args.Ns}")
     input_size = util.image_size(args.dataset, args.image_size)
     precision = MixedPrecision(args.device, args.amp, args.channels_last)
     encoder = precision.prepare(build_encoder(args.arch, args.feat_dim, input_size).to(args.device))
@@ -223,33 +257,58 @@ def main(argv=None, dataset_default: str = "cifar10"):
                                 weight_decay=args.weight_decay)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=args.lr_decay_epochs,
                                                      gamma=args.lr_decay_rate)
-    start_epoch = resume_or_start(args.resume, run_dir, encoder, optimizer, precision.scaler,
-                                  extra={"scheduler": scheduler}, auto=args.auto_resume, printer=logger.info)
+    start_epoch = 0
+    state = run.resume_state(args.resume, RESUME_FILE, require=("epoch", "state_dict", "optimizer"))
+    if state is not None:
+        source = args.resume or os.path.join(run.run_dir, RESUME_FILE)
+        if "epoch" not in state:   # the original's only file, encoder.pth: weights without a training state
+            raise UserError(f"'{source}' holds no training state (no epoch / optimizer: it is an encoder.pth-style "
+                            "state dict of the encoder); evaluate it with linear_eval.py --encoder_checkpoint, or "
+                            "resume from a checkpoint.pth.tar of this script")
+        load_model_state(encoder, state["state_dict"], source=f"checkpoint '{source}'")
+        start_epoch = run.restore(state, optimizer=optimizer, scaler=precision.scaler,
+                                  extra={"scheduler": scheduler} if state.get("scheduler") else None)
 
     if args.monitor != "none" and start_epoch == 0:
         metric, acc = monitor_accuracy(encoder, args)
-        logger.info(f"initial {metric}: {acc:.2f}")
-        logger.scalar(f"eval/{metric.replace(' ', '_')}", acc, 0)
+        run.info(f"initial {metric}: {acc:.2f}")
+        run.scalar(eval_tag(metric), acc, 0)
 
-    for epoch in range(start_epoch, args.epochs):
+    last = {}     # the last epoch's training scalars (the run's final number when nothing is evaluated)
+
+    def one_epoch(epoch):
         # the shuffling order depends only on (seed, epoch), so a resumed run sees the same batches
         generator.manual_seed(args.seed * 100003 + epoch)
         views_of.set_epoch(epoch)
-        avg = train_one_epoch(model, loader, criterion, optimizer, epoch, args, logger, views_of, precision)
+        last.update(train_one_epoch(model, loader, criterion, optimizer, epoch, args, run, views_of, precision))
         scheduler.step()
-        logger.info(f"epoch {epoch}: loss {avg:.4f} lr {optimizer.param_groups[0]['lr']:.5f}")
-        save_training_state(run_dir, epoch + 1, encoder, optimizer, args, precision.scaler,
-                            extra={"scheduler": scheduler})
+        return {**last, "lr": optimizer.param_groups[0]["lr"]}
 
-    # the original's only artefact: the bare encoder's state_dict
-    atomic_torch_save(encoder.state_dict(), os.path.join(run_dir, "encoder.pth"))
-    logger.info(f"saved {os.path.join(run_dir, 'encoder.pth')}")
+    def checkpoint(done, metrics, best):
+        return {"epoch": done, "state_dict": encoder.state_dict(), "optimizer": optimizer.state_dict(),
+                "scaler": precision.scaler.state_dict(), "scheduler": scheduler.state_dict(),
+                "args": args_record(args)}
+
+    fit(run, start_epoch, args.epochs, one_epoch, checkpoint, resume_name=RESUME_FILE)
+
+    # the original's only artefact: the bare encoder's state_dict (no bookkeeping keys: it loads as the original's)
+    path = run.save(encoder.state_dict(), "encoder.pth", bookkeeping=False)
+    publish(path, encoder_publish_path(args))
+    run.info(f"saved {path}")
     if args.monitor != "none":
-        metric, acc = monitor_accuracy(encoder, args)
-        logger.info(f"final {metric}: {acc:.2f}")
-        logger.scalar(f"eval/{metric.replace(' ', '_')}", acc, args.epochs)
-    logger.close()
+        metric, value = monitor_accuracy(encoder, args)
+        run.scalar(eval_tag(metric), value)
+    else:                 # no evaluation asked for: the run's last number is its training loss
+        metric, value = "loss", last.get("loss")
+    if value is not None:
+        run.info(f"final {metric}: {value:.4f}" if metric == "loss" else f"final {metric}: {value:.2f}")
+    run.finish(metric, value)
     return encoder
+
+
+def eval_tag(metric: str) -> str:
+    """'linear top-1' → 'eval/linear_top1', 'knn top-1' → 'eval/knn_top1' (the logging schema)."""
+    return "eval/" + metric.replace(" top-1", "_top1")
 
 
 if __name__ == "__main__":

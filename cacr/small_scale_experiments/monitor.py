@@ -42,8 +42,10 @@ def monitor_features(encoder, args):
     ``--monitor-max-images`` each; BN re-estimated on train first with ``--monitor-bn-recalibrate``):
     ``(train_x, train_y, test_x, test_y)``."""
     transform = util.val_transform(args.dataset, args.image_size)
-    train = _limited(build_dataset(args.dataset, args.data_folder, "train", transform), args.monitor_max_images)
-    test = _limited(build_dataset(args.dataset, args.data_folder, "test", transform), args.monitor_max_images)
+    train_all = build_dataset(args.dataset, args.data_folder, "train", transform)
+    train = _limited(train_all, args.monitor_max_images)
+    test = _limited(build_dataset(args.dataset, args.data_folder, "test", transform, classes=train_all),
+                    args.monitor_max_images)
     if args.monitor_bn_recalibrate:
         encoder = recalibrated_encoder(encoder, train, args.device)
     return (*encoder_features(encoder, train, args.device, args.monitor_layer),

@@ -21,7 +21,9 @@ def free_port() -> int:
 def run(cmd, runs_dir, env=None, timeout=240, check=True):
     """Run ``cmd`` inside cacr/ with runs written under ``runs_dir``; returns the CompletedProcess."""
     full_env = dict(os.environ)
-    full_env.update({"CL_RUNS_DIR": str(runs_dir), "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"})
+    # the originals' output paths (common.engine.publish) under the test's folder, not in the source tree
+    full_env.update({"CL_RUNS_DIR": str(runs_dir), "CL_ORIGINAL_OUTPUTS": str(Path(runs_dir) / "original_outputs"),
+                     "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"})
     full_env.update(env or {})
     if isinstance(cmd[0], str) and cmd[0].endswith(".py"):
         cmd = [sys.executable, *cmd]

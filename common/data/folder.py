@@ -53,12 +53,47 @@ class FileListDataset(Dataset):
         return f"{type(self).__name__}(n={len(self)}, classes={len(self.classes)})"
 
 
+def class_names_of(classes) -> list[str] | None:
+    """``classes`` given as a dataset (its ``.classes``), a ``{name: index}`` dict or a list of names → list."""
+    if classes is None:
+        return None
+    if hasattr(classes, "classes"):
+        classes = classes.classes
+    if isinstance(classes, dict):
+        return [name for name, _ in sorted(classes.items(), key=lambda item: item[1])]
+    return [str(c) for c in classes]
+
+
+def folder_classes(directory: str) -> list[str] | None:
+    """Sorted class-folder names of an ImageFolder split (``None`` if ``directory`` does not exist): the training
+    classes an evaluation split is labelled with, without listing the training images."""
+    try:
+        return torchvision.datasets.folder.find_classes(directory)[0]
+    except (FileNotFoundError, NotADirectoryError):  # reported by the reader of that split
+        return None
+
+
+def unknown_classes_error(dataset: str, split_dir: str, unknown, train_classes) -> UserError:
+    shown = ", ".join(repr(c) for c in sorted(unknown)[:5]) + (" ..." if len(unknown) > 5 else "")
+    return UserError(f"{dataset}: class folder(s) {shown} of '{split_dir}' are not classes of the training split "
+                     f"({len(train_classes)} classes, e.g. {', '.join(list(train_classes)[:3])}); a classifier "
+                     "trained on it cannot predict them. Remove those folders from the evaluation split or add "
+                     "them to the training split")
+
+
 class ImageFolder(torchvision.datasets.ImageFolder):
     """``torchvision.datasets.ImageFolder`` (same class order, samples, ``targets``) with clear errors for a missing
-    directory, a directory without class folders, and an empty class folder; images are PIL RGB."""
+    directory, a directory without class folders, and an empty class folder; images are PIL RGB.
 
-    def __init__(self, root, transform=None, target_transform=None):
+    ``classes`` (the training split's dataset, class list or ``class_to_idx``): label the folders *by name* with the
+    training split's indices, so an evaluation split lacking one of the training classes keeps every other label
+    (plain ImageFolder would renumber them and shift every label after the gap). ``self.classes`` is then the
+    training class list; a folder that is not a training class is a ``UserError`` naming it.
+    """
+
+    def __init__(self, root, transform=None, target_transform=None, classes=None):
         root = os.path.expanduser(str(root))
+        self._train_classes = class_names_of(classes)
         require_dir(root, "imagefolder", "Expected one sub-folder per class holding the images "
                                          "(<root>/<class>/<image>); check --data and the split name")
         try:
@@ -66,6 +101,19 @@ class ImageFolder(torchvision.datasets.ImageFolder):
         except FileNotFoundError as e:
             raise UserError(f"imagefolder: '{root}' is not a class-per-folder image tree: {one_line(e)}. Expected "
                             f"<root>/<class>/<image>{IMAGE_EXTENSIONS[0]} with at least one image per class") from None
+        if self._train_classes is not None:
+            self.class_to_idx = {c: i for i, c in enumerate(self._train_classes)}
+
+    def find_classes(self, directory):
+        present, class_to_idx = super().find_classes(directory)
+        if self._train_classes is None:
+            return present, class_to_idx
+        train_index = {c: i for i, c in enumerate(self._train_classes)}
+        unknown = [c for c in present if c not in train_index]
+        if unknown:
+            raise unknown_classes_error("imagefolder", directory, unknown, self._train_classes)
+        # only the folders present: torchvision then requires images in each of them, not in absent classes
+        return list(self._train_classes), {c: train_index[c] for c in present}
 
 
 # ----------------------------------------------------------------------------------------------------- Tiny-ImageNet
@@ -96,9 +144,14 @@ def _images_under(folder: str) -> list[str]:
 
 class TinyImageNet(FileListDataset):
     """Tiny-ImageNet-200: ``wnids.txt`` sorted → label (= ImageFolder's order); ``train/<wnid>/images/*.JPEG``;
-    ``val`` in the official layout (``val/images`` + ``val_annotations.txt``) or re-arranged into ``val/<wnid>/…``."""
+    ``val`` in the official layout (``val/images`` + ``val_annotations.txt``) or re-arranged into ``val/<wnid>/…``.
 
-    def __init__(self, root, split: str = "train", transform=None, target_transform=None):
+    Labels are given by class *name*: ``classes`` (the training split's dataset or class list; default the sorted
+    ``wnids.txt``) fixes the index of every wnid. A re-arranged ``val/`` may lack class folders (the other labels
+    are unchanged); a val folder or annotation whose wnid is not a training class is a ``UserError`` naming it.
+    """
+
+    def __init__(self, root, split: str = "train", transform=None, target_transform=None, classes=None):
         if split not in ("train", "val"):
             raise UserError(f"tinyimagenet: unknown split '{split}'; use 'train' or 'val' (the test set has no labels)")
         folder = resolve_tiny_dir(root)
@@ -106,7 +159,8 @@ class TinyImageNet(FileListDataset):
             wnids = sorted({line.strip() for line in f if line.strip()})
         if not wnids:
             raise UserError(f"tinyimagenet: '{os.path.join(folder, 'wnids.txt')}' is empty")
-        to_idx = {w: i for i, w in enumerate(wnids)}
+        names = class_names_of(classes) or wnids
+        to_idx = {w: i for i, w in enumerate(names)}
         fix = f"re-extract {TINY_URL}"
         split_dir = require_dir(os.path.join(folder, split), "tinyimagenet", fix)
         samples = []
@@ -117,23 +171,40 @@ class TinyImageNet(FileListDataset):
                     if not line.strip():
                         continue
                     parts = line.split("\t") if "\t" in line else line.split()
-                    if len(parts) < 2 or parts[1].strip() not in to_idx:
+                    if len(parts) < 2:
                         raise UserError(f"tinyimagenet: line {lineno} of '{annotations}' is not "
-                                        f"'<file>\\t<wnid>\\t...' with a wnid from wnids.txt: {line.strip()!r}")
+                                        f"'<file>\\t<wnid>\\t...': {line.strip()!r}")
+                    if parts[1].strip() not in to_idx:
+                        raise unknown_classes_error("tinyimagenet", annotations, [parts[1].strip()], names)
                     samples.append((os.path.join(split_dir, "images", parts[0].strip()), to_idx[parts[1].strip()]))
         else:
-            for w in wnids:
+            if split == "val" and os.path.isdir(os.path.join(split_dir, "images")):
+                raise UserError(f"tinyimagenet: '{split_dir}' has the official images/ folder but no "
+                                f"'{annotations}' (the official val layout needs val/images and "
+                                f"val/val_annotations.txt); {fix}")
+            if split == "val":
+                # re-arranged val/<wnid>/: every folder must be a training class, a missing class is fine
+                present = sorted(d for d in os.listdir(split_dir) if os.path.isdir(os.path.join(split_dir, d)))
+                unknown = [d for d in present if d not in to_idx]
+                if unknown:
+                    raise unknown_classes_error("tinyimagenet", split_dir, unknown, names)
+                if not present:
+                    raise UserError(f"tinyimagenet: '{split_dir}' has neither class folders nor the official "
+                                    f"val/images + val/val_annotations.txt; {fix}")
+            else:
+                present = wnids
+            for w in present:
                 class_dir = os.path.join(split_dir, w)
                 if not os.path.isdir(class_dir):
-                    hint = (" (the official val layout needs val/images and val/val_annotations.txt)"
-                            if split == "val" else "")
-                    raise UserError(f"tinyimagenet: class folder '{class_dir}' is missing{hint}; {fix}")
+                    raise UserError(f"tinyimagenet: class folder '{class_dir}' is missing; {fix}")
                 files = _images_under(class_dir)
                 if not files:
                     raise UserError(f"tinyimagenet: class folder '{class_dir}' holds no images; {fix}")
+                if w not in to_idx:
+                    raise unknown_classes_error("tinyimagenet", split_dir, [w], names)
                 samples.extend((p, to_idx[w]) for p in files)
         self.root, self.split, self.wnids = root, split, wnids
-        super().__init__(samples, wnids, transform, target_transform)
+        super().__init__(samples, names, transform, target_transform)
 
 
 # -------------------------------------------------------------------------------------------------------- list files

@@ -2,10 +2,10 @@
 from common.eval.features import eval_mode, extract_features, recalibrated_copy
 from common.eval.knn import knn_accuracy, knn_evaluate, weighted_knn_predict
 from common.eval.linear import evaluate_linear, train_linear_probe
-from common.eval.metrics import accuracy, class_counts, shot_accuracy
+from common.eval.metrics import accuracy, class_counts, shot_accuracy, shot_groups
 
 __all__ = [
     "recalibrated_copy",
     "accuracy", "class_counts", "eval_mode", "evaluate_linear", "extract_features", "knn_accuracy",
-    "knn_evaluate", "shot_accuracy", "train_linear_probe", "weighted_knn_predict",
+    "knn_evaluate", "shot_accuracy", "shot_groups", "train_linear_probe", "weighted_knn_predict",
 ]

@@ -14,9 +14,11 @@ def train_linear_probe(train_feats: torch.Tensor, train_labels: torch.Tensor, te
                        num_classes: int | None = None, optimizer: str = "sgd", momentum: float = 0.9,
                        nesterov: bool = False, weight_decay: float = 0.0, schedule: str = "cosine",
                        milestones=(60, 80), gamma: float = 0.1, normalize: bool = False,
-                       standardize: bool = False, seed: int = 0, return_history: bool = False):
+                       standardize: bool = False, seed: int = 0, return_history: bool = False,
+                       return_predictions: bool = False):
     """Train ``Linear(D, C)`` on (N, D) frozen features with cross-entropy; return the test top-1 in %
-    after the last epoch (``return_history``: ``(top1, [top1 per epoch])``).
+    after the last epoch (``return_history``: ``(top1, [top1 per epoch])``; ``return_predictions`` appends the
+    test-set argmax predictions ``(N,)``, e.g. for :func:`common.eval.shot_accuracy`).
 
     ``optimizer``: ``'sgd'`` (momentum / Nesterov / weight decay) or ``'adam'``; ``schedule``: ``'cosine'``
     (per epoch), ``'step'`` (``milestones``, ``gamma``) or ``'none'``. ``normalize`` L2-normalises the
@@ -74,7 +76,12 @@ def train_linear_probe(train_feats: torch.Tensor, train_labels: torch.Tensor, te
         if return_history or epoch == epochs - 1:
             history.append(evaluate_linear(classifier, test_feats, test_labels, batch_size=max(batch_size, 1024)))
     top1 = history[-1] if history else evaluate_linear(classifier, test_feats, test_labels)
-    return (top1, history) if return_history else top1
+    out = (top1,) + ((history,) if return_history else ())
+    if return_predictions:
+        with torch.no_grad():
+            out += (torch.cat([classifier(test_feats[i: i + 4096]).argmax(1)
+                               for i in range(0, test_feats.shape[0], 4096)]),)
+    return out if len(out) > 1 else top1
 
 
 @torch.no_grad()

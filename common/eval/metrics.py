@@ -31,6 +31,16 @@ def class_counts(labels, num_classes: int | None = None) -> torch.Tensor:
     return torch.bincount(labels, minlength=num_classes or 0)
 
 
+def shot_groups(train_class_counts, many_shot_thr: int = 100, low_shot_thr: int = 20) -> dict:
+    """Boolean masks ``{'many', 'medium', 'few'}`` over the classes of ``train_class_counts`` (C,): *many* if the
+    training count is > ``many_shot_thr``, *few* if < ``low_shot_thr``, *medium* otherwise (both thresholds are
+    medium), as PaCo's ``shot_acc`` groups them."""
+    counts = torch.as_tensor(train_class_counts).long().flatten()
+    groups = {"many": counts > many_shot_thr, "few": counts < low_shot_thr}
+    groups["medium"] = ~(groups["many"] | groups["few"])
+    return groups
+
+
 @torch.no_grad()
 def shot_accuracy(preds, labels, train_class_counts, many_shot_thr: int = 100, low_shot_thr: int = 20) -> dict:
     """Many / medium / few-shot accuracy as in PaCo ``LT/utils.py::shot_acc``.
@@ -56,9 +66,7 @@ def shot_accuracy(preds, labels, train_class_counts, many_shot_thr: int = 100, l
     correct = torch.bincount(labels[preds == labels], minlength=num_classes)
     classes = torch.nonzero(test_count > 0).flatten()
     per_class = correct[classes].double() / test_count[classes].double()
-    train = counts[classes]
-    groups = {"many": train > many_shot_thr, "few": train < low_shot_thr}
-    groups["medium"] = ~(groups["many"] | groups["few"])
+    groups = shot_groups(counts[classes], many_shot_thr, low_shot_thr)
     out = {name: (float(per_class[mask].mean()) if bool(mask.any()) else 0.0) for name, mask in groups.items()}
     out["per_class_acc"] = per_class
     out["classes"] = classes

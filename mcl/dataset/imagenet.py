@@ -19,7 +19,7 @@ import torchvision.transforms as T
 from torch.utils.data import DataLoader
 
 from common.augment import linear_val_transform, normalize_transform
-from common.data import ImageFolder
+from common.data import ImageFolder, folder_classes
 from common.data.seeded import sample_seed
 from common.utils import UserError
 
@@ -105,7 +105,10 @@ def get_imagenet_dataloader_sample(data_folder, args, is_sample=True, image_size
     ``seed``: per-item seeded augmentation and index draws (see :class:`ImageFolderSample`)."""
     train_transform, val_transform = imagenet_transforms(image_size, resize)
     pin = torch.device(getattr(args, "device", "cpu")).type == "cuda"
-    val_set = ImageFolder(os.path.join(data_folder, "val"), val_transform)
+    # val labelled by class name with train's indices (a val/ lacking a class keeps the other labels); the
+    # train classes are read from the folder names only, so evaluation-only runs need no train images
+    train_classes = folder_classes(os.path.join(data_folder, "train"))
+    val_set = ImageFolder(os.path.join(data_folder, "val"), val_transform, classes=train_classes)
     val_loader = DataLoader(val_set, batch_size=args.batch_size, shuffle=False, num_workers=args.num_workers,
                             pin_memory=pin)
     if not train:

@@ -48,6 +48,17 @@ def test_runs_go_to_cl_runs_dir_method_name(runs):
         assert os.path.isfile(os.path.join(run.run_dir, ".lock"))
 
 
+def test_folder_is_the_run_folder_itself_and_keeps_the_identity_checks(runs, tmp_path):
+    # an original's explicit output folder (MoCo-v3 --output_dir): no <runs>/<method>/<name> around it
+    out = tmp_path / "output_dir"
+    with Run.open("m", _args(), folder=str(out)) as run:
+        assert run.run_dir == str(out) and os.path.isfile(out / ".lock")
+        run.save({"epoch": 1, "w": torch.ones(2)}, "ck.pth")
+    with pytest.raises(UserError, match="--lr: 0.1 -> 0.2"):
+        with Run.open("m", _args(lr=0.2), folder=str(out)) as run:
+            run.resume_state(None, "ck.pth")
+
+
 def _train(args, name="n", value=50.0, stop_after=None):
     """A toy entry point: resumes, saves each epoch, finishes (or stops like a killed run after ``stop_after``)."""
     with Run.open("m", args, name=name) as run:

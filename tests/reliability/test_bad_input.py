@@ -354,8 +354,10 @@ CASES = [
            {"variant": "cifar_arch"}),
           ("resume_checkpoint", ["{imagefolder}", *CACR_V3, "--resume", "{ckpt}"], ["bad.pth.tar", "corrupt"],
            corrupt()),
+          # --resume: the setup run's folder belongs to its flags (common.engine); the file is continued explicitly
           ("nan_loss", ["{imagefolder}", *CACR_V3, "-b", "2", "--max-iters", "3", "-p", "1", "--epochs", "2", "--lr",
-                        "1e30", "--output_dir", "{case}/out"], ["loss is", "step epoch 1 iteration"], None,
+                        "1e30", "--output_dir", "{case}/out", "--resume", "{keep}"], ["loss is", "step epoch 1 iteration"],
+           None,
            ["{imagefolder}", *CACR_V3, "-b", "2", "--output_dir", "{case}/out"],
            "out/checkpoint.pth.tar")),
     *rows("cacr", "imagenet_pretraining/main_lincls.py",
@@ -708,7 +710,8 @@ def results(data, tmp_path_factory):
                 values.update(case.make(case_dir, data))
             keep = str(case_dir / case.keep) if case.keep else ""
             common = dict(cwd=str(ROOT / method), entry=case.entry, watch=str(case_dir), timeout=300,
-                          env={"CL_RUNS_DIR": str(case_dir), "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"},
+                          env={"CL_RUNS_DIR": str(case_dir), "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1",
+                               "CL_ORIGINAL_OUTPUTS": str(case_dir / "original_outputs")},
                           globs={"keep": keep} if keep else {})
             if case.setup is not None:
                 jobs.append(dict(common, id=case.id + "#setup", argv=_format(case.setup, {**values, "keep": "{keep}"})))

@@ -6,6 +6,8 @@ import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 
+from cacr.softmax_moments import logsumexp_of_projections, softmax_moments
+
 COSTS = ("rbf", "euclidean")
 
 
@@ -26,22 +28,28 @@ def attraction_weights(q_hat: torch.Tensor, k_hat: torch.Tensor, T: float) -> to
         return torch.softmax((q_hat - k_hat.unsqueeze(0)).pow(2).sum(-1) / T, dim=0)
 
 
+def _positive_columns(batch: int, rank: int, n_queries: int, device) -> torch.Tensor:
+    """Column of each query row's own key among the gathered keys: n + N·rank, repeated per query (J·N)."""
+    return (torch.arange(batch, device=device) + batch * rank).repeat(n_queries)
+
+
 def cacr_rbfloss(queries, k: torch.Tensor, T: float = 1.0, return_weights: bool = False):
     """RBF-cost CACR (default ``--cacr-cost=rbf``): a p-weighted InfoNCE over the query list.
 
     queries: list of J tensors N×D (un-normalised), k: N×D (un-normalised) →
     Σ_j (1/N) Σ_n p[j,n]·CE(q̂_j[n]·K̂ᵀ/T, n + N·rank)·2T with K̂ the keys of all processes.
+    CE = logsumexp_m(q̂·K̂_mᵀ/T) − q̂·K̂_posᵀ/T; the log-partition is computed tile by tile with a hand-written
+    gradient (``cacr.softmax_moments``), so no J×N×M logits are kept for the backward.
     """
     q_hat = F.normalize(torch.stack(list(queries)), dim=-1)
     k_hat = F.normalize(k, dim=-1)
     p = attraction_weights(q_hat, k_hat, T)
     k_all, rank = _gather_keys(k_hat)
-    n_queries, batch, _ = q_hat.shape
-    logits = q_hat @ k_all.t() / T                                                  # J×N×M
-    labels = (torch.arange(batch, device=k.device) + batch * rank).repeat(n_queries)
-    # under autocast cross_entropy runs in float32 (fp16 logits, fp32 CE like the original)
-    ce = F.cross_entropy(logits.reshape(n_queries * batch, -1), labels, reduction="none")
-    loss = (p.reshape(-1) * ce).sum() / batch * (2 * T)
+    n_queries, batch, dim = q_hat.shape
+    log_partition = logsumexp_of_projections(q_hat.reshape(-1, dim), k_all, 1.0 / T)
+    positive_logit = (q_hat * k_all[batch * rank:batch * (rank + 1)]).sum(-1) / T               # J×N
+    ce = log_partition.reshape(n_queries, batch) - positive_logit
+    loss = (p * ce).sum() / batch * (2 * T)
     return (loss, p) if return_weights else loss
 
 
@@ -51,19 +59,19 @@ def cacr_euclideanloss(queries, k: torch.Tensor, T: float = 1.0, return_weights:
     cost_j = 1 − q̂_j K̂ᵀ (J×N×M); attraction a = cost at the positive column; repulsion
     r = Σ_m ρ·ν over the M−1 negatives with ν = −cost and ρ = softmax_m(ν/T) (no gradient);
     loss = Σ_j Σ_n p[j,n]·(a + r) — a sum over the batch with no 2T factor (quirk §k.8, reproduced).
+    As ρ is a constant that sums to 1, r = ⟨q̂, μ⟩ − 1 with μ = Σ_m ρ_m K̂_m (same value and gradient), and μ is
+    computed tile by tile (``cacr.softmax_moments``) without the J×N×M cost matrix.
     """
     q_hat = F.normalize(torch.stack(list(queries)), dim=-1)
     k_hat = F.normalize(k, dim=-1)
     p = attraction_weights(q_hat, k_hat, T)
     k_all, rank = _gather_keys(k_hat)
-    n_queries, batch, _ = q_hat.shape
-    cost = 1 - q_hat @ k_all.t()                                                    # J×N×M
-    positive = torch.zeros_like(cost[0], dtype=torch.bool)
-    positive[torch.arange(batch, device=k.device), torch.arange(batch, device=k.device) + batch * rank] = True
-    attraction = cost[:, positive].reshape(n_queries, batch)
-    negatives = -cost[:, ~positive].reshape(n_queries, batch, -1)
-    rho = torch.softmax(negatives.detach() / T, dim=-1)
-    repulsion = (rho * negatives).sum(-1)
+    n_queries, batch, dim = q_hat.shape
+    # softmax_m(ν/T) = softmax_m(q̂·K̂_mᵀ/T): the constant −1/T of every negative cancels
+    _, negative_mean = softmax_moments(q_hat.detach().reshape(-1, dim), k_all, 1.0 / T,
+                                       exclude=_positive_columns(batch, rank, n_queries, k.device))
+    attraction = 1 - (q_hat * k_all[batch * rank:batch * (rank + 1)]).sum(-1)                    # J×N
+    repulsion = (q_hat * negative_mean.to(q_hat.dtype).reshape(q_hat.shape)).sum(-1) - 1
     loss = ((attraction + repulsion) * p).sum()
     return (loss, p) if return_weights else loss
 

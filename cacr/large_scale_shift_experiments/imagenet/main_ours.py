@@ -21,20 +21,25 @@ from common.augment import moco_v1_transform, moco_v2_transform
 from common.backbones import build_backbone, freeze_batchnorm
 from common.data import WebVision, build_dataset
 from common.data.seeded import SeededTransformDataset
-from common.logger import make_run_dir
+from common.engine import fit, original_output_path, publish
 from common.meters import AverageMeter, ProgressMeter
 from common.schedules import cosine_lr, set_lr, step_lr
-from common.training import progress, resume_or_start, save_training_state
-from common.utils import MixedPrecision, UserError, add_precision_args, check_finite, run_main
+from common.training import load_model_state
+from common.utils import (HelpFormatter, MixedPrecision, UserError, add_precision_args, check_finite, run_main,
+                          set_visible_gpus)
 
 from cacr.large_scale_shift_experiments.imagenet.ours.builder import MoCo
 from cacr.large_scale_shift_experiments.imagenet.ours.loader import MultiCropsTransform
-from cacr.worker import seeded_loader, start_worker
+from cacr.worker import args_record, ddp_state_dict, open_run, seeded_loader
+
+RESUME_FILE = "checkpoint.pth.tar"
+LARGE_SCALE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def get_parser(webvision: bool = False):
     parser = argparse.ArgumentParser(description=f"CACR queue-MoCo pre-training on "
-                                                 f"{'WebVision-v1' if webvision else 'an ImageFolder dataset'}")
+                                                 f"{'WebVision-v1' if webvision else 'an ImageFolder dataset'}",
+                                     formatter_class=HelpFormatter)
     parser.add_argument("data", metavar="DIR", nargs="?", default=os.environ.get("DATA"),
                         help="dataset root (ImageFolder with train/; WebVision: root with info/); env DATA")
     parser.add_argument("-a", "--arch", metavar="ARCH", default="resnet50", help="torchvision / common backbone name")
@@ -51,11 +56,15 @@ def get_parser(webvision: bool = False):
     parser.add_argument("--no-auto-resume", dest="auto_resume", action="store_false")
     parser.add_argument("--interval", default=50, type=int, help="keep checkpoint_XXXX.pth.tar every N epochs")
     parser.add_argument("--seed", default=None, type=int, help="seed (+ rank)")
-    parser.add_argument("--gpus", type=int, nargs="*", default=None, help="GPU ids on this node (default all)")
+    parser.add_argument("--gpus", type=int, nargs="*", default=None,
+                        help="GPU ids on this node, written to CUDA_VISIBLE_DEVICES before CUDA starts (default all); "
+                             "without CUDA a notice and the CPU")
     parser.add_argument("--moco-dim", default=128, type=int)
     parser.add_argument("--moco-k", default=65536, type=int, help="queue length K")
     parser.add_argument("--moco-m", default=0.999, type=float)
-    parser.add_argument("--moco-contr-w", default=0, type=float, help="leftover of the original; must be 0")
+    parser.add_argument("--moco-contr-w", default=0, type=float,
+                        help="leftover of the original; must be 0 (quirk §k.16: any other value crashed the original; "
+                             "here a clear error)")
     parser.add_argument("--moco-contr-tau", default=0.07, type=float, help="leftover of the original; unused")
     parser.add_argument("--moco-unif-no-intra-batch", action="store_true",
                         help="repulsion over the queue only (drop the in-batch negatives)")
@@ -68,10 +77,14 @@ def get_parser(webvision: bool = False):
     parser.add_argument("--Ns", type=int, default=128, help="batch size per node (divided over its processes)")
     parser.add_argument("--tau_pos", type=float, default=1.0)
     parser.add_argument("--tau_neg", type=float, default=1.0)
-    parser.add_argument("--alpha", type=float, default=3.0)
-    parser.add_argument("--beta", type=float, default=3.0)
-    parser.add_argument("--tau_plus", type=float, default=0.1, help="passed to the model, unused (as original)")
-    parser.add_argument("--with_debiased", action="store_true", help="unused by the model (as original)")
+    parser.add_argument("--alpha", type=float, default=3.0,
+                        help="scale of the attraction cost (quirk §k.6 guarded: 0 is a clear error)")
+    parser.add_argument("--beta", type=float, default=3.0,
+                        help="scale of the repulsion cost (quirk §k.6 guarded: 0 is a clear error)")
+    parser.add_argument("--tau_plus", type=float, default=0.1,
+                        help="passed to the model, unused (quirk §k.5 reproduced, as the original)")
+    parser.add_argument("--with_debiased", action="store_true",
+                        help="unused by the model (quirk §k.5 reproduced, as the original)")
     parser.add_argument("--mlp", action="store_true", help="2-layer MLP head (MoCo v2)")
     parser.add_argument("--aug-plus", action="store_true", help="MoCo-v2 augmentation")
     parser.add_argument("--cos", action="store_true", help="cosine lr schedule")
@@ -147,17 +160,19 @@ def main(argv=None, webvision: bool = False):
                         "only 0 is supported")
     if args.Ny < 1:
         raise UserError("--Ny must be >= 1")
-    if args.gpus and torch.cuda.is_available():
-        os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, args.gpus))
+    set_visible_gpus("--gpus", args.gpus)  # before any CUDA call, as the original
     args.dataset_name = "webvision_v1" if webvision else dataset_name_from_path(args.data)
-    args.name = run_name(args, args.dataset_name)
     cdist.launch(main_worker, args)
 
 
 def main_worker(local_rank, args):
-    run_dir = make_run_dir("cacr", args.name, root=args.output_folder, create=False)
-    logger = start_worker(local_rank, args, run_dir, "run directory")
+    with open_run(local_rank, args, readable=run_name(args, args.dataset_name), root=args.output_folder,
+                  ignore=("interval", "start_epoch")) as run:
+        pretrain(run, args)
+    cdist.cleanup()
 
+
+def pretrain(run, args):
     batch_size = cdist.per_process_batch_size(args.Ns, args)
     global_batch = batch_size * args.world_size
     if args.moco_k % global_batch != 0:
@@ -172,8 +187,12 @@ def main_worker(local_rank, args):
     precision = MixedPrecision(args.device, args.amp, args.channels_last)
     model = cdist.wrap_ddp(precision.prepare(model), args)
     optimizer = torch.optim.SGD(model.parameters(), args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
-    start_epoch = resume_or_start(args.resume, run_dir, model, optimizer, precision.scaler, auto=args.auto_resume,
-                                  printer=logger.info) or args.start_epoch
+    start_epoch = args.start_epoch
+    # ours (checkpoint.pth.tar) or the original's checkpoint_XXXX.pth.tar: the same keys (module.encoder_q ...)
+    state = run.resume_state(args.resume, RESUME_FILE, require=("epoch", "state_dict", "optimizer"))
+    if state is not None:
+        load_training_checkpoint(run, state, model, optimizer, precision.scaler, args.resume)
+        start_epoch = int(state["epoch"])
 
     dataset = build_train_dataset(args)
     if len(dataset) < global_batch:
@@ -181,22 +200,29 @@ def main_worker(local_rank, args):
                         "lower --Ns")
     loader, set_epoch = seeded_loader(dataset, batch_size, workers, args)
 
-    for epoch in range(start_epoch, args.epochs):
+    last = {}     # the last epoch's training scalars: the run's final number (no evaluation in pre-training)
+
+    def one_epoch(epoch):
         set_epoch(epoch)
         lr = adjust_learning_rate(optimizer, epoch, args)
-        train(loader, model, optimizer, epoch, args, logger, precision)
-        logger.scalar("train/lr", lr, epoch)
-        state = dict(arch=args.arch)
-        # a rolling checkpoint every epoch (auto-resume) and a kept one every --interval epochs
-        save_training_state(run_dir, epoch + 1, model, optimizer, args, precision.scaler, **state)
-        if (epoch + 1) % args.interval == 0:
-            save_training_state(run_dir, epoch + 1, model, optimizer, args, precision.scaler,
-                                filename="checkpoint_{epoch:04d}.pth.tar", **state)
-    logger.close()
-    cdist.cleanup()
+        last.update(train(loader, model, optimizer, epoch, args, run, precision), lr=lr)
+        return last
+
+    def checkpoint(done, metrics, best):
+        # the original's layout: DDP keys (module.encoder_q..., module.queue), epoch = the next epoch
+        state = {"epoch": done, "arch": args.arch, "state_dict": ddp_state_dict(model),
+                 "optimizer": optimizer.state_dict(), "scaler": precision.scaler.state_dict(),
+                 "args": args_record(args)}
+        if done % args.interval == 0:   # the original's kept file, numbered by the 0-based epoch just trained
+            path = run.save(state, original_checkpoint_name(done - 1))
+            publish(path, original_publish_path(args, original_checkpoint_name(done - 1)))
+        return state
+
+    fit(run, start_epoch, args.epochs, one_epoch, checkpoint, resume_name=RESUME_FILE)
+    run.finish("loss", last.get("loss"))
 
 
-def train(loader, model, optimizer, epoch, args, logger, precision: MixedPrecision):
+def train(loader, model, optimizer, epoch, args, run, precision: MixedPrecision) -> dict:
     meters = [AverageMeter("Time", ":6.3f"), AverageMeter("Loss", ":.4e"), AverageMeter("Loss1", ":.4e"),
               AverageMeter("Loss2", ":.4e")]
     n_iters = min(len(loader), args.max_iters) if args.max_iters else len(loader)
@@ -205,7 +231,7 @@ def train(loader, model, optimizer, epoch, args, logger, precision: MixedPrecisi
     if args.freeze_bn:
         freeze_batchnorm(model)
     end = time.time()
-    for i, (images, _) in enumerate(progress(loader, f"epoch {epoch}", args.progress, total=n_iters)):
+    for i, (images, _) in enumerate(run.progress(loader, f"epoch {epoch}", total=n_iters, enabled=args.progress)):
         if args.max_iters and i >= args.max_iters:
             break
         images = [precision.input(im.to(args.device, non_blocking=True)) for im in images]
@@ -214,6 +240,7 @@ def train(loader, model, optimizer, epoch, args, logger, precision: MixedPrecisi
         loss = losses.loss1 + losses.loss2
         optimizer.zero_grad(set_to_none=True)
         precision.backward_step(loss, optimizer)
+        run.step += 1
         # the global batch's losses (equal local batches), not rank 0's half
         values = cdist.all_reduce_mean(torch.stack([loss, losses.loss1, losses.loss2]).detach()).tolist()
         check_finite(values[0], f"epoch {epoch} iteration {i}")
@@ -222,10 +249,31 @@ def train(loader, model, optimizer, epoch, args, logger, precision: MixedPrecisi
         meters[0].update(time.time() - end)
         end = time.time()
         if i % args.print_freq == 0:
-            logger.info(prog.format(i))
-    logger.scalar("train/loss", meters[1].avg, epoch)
-    logger.scalar("train/loss1", meters[2].avg, epoch)
-    logger.scalar("train/loss2", meters[3].avg, epoch)
+            run.info(prog.format(i))
+    return {"loss": meters[1].avg, "loss1": meters[2].avg, "loss2": meters[3].avg}
+
+
+def original_checkpoint_name(epoch: int) -> str:
+    """The original's ``checkpoint_{:04d}.pth.tar`` of the 0-based ``epoch`` (the last of 200 epochs: 0199)."""
+    return f"checkpoint_{epoch:04d}.pth.tar"
+
+
+def original_publish_path(args, filename: str) -> str | None:
+    """Where the original wrote its kept checkpoints, which its README's ``main_lincls.py --pretrained`` reads:
+    ``<--output_folder>/ours/<dataset>/<arch>/<terms>/`` (default ``results/`` of the folder it ran in)."""
+    relative = os.path.join(run_name(args, args.dataset_name), filename)
+    if args.output_folder:
+        return os.path.join(args.output_folder, relative)
+    script_dir = os.path.join(LARGE_SCALE_DIR, "webvision" if args.webvision else "imagenet")
+    return original_output_path(script_dir, os.path.join("results", relative))
+
+
+def load_training_checkpoint(run, state, model, optimizer, scaler, explicit: str) -> None:
+    """Restore a training checkpoint of this script or of the original (``module.``-prefixed keys either way; the
+    original's has no scaler / RNG state: the run then continues with fresh ones)."""
+    source = explicit or os.path.join(run.run_dir, RESUME_FILE)
+    load_model_state(model, state["state_dict"], source=f"checkpoint '{source}'")
+    run.restore(state, optimizer=optimizer, scaler=scaler)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ import argparse
 import os
 import re
 
-from common.utils import UserError, run_main
+from common.utils import HelpFormatter, UserError, run_main
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 WNID = re.compile(r"^n\d{8}$")
@@ -53,7 +53,8 @@ def create_subset(full, subset, class_ids, force=False, splits=("train", "val"))
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="Create an ImageNet subset by symlinking class folders")
+    parser = argparse.ArgumentParser(
+        description="Create an ImageNet subset by symlinking class folders", formatter_class=HelpFormatter)
     parser.add_argument("full_imagenet_path", help="ImageNet root with train/ and val/")
     parser.add_argument("subset_imagenet_path", help="where to create the subset")
     parser.add_argument("-s", "--subset", default=os.path.join(HERE, "imagenet100_classes.txt"),
