@@ -29,6 +29,7 @@ class ModelBase(nn.Module):
     def __init__(self, dataset: str = "cifar10", projection_dim: int = 128, arch: str = "resnet18",
                  bn_splits: int = 8, projector: str = "mlp"):
         super().__init__()
+        self.original_arch = arch in ORIGINAL_ARCHS
         if arch in ORIGINAL_ARCHS:
             self.net = build_backbone(f"cifar_{arch}", maxpool=dataset in ("stl10", "tinyimagenet"),
                                       bn_splits=bn_splits)
@@ -93,6 +94,24 @@ class ASCL(nn.Module):
         for name in ("queue", "labels", "queue_ptr"):
             if prefix + name in state_dict:
                 state_dict[prefix + "criterion." + name] = state_dict.pop(prefix + name)
+
+    def original_state_dict(self) -> dict:
+        """``state_dict()`` in the original repository's key layout, which its ``--resume`` (``model.load_state_dict``)
+        reads: the backbone's children numbered as in its ``nn.Sequential`` (``encoder_q.net.0.weight`` = conv1 ...)
+        and the queue buffers at the top level. This model loads it back (see the load hooks)."""
+        # only the original's architectures have its layout; other backbones (CPU extensions) keep their names
+        numbered = self.encoder_q.original_arch
+        names = {name: str(i) for i, name in enumerate(n for n, _ in self.encoder_q.net.named_children())}
+        out = {}
+        for key, value in self.state_dict().items():
+            parts = key.split(".")
+            if numbered and len(parts) > 3 and parts[0] in ("encoder_q", "encoder_k") and parts[1] == "net" \
+                    and parts[2] in names:
+                parts[2] = names[parts[2]]
+            elif parts[0] == "criterion" and parts[1] in ("queue", "labels", "queue_ptr"):
+                parts = parts[1:]
+            out[".".join(parts)] = value
+        return out
 
     @property
     def queue(self):

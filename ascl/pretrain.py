@@ -394,7 +394,8 @@ def pretrain(run: Run, args, device, world_size: int) -> None:
         return {"knn_top1": last["acc"]}
 
     def state_after(done, best):
-        return {"epoch": done, "state_dict": net.state_dict(), "optimizer": optimizer.state_dict(),
+        # the original's keys {epoch, state_dict, optimizer} in its layout (its --resume loads them), ours beside
+        return {"epoch": done, "state_dict": net.original_state_dict(), "optimizer": optimizer.state_dict(),
                 "scaler": precision.scaler.state_dict(), "args": vars(args), "best_acc": best or 0.0,
                 "initial_knn": initial}
 

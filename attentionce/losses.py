@@ -46,6 +46,109 @@ def negative_mask(batch_size: int, n_anchor_views: int = 2, total_batch_size: in
     return mask
 
 
+def non_negative_positions(batch_size: int, n_anchor_views: int = 2, total_batch_size: int | None = None,
+                           offset: int = 0, device=None) -> torch.Tensor:
+    """Flat indices into the ``(V * b, V * B_all)`` similarity matrix of the entries that are *not* negatives
+    (the complement of :func:`negative_mask`: each anchor's own column and its image's other anchor views),
+    ``V`` per row; cached. Filling these ``V · V · b`` entries with -inf masks a row without a pass over the
+    whole matrix."""
+    total = batch_size if total_batch_size is None else total_batch_size
+    key = ("positions", batch_size, n_anchor_views, total, offset, str(device))
+    positions = _MASK_CACHE.get(key)
+    if positions is None:
+        rows = torch.arange(n_anchor_views * batch_size, device=device)
+        image = rows % batch_size + offset
+        columns = image[:, None] + total * torch.arange(n_anchor_views, device=device)[None, :]
+        positions = (rows[:, None] * (n_anchor_views * total) + columns).flatten()
+        if len(_MASK_CACHE) > 64:
+            _MASK_CACHE.clear()
+        _MASK_CACHE[key] = positions
+    return positions
+
+
+def _positive_similarities(anchors: torch.Tensor, positives: torch.Tensor) -> torch.Tensor:
+    """s⁺[a, i, k] = ⟨anchor view a of image i, positive view k of image i⟩: ``(V, b, D)``, ``(M, b, D)`` →
+    ``(V, b, M)`` (one small batched GEMM per image; einsum's dispatch cost more than the product here)."""
+    return torch.bmm(anchors.transpose(0, 1), positives.permute(1, 2, 0)).transpose(0, 1)
+
+
+class _AttentioNCERows(torch.autograd.Function):
+    """Per-anchor AttentioNCE losses ``(V * b,)`` with a hand-written gradient.
+
+    The negatives are never copied out of the ``(V*b, V*B_all)`` similarity matrix S: the V non-negative
+    entries of each row are set to -inf (a V-per-row fill, no mask pass), β and the negative logits are formed
+    on S itself, so there is no ``masked_select`` / scatter-back and no concatenation with the positive logit
+    (it joins the row's normaliser as one more term). The softmaxes and the log-sum-exp are written out
+    (max, exp in place, sum) on the one matrix; the forward keeps only E ⊙ β/T (E = exp(ℓ⁻ − m)), from which
+    dLoss/dS = G = diag(u / Z) · E ⊙ β/T for upstream per-anchor gradients u and row normalisers Z. With α and
+    β detached:
+        dL_n/dℓ⁺_n = w⁺_n − 1,   dL_n/ds⁻_nj = w_nj β_nj / T,   dℓ⁺_n/ds⁺_nk = α_nk / T,
+    w = softmax over [ℓ⁺_n, ℓ⁻_n·] of row n. Single process (columns = rows), dL/drows = (G + Gᵀ) rows: one
+    GEMM and a transposed add instead of two GEMMs.
+    """
+
+    @staticmethod
+    def forward(ctx, anchors, positives, all_anchors, offset, temperature, d_pos, d_neg):
+        with torch.autocast(anchors.device.type, enabled=False):
+            n_views, batch_size, dim = anchors.shape
+            columns_source = anchors if all_anchors is None else all_anchors
+            total = columns_source.shape[1]
+            rows = anchors.reshape(n_views * batch_size, dim)
+            columns = columns_source.reshape(n_views * total, dim)
+
+            pos_sim = _positive_similarities(anchors, positives).reshape(n_views * batch_size, -1)
+            alpha = torch.softmax(pos_sim / d_pos, dim=1)
+            pos_logit = (alpha * pos_sim).sum(dim=1) / temperature
+
+            n_neg = n_views * total - n_views
+            similarity = rows @ columns.t()
+            # the non-negatives become -inf: weight 0 in both softmaxes (β there is > 0, so ℓ⁻ stays -inf)
+            masked = non_negative_positions(batch_size, n_views, total, offset, anchors.device)
+            similarity.view(-1).index_fill_(0, masked, float("-inf"))
+            # β / T = N (softmax_j(s⁻/d_neg) + 1e-6) / T; the fill again after the division: -inf / d_neg is
+            # NaN for d_neg = inf (uniform β, as in the original)
+            peak = similarity.amax(dim=1, keepdim=True)
+            beta_over_t = torch.add(peak / -d_neg, similarity, alpha=1.0 / d_neg)      # (s - max) / d_neg
+            beta_over_t.view(-1).index_fill_(0, masked, float("-inf")).exp_()
+            scale = n_neg / temperature
+            beta_over_t.mul_(scale / beta_over_t.sum(dim=1, keepdim=True)).add_(scale * BETA_EPSILON)
+            logits = similarity.mul_(beta_over_t)                                   # ℓ⁻ = β s⁻ / T
+            peak = torch.maximum(logits.amax(dim=1), pos_logit)
+            scores = logits.sub_(peak[:, None]).exp_()                             # E = exp(ℓ⁻ − m)
+            pos_score = torch.exp(pos_logit - peak)
+            normaliser = scores.sum(dim=1) + pos_score                             # Z = Σ exp(ℓ − m)
+            per_anchor = peak + normaliser.log() - pos_logit
+            if any(ctx.needs_input_grad[:3]):
+                slope = scores.mul_(beta_over_t)                                    # E ⊙ β / T
+                pos_slope = (pos_score / normaliser - 1)[:, None] * alpha / temperature
+                ctx.save_for_backward(anchors, positives, all_anchors, slope, normaliser, pos_slope)
+        ctx.single = all_anchors is None
+        return per_anchor
+
+    @staticmethod
+    def backward(ctx, grad_per_anchor):
+        anchors, positives, all_anchors, slope, normaliser, pos_slope = ctx.saved_tensors
+        n_views, batch_size, dim = anchors.shape
+        rows = anchors.reshape(n_views * batch_size, dim)
+        grad_sim = slope.mul_((grad_per_anchor / normaliser)[:, None])          # G, in place (used once)
+        grad_pos_sim = (pos_slope * grad_per_anchor[:, None]).view(n_views, batch_size, -1)
+        grad_all = None
+        if ctx.single:
+            grad_rows = (grad_sim + grad_sim.t()) @ rows
+        else:
+            grad_rows = grad_sim @ all_anchors.reshape(-1, dim)
+            if ctx.needs_input_grad[2]:
+                grad_all = (grad_sim.t() @ rows).view(all_anchors.shape)
+        # s⁺ = bmm over images: d/danchors[:, i] = g⁺_i P_iᵀ, d/dpositives[:, i] = g⁺_iᵀ A_i
+        grad_pos_by_image = grad_pos_sim.transpose(0, 1)                          # (b, V, M)
+        grad_anchors = grad_rows.view_as(anchors)
+        grad_anchors += torch.bmm(grad_pos_by_image, positives.transpose(0, 1)).transpose(0, 1)
+        grad_positives = None
+        if ctx.needs_input_grad[1]:
+            grad_positives = torch.bmm(grad_pos_by_image.transpose(1, 2), anchors.transpose(0, 1)).transpose(0, 1)
+        return grad_anchors, grad_positives, grad_all, None, None, None, None
+
+
 def _negative_similarities(anchors: torch.Tensor, all_anchors: torch.Tensor | None, offset: int):
     """Anchors ``(V, b, D)``, all anchors ``(V, B_all, D)`` → (``(V*b, D)``, ``(V*b, V*B_all - V)`` s⁻, mask)."""
     n_views, batch_size, dim = anchors.shape
@@ -90,28 +193,23 @@ def attentionce_loss(anchors: torch.Tensor, positives: torch.Tensor, temperature
         L_n = -log(exp ℓ⁺ / (exp ℓ⁺ + Σ_j exp ℓ⁻_j)).
     """
     n_views, batch_size, dim = anchors.shape
-    n_pos = positives.shape[0]
     if positives.shape[1:] != (batch_size, dim):
         raise ValueError(f"positives {tuple(positives.shape)} do not match anchors {tuple(anchors.shape)}")
-    # s⁺[a, i, k] = <anchor view a of image i, positive view k of image i>
-    pos_sim = torch.einsum("aid,kid->aik", anchors, positives).reshape(n_views * batch_size, n_pos)
-    alpha = torch.softmax(pos_sim.detach() / d_pos, dim=1)
-    pos_logit = (alpha * pos_sim).sum(dim=1) / temperature
-
-    rows, neg_sim, mask = _negative_similarities(anchors, all_anchors, offset)
-    n_neg = neg_sim.shape[1]
-    beta = n_neg * (torch.softmax(neg_sim.detach() / d_neg, dim=1) + BETA_EPSILON)
-    neg_logit = beta * neg_sim / temperature
-
-    logits = torch.cat([pos_logit[:, None], neg_logit], dim=1)
-    per_anchor = torch.logsumexp(logits, dim=1) - pos_logit
+    per_anchor = _AttentioNCERows.apply(anchors, positives, all_anchors, offset, temperature, d_pos, d_neg)
     loss = per_anchor.mean() if reduction == "mean" else per_anchor
     if not return_intermediates:
         return loss
+    with torch.no_grad():   # the spec's quantities one by one, for the golden fixtures and tests
+        pos_sim = torch.einsum("aid,kid->aik", anchors, positives).reshape(n_views * batch_size, -1)
+        alpha = torch.softmax(pos_sim / d_pos, dim=1)
+        pos_logit = (alpha * pos_sim).sum(dim=1) / temperature
+        _, neg_sim, mask = _negative_similarities(anchors, all_anchors, offset)
+        beta = neg_sim.shape[1] * (torch.softmax(neg_sim / d_neg, dim=1) + BETA_EPSILON)
+        neg_score = (beta * neg_sim / temperature).exp()
     intermediates = {
-        "loss_per_anchor": per_anchor, "pos_sim": pos_sim, "alpha": alpha, "pos_logit": pos_logit,
+        "loss_per_anchor": per_anchor.detach(), "pos_sim": pos_sim, "alpha": alpha, "pos_logit": pos_logit,
         "pos_score": pos_logit.exp(), "neg_mask": mask, "neg_sim": neg_sim, "beta": beta,
-        "neg_score": neg_logit.exp(), "neg_score_sum": neg_logit.exp().sum(dim=1),
+        "neg_score": neg_score, "neg_score_sum": neg_score.sum(dim=1),
     }
     return loss, intermediates
 

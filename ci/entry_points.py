@@ -47,7 +47,7 @@ METHODS = {
         ["--dataset", "cifar100", "--data", "{data}", "--image-size", "16", "--imb-factor", "1", "--feat_dim", "64",
          "-b", "64", "--moco-k", "128", "--moco-dim", "16", "--alpha", "0.01", "--moco-t", "0.05",
          "--warmup_epochs", "1", "-j", "0", "--seed", "0", "--no-multiprocessing-distributed"],
-        "--mark", 3, "moco_ckpt.pth.tar", "paco/cifar100/{name}"),
+        "--mark", 3, "moco_ckpt.pth.tar", "paco/{name}"),
     "mcl": Method(
         "mcl", "main_cifar.py",
         ["--dataset", "cifar100", "--data", "{data}", "--image-size", "16", "--max-iters", "2", "--batch-size", "8",

@@ -116,13 +116,18 @@ def find_state_dict(obj) -> tuple[dict, str]:
 
 # -------------------------------------------------------------------------------------------------- wrapper prefix
 def _remap_sequential_resnet(state: dict) -> dict | None:
-    """AttentioNCE ``f.<i>.…`` keys → ResNet child names; ``None`` when ``f`` is not such a Sequential."""
+    """AttentioNCE ``f.<i>.…`` / the original ASCL ``encoder_q.net.<i>.…`` keys → ResNet child names; ``None`` when
+    the keys are not such a Sequential. A ResNet whose max-pool was kept (ASCL on STL-10 / Tiny-ImageNet) has
+    weights at index 7 (layer4), where the pool-free one has its (weightless) average pool."""
+    children = RESNET_SEQUENTIAL_CHILDREN
+    if any(key.split(".", 1)[0] == "7" for key in state):
+        children = children[:3] + ("maxpool",) + children[3:]
     out = {}
     for key, value in state.items():
         head, _, rest = key.partition(".")
-        if not head.isdigit() or int(head) >= len(RESNET_SEQUENTIAL_CHILDREN):
+        if not head.isdigit() or int(head) >= len(children):
             return None
-        out[f"{RESNET_SEQUENTIAL_CHILDREN[int(head)]}.{rest}"] = value
+        out[f"{children[int(head)]}.{rest}"] = value
     return out
 
 
@@ -138,7 +143,7 @@ def strip_wrapper(state: dict, member: int = 0) -> tuple[dict, str]:
                                 f"('{template.split('{m}')[0]}<i>.'), not {member}; pick one with --member")
             continue
         inner = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-        if prefix == "f.":
+        if prefix in ("f.", "encoder_q.net."):
             inner = _remap_sequential_resnet(inner) or inner
         return inner, description.format(m=member)
     raise AssertionError("the bare-backbone entry matches every state")

@@ -18,22 +18,22 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from common.augment.on_device import DeviceViews, add_augment_arg, uint8_collate
-from common.checkpoint import capture_rng_state, code_version, load_checkpoint, save_checkpoint
+from common.checkpoint import load_checkpoint
 from common.data.seeded import SeededTransformDataset
 from common.distributed import (add_distributed_args, all_reduce_mean, find_free_port, init_distributed,
-                                is_main_process, launch, per_process_batch_size, rank_split_sampler,
+                                launch, per_process_batch_size, rank_split_sampler,
                                 set_sampler_epoch, unwrap_model, wrap_ddp)
+from common.engine import Run, fit
 from common.eval import accuracy, shot_accuracy
-from common.logger import RunLogger, make_run_dir
 from common.meters import AverageMeter
 from common.schedules import paco_cifar_lr, paco_lr, set_lr
-from common.training import progress, resume_or_start
 from common.utils import (BooleanFlag, HelpFormatter, MixedPrecision, UserError, add_precision_args, autocast,
                           check_finite, seed_everything)
 from paco.augmentations import AUG_ALIASES, AUG_CHOICES, batched_train_views, test_transform, train_transform
 from paco.losses import CrossEntropyBaseline, PaCoLoss
 from paco.moco.builder import PaCo
 
+METHOD = "paco"
 VARIANTS = ("lt", "places", "cifar", "imagenet")
 TORCHVISION_ARCHS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnext50_32x4d",
                      "resnext101_32x8d", "wide_resnet50_2", "wide_resnet101_2")
@@ -79,7 +79,8 @@ def build_parser(variant: str) -> argparse.ArgumentParser:
                    help="folder holding ImageNet_LT/, iNaturalist18/, Places_LT/ list files (the original hard-codes "
                         "LT/imagenet_inat/data, shipped here with the original's lists; $PACO_LISTS overrides)")
     p.add_argument("--root_path", type=str, default=None,
-                   help="output root; runs go to <root_path>/runs/paco/<dataset>/<mark> (default $CL_RUNS_DIR or cwd)")
+                   help="output root; runs go to <root_path>/runs/paco/<mark> (default $CL_RUNS_DIR/paco/<mark>, "
+                        "else ./runs/paco/<mark>)")
     archs = d(TORCHVISION_ARCHS + ("resnext101_32x4d", "resnet32"), TORCHVISION_ARCHS, ("resnet32",) + TORCHVISION_ARCHS,
               TORCHVISION_ARCHS + ("resnet200",))
     p.add_argument("-a", "--arch", metavar="ARCH", default=d("resnet50", "resnet50", "resnet32", "resnet50"),
@@ -103,7 +104,8 @@ def build_parser(variant: str) -> argparse.ArgumentParser:
     p.add_argument("-e", "--evaluate", dest="evaluate", action="store_true", help="evaluate once and exit" +
                    (" (quirk §k.10 fixed: it crashed in the original paco_cifar.py)" if cifar else ""))
     p.add_argument("--resume", default="", type=str, metavar="PATH",
-                   help="checkpoint to resume; without it <run dir>/moco_ckpt.pth.tar is resumed automatically")
+                   help="checkpoint to resume (ours or the original's); without it <run dir>/moco_ckpt.pth.tar is "
+                        "resumed automatically")
     p.add_argument("--seed", default=None, type=int, help="seed python, numpy and torch (numpy too: quirk §k.24)")
     add_distributed_args(p, world_size=1, rank=0, dist_url=DEFAULT_DIST_URL, multiprocessing_distributed=True)
     p.add_argument("--moco-dim", default=128, type=int, help="projection dimension d")
@@ -123,7 +125,11 @@ def build_parser(variant: str) -> argparse.ArgumentParser:
                    quirk8.format("cos"), **bool_flag)
     p.add_argument("--normalize", default=False, help="L2-normalise the pooled feature before the classifier" +
                    quirk8.format("normalize"), **bool_flag)
-    p.add_argument("--mark", default=None, type=str, help="run name (default: <arch>_<aug>)")
+    p.add_argument("--mark", default=None, type=str,
+                   help="run name: the run folder <runs>/paco/<mark> and its <mark>.log (default: "
+                        "<dataset>_<arch>_<aug>-<digest of the result flags>)")
+    p.add_argument("--auto-resume", default=True, **bool_flag,
+                   help="continue the run folder's moco_ckpt.pth.tar (--no-auto-resume: train the folder afresh)")
     p.add_argument("--reload", default=None, type=str,
                    help="load the matching tensors of a checkpoint's state_dict (released or ours; 'module.' "
                         "prefixes accepted, quirk §k.30" + ("; quirk §k.13 fixed: the original loaded nothing from "
@@ -196,8 +202,6 @@ def parse_args(variant: str, argv=None) -> argparse.Namespace:
     if args.aug is None:
         args.aug = AUG_CHOICES[variant][0]
     args.aug = AUG_ALIASES.get(variant, {}).get(args.aug, args.aug)
-    if args.mark is None:
-        args.mark = f"{args.arch}_{args.aug}"
     if args.augment == "batched":  # refuse --aug pairs without a batched equivalent before any process starts
         batched_train_views(args.aug, variant, "imagenet", args.image_size, args.aug_plus)
     for name in ("batch_size", "epochs", "moco_k", "moco_dim"):
@@ -256,7 +260,7 @@ def build_datasets(args):
         key = "places" if args.variant == "places" else args.dataset
         train_list, test_list = LIST_FILES[key]
         if not os.path.isfile(os.path.join(args.list_dir, train_list)) and key in ("imagenet", "inat"):
-            raise UserError(f"training list {os.path.join(args.list_dir, train_list)} not found: the release's "
+            raise UserError(f"training list {os.path.join(args.list_dir, train_list)} does not exist: the release's "
                             f"{os.path.basename(train_list)} is too large to ship; put it in that folder "
                             f"(next to the shipped test list) or pass --list-dir FOLDER holding {train_list}")
         if key == "places" and getattr(args, "test_split", "val") == "test":
@@ -294,12 +298,16 @@ def build_model(args) -> PaCo:
     return model
 
 
-def load_matching(model: nn.Module, path: str, printer=print, key_map=None) -> int:
+def load_matching(model: nn.Module, path: str, printer=print, key_map=None, flag: str = "--reload") -> int:
     """``--reload``: copy every tensor of ``path``'s state_dict whose key and shape match the model.
-    ``module.`` prefixes are accepted on either side (fixes quirk §k.13). Nothing matching is an error, so an
-    eval script can never silently evaluate a random network. Returns the number of tensors loaded."""
+    ``module.`` prefixes are accepted on either side (fixes quirk §k.13). A file of which fewer than half of the
+    model's tensors can be taken is refused (one error line naming what was found), so an eval script never
+    evaluates a (mostly) random network; what was not loaded is listed. Returns the number of tensors loaded."""
     state = load_checkpoint(path)
-    state = state.get("state_dict", state)
+    state = state.get("state_dict", state) if isinstance(state, dict) else state
+    if not isinstance(state, dict) or not any(torch.is_tensor(v) for v in state.values()):
+        raise UserError(f"{flag} '{path}' holds no state dict of tensors; give a PaCo checkpoint (moco_ckpt*.pth.tar, "
+                        "a released model) or a torchvision state dict")
     state = {(k[len("module."):] if k.startswith("module.") else k): v for k, v in state.items()}
     own = unwrap_model(model).state_dict()
     matched = {}
@@ -307,11 +315,17 @@ def load_matching(model: nn.Module, path: str, printer=print, key_map=None) -> i
         source = key_map(key) if key_map else key
         if source in state and torch.is_tensor(state[source]) and state[source].shape == value.shape:
             matched[key] = state[source]
-    if not matched:
-        raise UserError(f"--reload '{path}': no tensor matches this model (arch {unwrap_model(model).head_name!r} "
-                        "head); is it a PaCo checkpoint of the same -a/--arch and --num_classes?")
+    skipped = [k for k in own if k not in matched]
+    if len(matched) * 2 < len(own):
+        found = ", ".join(list(state)[:4])
+        how_many = "no tensor matches" if not matched else f"only {len(matched)} of this model's {len(own)} tensors match"
+        raise UserError(f"{flag} '{path}': {how_many} this model (file keys "
+                        f"e.g. {found}; model keys e.g. {', '.join(list(own)[:2])}); is it a PaCo checkpoint of the "
+                        "same -a/--arch, --num_classes and --feat_dim?")
     unwrap_model(model).load_state_dict(matched, strict=False)
-    printer(f"=> reloaded {len(matched)}/{len(own)} tensors from '{path}'")
+    printer(f"=> reloaded {len(matched)}/{len(own)} tensors from '{path}'"
+            + (f"; kept this model's initial values for {len(skipped)} ({', '.join(skipped[:4])}"
+               f"{', ...' if len(skipped) > 4 else ''})" if skipped else ""))
     return len(matched)
 
 
@@ -335,13 +349,12 @@ def adjust_learning_rate(optimizer, epoch: int, args) -> float:
     return set_lr(optimizer, lr)
 
 
-def train_one_epoch(loader, model, criterion, optimizer, scaler, epoch, args, logger, views_of: DeviceViews):
+def train_one_epoch(loader, model, criterion, optimizer, scaler, epoch, args, run, views_of: DeviceViews):
     model.train()
     losses, top1 = AverageMeter("Loss", ":.4e"), AverageMeter("Acc@1", ":6.2f")
     batch_time, end = AverageMeter("Time", ":6.3f"), time.time()
     num_batches = len(loader)
-    step0 = epoch * num_batches
-    for i, (images, target) in enumerate(progress(loader, desc=f"epoch {epoch}", enabled=is_main_process())):
+    for i, (images, target) in enumerate(run.progress(loader, desc=f"epoch {epoch}")):
         im_q, im_k = views_of(images)
         target = target.to(args.device, non_blocking=True)
         with autocast(args.device, enabled=args.fp16):
@@ -356,28 +369,18 @@ def train_one_epoch(loader, model, criterion, optimizer, scaler, epoch, args, lo
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
+        run.step += 1
         acc1 = accuracy(sup_logits.detach(), target, topk=(1,))[0]
         losses.update(loss_value, im_q.size(0))
         top1.update(float(acc1), im_q.size(0))
         batch_time.update(time.time() - end)
         end = time.time()
         if i % args.print_freq == 0:
-            logger.scalar("train/loss", loss_value, step0 + i)
-            logger.scalar("train/acc1", float(acc1), step0 + i)
-            with open(logger.log_path, "a") if logger.enabled else _null() as f:
-                f.write(f"Epoch: [{epoch}][{i}/{num_batches}]\t{batch_time}\t{losses}\t{top1}\n")
+            run.scalar("train/loss", loss_value)
+            run.scalar("train/top1", float(acc1))
+            run.info(f"Epoch: [{epoch}][{i}/{num_batches}]\t{batch_time}\t{losses}\t{top1}")
     return losses.avg, top1.avg
 
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *a):
-        return False
-
-    def write(self, *_):
-        pass
 
 
 @torch.no_grad()
@@ -403,42 +406,61 @@ def validate(loader, model, cls_num_list, args):
             "loss": loss_sum / max(count, 1), "many": shots["many"], "medium": shots["medium"], "few": shots["few"]}
 
 
-def save_state(run_dir, model, optimizer, scaler, epoch, args, acc, best_acc, is_best, filename=CHECKPOINT):
-    state = {"epoch": epoch, "arch": args.arch, "acc": acc, "best_acc": best_acc,
-             "state_dict": unwrap_model(model).state_dict(), "optimizer": optimizer.state_dict(),
-             "scaler": scaler.state_dict(), "rng_state": capture_rng_state(), "args": vars(args).copy(),
-             "code_version": code_version()}
-    state["args"] = {k: (v if isinstance(v, (int, float, str, bool, list, tuple, type(None))) else str(v))
-                     for k, v in state["args"].items()}
-    return save_checkpoint(state, os.path.join(run_dir, filename), is_best=is_best, best_name=BEST_CHECKPOINT)
+def original_layout(model) -> dict:
+    """The model's state dict with the keys the original saved: it trained under DDP only, so every key is
+    ``module.``-prefixed (spec §g; the released models too, quirk §k.30) — what its ``--reload`` / resume match."""
+    return {"module." + k: v for k, v in unwrap_model(model).state_dict().items()}
 
 
-def _report(logger, tag, metrics, epoch=None):
-    logger.info(f" * Acc@1 {metrics['top1']:.3f} Acc@5 {metrics['top5']:.3f}")
-    logger.info(f"Many_acc: {metrics['many']:.5f}, Medium_acc: {metrics['medium']:.5f} Low_acc: {metrics['few']:.5f}")
-    if epoch is not None:
-        for key in ("top1", "top5", "loss", "many", "medium", "few"):
-            logger.scalar(f"{tag}/{key}", metrics[key], epoch)
+def build_optimizer(model, args) -> torch.optim.SGD:
+    """SGD over ALL parameters, as the original: frozen ones (the key encoder, Places' frozen convolutions) get no
+    gradient and are skipped by the step, but they hold their places in the optimizer's state dict, so the
+    original's checkpoints and ours have the same optimizer layout."""
+    return torch.optim.SGD(model.parameters(), args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
+
+
+def restore(run, state: dict, model, optimizer, scaler, args) -> int:
+    """Continue from ``state`` (ours or the original's, ``module.`` keys or not): the epoch to start at. An
+    optimizer state of another layout (e.g. this code's files from before it followed the original, which held the
+    trainable parameters only) is not loaded: the weights, epoch and best top-1 are, and the momentum restarts."""
+    saved, params = state.get("optimizer"), len(list(unwrap_model(model).parameters()))
+    if saved is not None and [len(g["params"]) for g in saved.get("param_groups", [])] != [params]:
+        run.info(f"=> the checkpoint's optimizer does not hold this model's {params} parameters in one group: SGD "
+                 "momentum re-initialised (weights, epoch and best top-1 restored)")
+        state = dict(state, optimizer=None)
+    if args.fp16 and scaler.is_enabled() and not state.get("scaler"):
+        run.info("=> the checkpoint has no loss-scaler state (the original saved none): the fp16 loss scale starts "
+                 "afresh")
+    if "rng_state" not in state:
+        run.info("=> the checkpoint has no RNG state (an original's file): random draws continue from this seed")
+    return run.restore(state, model, optimizer, scaler)
+
+
+def _report(run, metrics) -> None:
+    run.info(f" * Acc@1 {metrics['top1']:.3f} Acc@5 {metrics['top5']:.3f}")
+    run.info(f"Many_acc: {metrics['many']:.5f}, Medium_acc: {metrics['medium']:.5f} Low_acc: {metrics['few']:.5f}")
 
 
 def main_worker(local_rank, args):
     device = init_distributed(args, local_rank)
     if args.seed is not None:
         seed_everything(args.seed + args.rank, deterministic=True)
-    root = args.root_path or None
-    run_dir = make_run_dir("paco", os.path.join(args.dataset, args.mark), root=root, create=is_main_process())
-    if args.variant == "imagenet":
-        run_dir = os.path.join(run_dir, "checkpoint")
-    if is_main_process():
-        os.makedirs(run_dir, exist_ok=True)
-    logger = RunLogger(run_dir, enabled=is_main_process(), log_name=f"{args.mark}.log")  # rank 0 only (§k.18)
-    logger.info(f"=> run dir {run_dir}")
+    # an evaluation writes nothing and never completes the run; it reads the folder's checkpoint like the original
+    with Run.open(METHOD, args, readable=f"{args.dataset}_{args.arch}_{args.aug}", name=args.mark,
+                  root=args.root_path, subdir="checkpoint" if args.variant == "imagenet" else "",
+                  overwrite=args.evaluate or not args.auto_resume, ignore=("variant",),
+                  log_name=f"{args.mark}.log" if args.mark else "log.txt",  # rank 0 only (§k.18)
+                  name_flag="--mark") as run:
+        _main(run, device, args)
 
+
+def _main(run, device, args):
     train_set, test_set, cls_num_list = build_datasets(args)
     model = build_model(args)
     if args.variant == "places":
         if getattr(args, "reload_torch", None):
-            load_matching(model, args.reload_torch, logger.info, key_map=lambda k: k[len("encoder_q."):])
+            load_matching(model, args.reload_torch, run.info, key_map=lambda k: k[len("encoder_q."):],
+                          flag="--reload_torch")
         freeze_for_places(model)
     precision = MixedPrecision(device, args.fp16, args.channels_last)
     model = wrap_ddp(precision.prepare(model), args, find_unused_parameters=True)
@@ -448,17 +470,20 @@ def main_worker(local_rank, args):
         criterion = PaCoLoss(alpha=args.alpha, beta=args.beta, gamma=args.gamma, temperature=args.moco_t,
                              K=args.moco_k, num_classes=args.num_classes,
                              cls_num_list=None if args.variant == "imagenet" else cls_num_list).to(device)
-    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], args.lr,
-                                momentum=args.momentum, weight_decay=args.weight_decay)
+    optimizer = build_optimizer(model, args)
     scaler = precision.scaler
 
-    start_epoch, state = resume_or_start(args.resume, run_dir, model, optimizer, scaler, auto=True,
-                                         return_state=True, printer=logger.info, pattern=CHECKPOINT)
+    if args.evaluate:   # the original evaluates its run's checkpoint when there is one (then applies --reload)
+        path = args.resume or os.path.join(run.run_dir, CHECKPOINT)
+        state = load_checkpoint(path) if args.resume or os.path.exists(path) else None
+    else:
+        state = run.resume_state(args.resume, CHECKPOINT, require=("epoch", "state_dict"))
+        if state is not None and not args.resume:
+            run.info(f"=> auto-resuming from '{os.path.join(run.run_dir, CHECKPOINT)}'")
+    start_epoch = restore(run, state, model, optimizer, scaler, args) if state is not None else args.start_epoch
     best_acc = float(state.get("best_acc", state.get("acc", 0.0)) or 0.0) if state else 0.0  # §k.19
-    if state is None:
-        start_epoch = args.start_epoch
     if args.reload:
-        load_matching(model, args.reload, logger.info)
+        load_matching(model, args.reload, run.info)
 
     batch = per_process_batch_size(args.batch_size, args)
     global_batch = batch * args.world_size
@@ -489,37 +514,44 @@ def main_worker(local_rank, args):
 
     if args.evaluate:
         metrics = validate(test_loader, model, cls_num_list, args)
-        _report(logger, "test", metrics)
-        logger.info(f"top-1: {metrics['top1']:.2f}")
+        _report(run, metrics)
+        run.info(f"top-1: {metrics['top1']:.2f}")
         return
-
     if start_epoch == 0:
         metrics = validate(test_loader, model, cls_num_list, args)
-        _report(logger, "test", metrics, epoch=0)
-        logger.info(f"initial top-1: {metrics['top1']:.2f}")
-    metrics = None
-    for epoch in range(start_epoch, args.epochs):
+        _report(run, metrics)
+        run.scalars({k: metrics[k] for k in ("top1", "top5", "many", "medium", "few")}, prefix="eval/")
+        run.info(f"initial top-1: {metrics['top1']:.2f}")
+
+    def train_epoch(epoch):
         # the loader shuffles from its own generator, re-seeded per epoch so a resumed run sees the same order
         generator.manual_seed((args.seed or 0) * 1000 + epoch)
         set_sampler_epoch(sampler, epoch)
         train_set.set_epoch(epoch)
         views_of.set_epoch(epoch)
         lr = adjust_learning_rate(optimizer, epoch, args)
-        loss, train_acc = train_one_epoch(train_loader, model, criterion, optimizer, scaler, epoch, args, logger,
+        loss, train_acc = train_one_epoch(train_loader, model, criterion, optimizer, scaler, epoch, args, run,
                                           views_of)
-        logger.scalar("train/lr", lr, epoch)
+        run.info(f"epoch {epoch}: lr {lr:.5f} loss {loss:.4f} train acc@1 {train_acc:.2f}")
+        return {"lr": lr}   # loss and top-1 are logged per --print-freq steps
+
+    def evaluate(epoch):
         metrics = validate(test_loader, model, cls_num_list, args)
-        _report(logger, "test", metrics, epoch=epoch + 1)
-        is_best = metrics["top1"] > best_acc
-        best_acc = max(best_acc, metrics["top1"])
-        logger.info(f"epoch {epoch}: lr {lr:.5f} loss {loss:.4f} train acc@1 {train_acc:.2f} "
-                    f"test acc@1 {metrics['top1']:.2f} (best {best_acc:.2f})")
-        if is_main_process():  # only rank 0 writes (fixes the CIFAR script's every-rank save, §k.10)
-            save_state(run_dir, model, optimizer, scaler, epoch + 1, args, metrics["top1"], best_acc, is_best)
-            if args.variant == "cifar" and (epoch + 1) % args.print_freq == 0:
-                save_state(run_dir, model, optimizer, scaler, epoch + 1, args, metrics["top1"], best_acc, False,
-                           filename=f"moco_ckpt_{epoch + 1:04d}.pth.tar")
+        _report(run, metrics)
+        return metrics
+
+    def checkpoint(epoch_done, metrics, best):
+        # the original's keys (spec §g) — its acc is this epoch's top-1 (the best one in Full-ImageNet) — then ours
+        acc = best if args.variant == "imagenet" else metrics["top1"]
+        return {"epoch": epoch_done, "arch": args.arch, "acc": acc, "state_dict": original_layout(model),
+                "optimizer": optimizer.state_dict(), "best_acc": best, "scaler": scaler.state_dict(),
+                "args": vars(args).copy()}
+
+    metrics, best_acc = fit(run, start_epoch, args.epochs, train_epoch, checkpoint, evaluate, metric="top1",
+                            resume_name=CHECKPOINT, best_name=BEST_CHECKPOINT,
+                            snapshot_every=args.print_freq if args.variant == "cifar" else 0,
+                            snapshot_name="moco_ckpt_{epoch:04d}.pth.tar", best=best_acc)
     if metrics is None:
         metrics = validate(test_loader, model, cls_num_list, args)
-    logger.info(f"final top-1: {metrics['top1']:.2f}")
-    logger.close()
+    run.info(f"final top-1: {metrics['top1']:.2f}")
+    run.finish("top1", metrics["top1"])

@@ -30,7 +30,8 @@ def _compare(tmp_path, model, t2=0.05):
     runs = [_run_dir(tmp_path, run_id, model, t2) for run_id in ("single", "multi")]
     single, multi = (torch.load(run / "model_last.pth", map_location="cpu", weights_only=False)["state_dict"]
                      for run in runs)
-    for name, dim in (("criterion.queue", -1), ("criterion.labels", 0)):   # 3 steps x 16 keys wrap the queue of 32
+    # the original's layout: top-level queue buffers; 3 steps x 16 keys wrap the queue of 32
+    for name, dim in (("queue", -1), ("labels", 0)):
         multi[name] = to_single_process_order(multi[name], BATCH, 2, filled=MEM_SIZE, dim=dim)
     compared = assert_states_close(single, multi, rtol=1e-4, atol=2e-5, skip=("running_mean", "running_var"))
     assert compared > 10

@@ -73,3 +73,5 @@ def test_original_checkpoint_layout_loads():
         for key, value in source.state_dict().items():
             expected = value + 1 if value.is_floating_point() else value
             assert torch.equal(target.state_dict()[key], expected), key
+        # and what the training loop saves is exactly that layout (the original's --resume reads it)
+        assert list(source.original_state_dict()) == list(original)

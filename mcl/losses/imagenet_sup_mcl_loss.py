@@ -25,39 +25,124 @@ def nce_rows(logits: torch.Tensor, num_positive: int) -> torch.Tensor:
 
 
 def memory_mcl_losses(embeddings: torch.Tensor, memory: torch.Tensor, pos_idx: torch.Tensor,
-                      neg_idx: torch.Tensor, tau: float, kd_T: float):
+                      neg_idx: torch.Tensor, tau: float, kd_T: float, chunk_bytes: int = 1 << 21):
     """The four memory-bank MCL losses.
 
     Args:
-        embeddings: (N, B, D) normalised embeddings z_i.
+        embeddings: (N, B, D) normalised embeddings z_i (receive the gradient).
         memory: (N, n_data, D) memory banks V_i (no gradient is taken through them).
         pos_idx: (B, 1+pos_k) int64; column 0 = the anchor's own dataset index, then same-class indices.
         neg_idx: (B, neg_k) int64 other-class indices.
+        chunk_bytes: about how many bytes of gathered bank rows are processed at once.
     With idx = [pos_idx, neg_idx] (K₁ columns) and A^{ij}_{bk} = ⟨V_i[idx_bk], z_j[b]⟩/τ:
         icl      = Σ_{i≠j} n_{1+pos_k}(A^{ij})
         soft_icl = Σ_{i≠j} KL_T(A^{ij} ‖ detach A^{ji})
         vcl      = Σ_i n_{pos_k}(C^i),   C^i = A^{ii} without column 0 (own instance dropped)
         soft_vcl = Σ_{i≠j} KL_T(C^i ‖ detach C^j)
     Returns: (vcl, soft_vcl, icl, soft_icl), () tensors.
-    """
-    number_net = embeddings.shape[0]
-    num_positive = pos_idx.shape[1]
-    index = torch.cat([pos_idx, neg_idx], dim=1)                                 # (B, K1)
-    # index_select on the flat index reads the bank once; advanced indexing with a 2-D index is ~2x slower
-    rows = memory.detach().index_select(1, index.flatten()).view(memory.shape[0], *index.shape, memory.shape[-1])  # (N, B, K1, D)
-    # logits[i, j] = A^{ij}: memory of network i, anchors of network j
-    logits = torch.einsum("ibkd,jbd->ijbk", rows, embeddings) / tau              # (N, N, B, K1)
-    off_diagonal = ~torch.eye(number_net, dtype=torch.bool, device=embeddings.device)
-    inter = logits[off_diagonal]
-    inter_transposed = logits.transpose(0, 1)[off_diagonal]
-    icl = nce_rows(inter, num_positive)
-    soft_icl = kl_divergence(inter, inter_transposed.detach(), kd_T)
 
-    intra = logits.diagonal(dim1=0, dim2=1).permute(2, 0, 1)[..., 1:]            # (N, B, K2)
-    vcl = nce_rows(intra, num_positive - 1)
-    student_index, teacher_index = off_diagonal.nonzero(as_tuple=True)
-    soft_vcl = kl_divergence(intra[student_index], intra.detach()[teacher_index], kd_T)
-    return vcl, soft_vcl, icl, soft_icl
+    Every term is a sum over anchors b of a function of row b of the N² blocks, so the rows of all banks are
+    gathered a few anchors at a time into one cache-sized buffer, and each term's value *and* its gradient
+    with respect to z are formed from that buffer before the next anchors are read. Gathering all B·K₁ rows
+    of every bank first (and the reordered copy a batched einsum makes of them) wrote and page-faulted about
+    2·N·B·K₁·D floats per call (268 MB at neg_k 8192), and re-reading the bank in the backward pass would see
+    the anchors' rows after ``update_memory`` (which runs between forward and backward).
+    """
+    index = torch.cat([pos_idx, neg_idx], dim=1)                                 # (B, K1)
+    need_grad = torch.is_grad_enabled() and embeddings.requires_grad
+    return _MemoryMCLLoss.apply(embeddings, memory.detach(), index, pos_idx.shape[1], float(tau), float(kd_T),
+                                int(chunk_bytes), need_grad)
+
+
+class _MemoryMCLLoss(torch.autograd.Function):
+    """Forward: the four losses and, when z needs a gradient, the gradient of each one with respect to z
+    (4, N, B, D); backward only weighs those four by the incoming scalars.
+
+    Per row b and block (i, j) (A = A^{ij}_b, P positives; C = A^{ii}_b[1:], P − 1 positives):
+        d n_P / dA       = (softmax(A) − 1[k<P]/P) / B
+        d KL / dA^{ij}   = T (softmax(A^{ij}/T) − softmax(A^{ji}/T)) / B                 (soft ICL, i ≠ j)
+        d KL / dC^i      = T (N softmax(C^i/T) − Σ_j softmax(C^j/T)) / B                 (soft VCL)
+    and dA^{ij}_{bk} / dz_j[b] = V_i[idx_bk] / τ.
+    """
+
+    @staticmethod
+    def forward(ctx, z, memory, index, num_positive, tau, kd_T, chunk_bytes, need_grad):
+        with torch.autocast(z.device.type, enabled=False):
+            dtype = torch.promote_types(z.dtype, memory.dtype)
+            z_rows = z.to(dtype).transpose(0, 1)                                 # (B, N, D)
+            n, batch, dim = z.shape
+            width = index.shape[1]
+            element = torch.empty((), dtype=dtype).element_size()
+            step = max(1, min(batch, chunk_bytes // (n * width * dim * element)))
+            rows_buffer = z.new_empty(n, step, width, dim, dtype=dtype)
+            # per block (i, j): slot 0 = gradient of the NCE term (VCL on i = j, ICL otherwise), slot 1 = of
+            # the KL term (soft VCL / soft ICL); one GEMM per bank then multiplies both slots of all j at once
+            grad_buffer = z.new_empty(n, step, n, 2, width, dtype=dtype) if need_grad else None
+            grad_blocks = z.new_zeros(n, batch, n, 2, dim, dtype=dtype) if need_grad else None
+            sums = z.new_zeros(4, dtype=dtype)                                   # vcl, soft_vcl, icl, soft_icl
+            eye = torch.eye(n, dtype=torch.bool, device=z.device)
+            off_diagonal = ~eye
+            student_index, teacher_index = off_diagonal.nonzero(as_tuple=True)
+            for start in range(0, batch, step):
+                anchors = slice(start, min(start + step, batch))
+                c = anchors.stop - anchors.start
+                flat_index = index[anchors].reshape(-1)
+                rows = rows_buffer[:, :c]                                        # (N, c, K1, D)
+                for i in range(n):
+                    torch.index_select(memory[i], 0, flat_index, out=rows[i].view(c * width, dim))
+                # products[i, b, j, k] = ⟨V_i[idx_bk], z_j[b]⟩; blocks[i, j] = A^{ij} of these anchors
+                products = torch.matmul(z_rows[anchors], rows.transpose(-1, -2))  # (N, c, N, K1)
+                blocks = products.div_(tau).permute(0, 2, 1, 3)                  # (N, N, c, K1)
+                intra = blocks.diagonal(dim1=0, dim2=1).permute(2, 0, 1)[..., 1:]  # (N, c, K2) = C^i
+
+                log_p = torch.log_softmax(blocks, dim=-1)
+                sums[2] -= log_p[..., :num_positive].mean(dim=-1)[off_diagonal].sum()
+                log_p_intra = torch.log_softmax(intra, dim=-1)
+                sums[0] -= log_p_intra[..., :num_positive - 1].mean(dim=-1).sum()
+                log_q = torch.log_softmax(blocks / kd_T, dim=-1)
+                q = log_q.exp()
+                q_t, log_q_t = q.transpose(0, 1), log_q.transpose(0, 1)         # block (i, j) → A^{ji}
+                sums[3] += (q_t * (log_q_t - log_q)).sum(dim=-1)[off_diagonal].sum()
+                log_r = torch.log_softmax(intra / kd_T, dim=-1)
+                r = log_r.exp()
+                sums[1] += (r[teacher_index] * (log_r[teacher_index] - log_r[student_index])).sum()
+
+                if not need_grad:
+                    continue
+                grad = grad_buffer[:, :c].permute(0, 2, 3, 1, 4)                 # (N, N, 2, c, K1) view
+                grad_nce, grad_kl = grad[:, :, 0], grad[:, :, 1]
+                torch.exp(log_p, out=grad_nce)
+                grad_nce[..., :num_positive] -= 1.0 / num_positive
+                torch.sub(q, q_t, out=grad_kl).mul_(kd_T)
+                intra_nce = grad_nce.diagonal(dim1=0, dim2=1).permute(2, 0, 1)   # (N, c, K1) views
+                intra_kl = grad_kl.diagonal(dim1=0, dim2=1).permute(2, 0, 1)
+                intra_nce[..., 0] = 0
+                intra_kl[..., 0] = 0
+                torch.exp(log_p_intra, out=intra_nce[..., 1:])
+                intra_nce[..., 1:num_positive] -= 1.0 / (num_positive - 1)
+                torch.mul(r, n, out=intra_kl[..., 1:]).sub_(r.sum(dim=0)).mul_(kd_T)
+                # grad_blocks[i, b, j, s] = Σ_k grad[i, j, s, b, k] V_i[idx_bk]
+                torch.matmul(grad_buffer[:, :c].view(n, c, 2 * n, width), rows,
+                             out=grad_blocks[:, anchors].view(n, c, 2 * n, dim))
+            losses = sums / batch
+            losses[[1, 3]] *= kd_T * kd_T
+            if need_grad:
+                per_term = z.new_empty(4, n, batch, dim, dtype=dtype)
+                diagonal = grad_blocks.diagonal(dim1=0, dim2=2).permute(3, 0, 1, 2)  # (N, B, 2, D): i = j
+                total = grad_blocks.sum(dim=0).transpose(0, 1)                        # (N, B, 2, D): Σ_i
+                per_term[0], per_term[1] = diagonal[:, :, 0], diagonal[:, :, 1]
+                per_term[2], per_term[3] = total[:, :, 0] - per_term[0], total[:, :, 1] - per_term[1]
+                ctx.save_for_backward(per_term.div_(batch * tau))
+        ctx.z_dtype = z.dtype
+        return tuple(losses)
+
+    @staticmethod
+    def backward(ctx, *grad_losses):
+        (per_term,) = ctx.saved_tensors
+        weights = torch.stack([g if g is not None else torch.zeros((), dtype=per_term.dtype, device=per_term.device)
+                               for g in grad_losses]).to(per_term.dtype)
+        grad_z = torch.tensordot(weights, per_term, dims=1).to(ctx.z_dtype)
+        return grad_z, None, None, None, None, None, None, None
 
 
 @torch.no_grad()

@@ -6,6 +6,7 @@ import shutil
 
 import torch
 
+from common.faults import FAULT_ENV
 from paco.tests.helpers import run, run_dir
 
 BASE = ["--dataset", "digits", "--imb-factor", "0.01", "--feat_dim", "64", "-b", "32", "--moco-k", "64",
@@ -14,15 +15,17 @@ BASE = ["--dataset", "digits", "--imb-factor", "0.01", "--feat_dim", "64", "-b",
 
 
 def _state(tmp_path, mark):
-    return torch.load(run_dir(tmp_path, "digits", mark) / "moco_ckpt.pth.tar", weights_only=False)
+    return torch.load(run_dir(tmp_path, mark) / "moco_ckpt.pth.tar", weights_only=False)
 
 
 def test_resumed_run_equals_uninterrupted(tmp_path):
     run(["LT/paco_cifar.py", *BASE, "--epochs", "2", "--mark", "straight"], tmp_path)
-    # "killed" after one epoch, then restarted with the same command: auto-resume from the run dir
-    run(["LT/paco_cifar.py", *BASE, "--epochs", "1", "--mark", "auto"], tmp_path)
+    # killed one step into epoch 2 (10 steps per epoch), then restarted with the same command: auto-resume
+    run(["LT/paco_cifar.py", *BASE, "--epochs", "2", "--mark", "auto"], tmp_path,
+        env={FAULT_ENV: "kill_after_steps=11"}, expect_failure=True)
+    assert _state(tmp_path, "auto")["epoch"] == 1
     saved = tmp_path / "after_epoch1.pth.tar"
-    shutil.copy(run_dir(tmp_path, "digits", "auto") / "moco_ckpt.pth.tar", saved)
+    shutil.copy(run_dir(tmp_path, "auto") / "moco_ckpt.pth.tar", saved)
     proc = run(["LT/paco_cifar.py", *BASE, "--epochs", "2", "--mark", "auto"], tmp_path)
     assert "auto-resuming" in proc.stdout and "initial top-1" not in proc.stdout
     # explicit --resume into a fresh run dir
@@ -34,8 +37,9 @@ def test_resumed_run_equals_uninterrupted(tmp_path):
     for mark in ("auto", "explicit"):
         resumed = _state(tmp_path, mark)
         assert resumed["epoch"] == 2
+        assert straight["optimizer"]["param_groups"] == resumed["optimizer"]["param_groups"]
         for key, value in straight["state_dict"].items():
             assert torch.equal(resumed["state_dict"][key], value), f"{mark}: {key} differs"
         assert resumed["best_acc"] == straight["best_acc"]  # best accuracy survives a resume (quirk 19)
     first = torch.load(saved, weights_only=False)["state_dict"]
-    assert not torch.equal(first["linear.weight"], straight["state_dict"]["linear.weight"])  # epoch 2 trained
+    assert not torch.equal(first["module.linear.weight"], straight["state_dict"]["module.linear.weight"])  # epoch 2 trained

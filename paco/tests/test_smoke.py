@@ -15,7 +15,7 @@ import torch
 
 from ci.smoke import FAST_PATH_FLAGS, assert_fast_path_args
 from common.data import fake
-from paco.tests.helpers import PACO_DIR, TINY, run, run_dir
+from paco.tests.helpers import PACO_DIR, TINY, assert_original_layout, run, run_dir
 
 SMALL_ARCH = ["-a", "resnet18", "--feat_dim", "512"]
 
@@ -48,12 +48,15 @@ def _env(data, sub):
 ])
 def test_imagenet_lt_train_then_eval(script, mark, data, tmp_path):
     run(["bash", f"sh/{script}", *SMALL_ARCH, *TINY], tmp_path, env=_env(data, "imagenet"))
-    ckpt = run_dir(tmp_path, "imagenet", mark) / "moco_ckpt.pth.tar"
-    assert ckpt.is_file()
-    if script.endswith("R50.sh"):  # the released weights' layout: DDP 'module.' keys, nothing else needed
-        state = torch.load(ckpt, weights_only=False)
+    ckpt = run_dir(tmp_path, mark) / "moco_ckpt.pth.tar"
+    assert_original_layout(ckpt, epochs_done=1)
+    if ckpt.with_name("moco_ckpt.best.pth.tar").exists():   # (top-1 may stay 0 on 4 tiny classes: no best file)
+        assert_original_layout(ckpt.with_name("moco_ckpt.best.pth.tar"), epochs_done=1)
+    if script.endswith("R50.sh"):  # the released weights' layout: DDP 'module.' keys (as ours), nothing else
+        state = torch.load(ckpt, weights_only=True)
+        assert all(k.startswith("module.") for k in state["state_dict"])
         ckpt = tmp_path / "imagenetlt_r50.pth"
-        torch.save({"state_dict": {"module." + k: v for k, v in state["state_dict"].items()}}, ckpt)
+        torch.save({"state_dict": state["state_dict"]}, ckpt)
     eval_script = script.replace("train", "eval")
     proc = run(["bash", f"sh/{eval_script}", *SMALL_ARCH, *TINY, "--mark", "eval"], tmp_path,
                env={**_env(data, "imagenet"), "RELOAD": str(ckpt)})
@@ -74,9 +77,8 @@ def test_places_train_then_eval(data, tmp_path):
     # trained past epoch 0 and saved (the original died after the first evaluation, quirk 12)
     assert "reloaded" in proc.stdout and "epoch 1:" in proc.stdout
     mark = "R152_mocot0.2_augsim_sim_30epochs_lr0.02_t1"
-    ckpt = run_dir(tmp_path, "places", mark) / "moco_ckpt.pth.tar"
-    state = torch.load(ckpt, weights_only=False)
-    assert state["epoch"] == 2
+    ckpt = run_dir(tmp_path, mark) / "moco_ckpt.pth.tar"
+    assert_original_layout(ckpt, epochs_done=2)
     proc = run(["bash", "sh/PlacesLT_eval_R152.sh", *SMALL_ARCH, *TINY, "--mark", "eval"], tmp_path,
                env={**_env(data, "places"), "RELOAD": str(ckpt)})
     assert "reloaded" in proc.stdout and "top-1:" in proc.stdout
@@ -87,6 +89,8 @@ def test_cifar_train(imb, data, tmp_path):
     tiny = [a for a in TINY if a not in ("--image-size", "32")]
     proc = run(["bash", f"sh/CIFAR100_train_imb{imb}.sh", *tiny], tmp_path, env={"DATA": str(data / "cifar")})
     assert "initial top-1:" in proc.stdout and "final top-1:" in proc.stdout
+    (ckpt,) = (tmp_path / "paco").glob("*/moco_ckpt.pth.tar")
+    assert_original_layout(ckpt, epochs_done=1)
 
 
 @pytest.mark.parametrize("arch", ["resnet50", "resnet101", "resnet200"])
@@ -94,8 +98,8 @@ def test_full_imagenet_train_then_eval(arch, data, tmp_path):
     env = {"DATA": str(data / "imagenet_full")}
     mark = "paco_r50_fullImageNet" if arch == "resnet50" else f"paco_{arch.replace('resnet', 'r')}_fullImageNet"
     run(["bash", f"sh/train_{arch}.sh", "-a", "resnet18", *TINY], tmp_path, env=env)
-    ckpt = run_dir(tmp_path, "imagenet", mark, full=True) / "moco_ckpt.pth.tar"
-    assert ckpt.is_file()
+    ckpt = run_dir(tmp_path, mark, full=True) / "moco_ckpt.pth.tar"
+    assert_original_layout(ckpt, epochs_done=1)
     proc = run(["bash", f"sh/eval_{arch}.sh", "-a", "resnet18", *TINY, "--mark", "eval"], tmp_path,
                env={**env, "RELOAD": str(ckpt)})
     assert "reloaded" in proc.stdout and "top-1:" in proc.stdout
@@ -104,7 +108,7 @@ def test_full_imagenet_train_then_eval(arch, data, tmp_path):
 def test_train_sh_runs_short(tmp_path):
     proc = run(["bash", "sh/train.sh", "--epochs", "1", "-b", "32", "--moco-k", "256", *FAST_PATH_FLAGS], tmp_path)
     assert "initial top-1:" in proc.stdout and "final top-1:" in proc.stdout
-    d = run_dir(tmp_path, "digits", "digits_default")
+    d = run_dir(tmp_path, "digits_default")
     assert (d / "moco_ckpt.pth.tar").is_file() and (d / "digits_default.log").is_file()
     assert_fast_path_args(d / "moco_ckpt.pth.tar", amp_key="fp16")
     assert list(d.glob("events.out.tfevents*"))

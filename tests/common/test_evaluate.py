@@ -87,10 +87,11 @@ def ascl_project():  # this project's ckpts.pth / model_last.pth (save_training_
         "resnet20_option_a", lambda x: model.encoder_q(x, feat=True)
 
 
-def ascl_original():  # CIFAR ResNet-18 with split BN; queue buffers at the top level; no args saved
-    from ascl.model import ASCL
+def ascl_original():  # CIFAR ResNet-18 with split BN, the original's numbered Sequential keys (encoder_q.net.0.weight)
+    from ascl.model import ASCL    # and queue buffers at the top level; no args saved
     model = perturbed(ASCL("cifar10", arch="resnet18", mem_size=32, dim=16))
-    return {"epoch": 50, "state_dict": model.state_dict(), "optimizer": {}}, "cifar_resnet18", \
+    assert "encoder_q.net.0.weight" in model.original_state_dict()
+    return {"epoch": 50, "state_dict": model.original_state_dict(), "optimizer": {}}, "cifar_resnet18", \
         lambda x: model.encoder_q(x, feat=True)
 
 
