@@ -11,7 +11,14 @@ Sections (``--sections``, comma-separated):
   runs after one warm-up, with ``--threads`` intra-op threads (default 1) on the CPU and also on CUDA when present;
   each as a ratio over a plain vectorised InfoNCE over tensors of the same sizes (the ``baseline`` column says
   which). A method whose loss cannot be imported or built gets a ``not available: <reason>`` row; one that fails
-  while running a ``failed: <reason>`` row.
+  while running a ``failed: <reason>`` row. Peak memory columns (``peak MiB``, ``InfoNCE peak MiB``; off with
+  ``--no-memory``): on the CPU, each side of each case is built again in a fresh Python process (so no earlier case's
+  freed-but-kept heap hides its allocations) and the growth of the process's peak resident set over the same calls as
+  the timing (one warm-up + ``--repeats``) is reported: the Linux high-water mark ``VmHWM`` is reset to the current
+  RSS right before the first call (``/proc/self/clear_refs``) and read after the last; where that reset is refused,
+  the growth of ``getrusage(RUSAGE_SELF).ru_maxrss`` over the calls (an under-estimate when building the inputs
+  peaked higher). It is what the calls need beyond their inputs: intermediates, autograd buffers and the
+  gradients. On CUDA: ``torch.cuda.max_memory_allocated`` over the calls, in process.
 * ``input`` — images/s of the per-image PIL pipelines (SimCLR two views, CACR 5 views, AttentioNCE 6 views, PaCo
   RandAugment + SimCLR pair) through a DataLoader with ``--workers`` workers, and of the batched tensor pipelines
   (``common.augment.batched``) on the same loader: applied in the main process (``--threads-input`` threads) and
@@ -25,11 +32,13 @@ Prints one table per section and writes everything to ``--out`` (JSON: ``meta``,
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import math
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 import traceback
@@ -80,6 +89,106 @@ def time_median(fn: Callable[[], None], device: torch.device, repeats: int) -> f
         _sync(device)
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+_MIB = 1024 * 1024
+
+
+def _proc_status_kib(field: str) -> int | None:
+    """``VmHWM`` / ``VmRSS`` of this process in KiB from ``/proc/self/status`` (None off Linux)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def _reset_peak_rss() -> bool:
+    """Reset this process's peak RSS (``VmHWM``) to its current RSS (Linux >= 4.0); False where refused."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_memory_growth(fn: Callable[[], None], device: torch.device, calls: int) -> tuple[float, str]:
+    """Peak memory (bytes) that ``calls`` calls of ``fn`` need above what is resident before the first call, and
+    how it was measured. CPU: growth of the process's peak RSS (run it in a fresh process for an honest number: a
+    heap grown by earlier work is reused without touching new pages). CUDA: peak of allocated memory."""
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        before = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        for _ in range(calls):
+            fn()
+        torch.cuda.synchronize(device)
+        return float(torch.cuda.max_memory_allocated(device) - before), "cuda max_memory_allocated"
+    if _reset_peak_rss():
+        before = _proc_status_kib("VmRSS")
+        for _ in range(calls):
+            fn()
+        return float(max(0, _proc_status_kib("VmHWM") - before) * 1024), "VmHWM growth (reset before the calls)"
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss       # KiB on Linux
+    for _ in range(calls):
+        fn()
+    return float((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024), "ru_maxrss growth"
+
+
+def _loss_case(key: str):
+    for case in LOSS_CASES:
+        if case[0] == key:
+            return case
+    raise KeyError(f"no loss case {key!r}; choose from {', '.join(c[0] for c in LOSS_CASES)}")
+
+
+def _warm_runtime() -> None:
+    """One tiny forward + backward through the usual ops, so that the one-time set-up of a fresh process (autograd
+    engine, kernel libraries' buffers: several MiB) is not counted as the first case call's memory."""
+    x = torch.randn(8, 4, requires_grad=True)
+    z = F.normalize(x, dim=1)
+    logits = torch.cat([z @ z.t(), torch.bmm(z[None], z.t()[None])[0]], 1).masked_fill(torch.eye(8, 16) > 0, -1e9)
+    loss = F.cross_entropy(logits, torch.zeros(8, dtype=torch.long)) + logits.softmax(1).logsumexp(1).sum()
+    loss.backward()
+    del x, z, logits, loss
+    gc.collect()
+
+
+def _peak_in_this_process(key: str, side: str, sizes: dict, repeats: int, threads: int) -> dict:
+    """Entry of the fresh process: build one loss case, measure one side's peak memory over 1 + ``repeats``
+    calls (the timing's warm-up and timed runs)."""
+    torch.set_num_threads(threads)
+    _warm_runtime()
+    torch.manual_seed(0)
+    _, _, build, _ = _loss_case(key)
+    method, baseline, _ = build(sizes, torch.device("cpu"))
+    fn = method if side == "method" else baseline
+    del method, baseline
+    peak, how = peak_memory_growth(fn, torch.device("cpu"), 1 + repeats)
+    return {"peak_bytes": peak, "how": how}
+
+
+def peak_memory_fresh_process(key: str, side: str, sizes: dict, repeats: int, threads: int,
+                              timeout: float = 900.0) -> tuple[float, str]:
+    """:func:`peak_memory_growth` of one side (``method`` / ``baseline``) of loss case ``key`` at ``sizes`` on the
+    CPU, run in a fresh Python process. Raises RuntimeError with the child's last error line if it fails."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--peak-case", key, "--peak-side", side,
+           "--peak-sizes", json.dumps(sizes), "--repeats", str(repeats), "--threads", str(threads)]
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        tail = (proc.stderr.strip().splitlines() or proc.stdout.strip().splitlines() or ["no output"])[-1]
+        raise RuntimeError(f"peak-memory process exited {proc.returncode}: {tail}")
+    out = json.loads(lines[-1])
+    return out["peak_bytes"], out["how"]
 
 
 def _leaf(*shape, device, normalize_last=False, generator=None):
@@ -260,7 +369,26 @@ def _failed_row(row: dict, status: str, exc: BaseException, verbose: bool, **ext
     return {**row, "status": f"{status}: {_reason(exc)}", **extra}
 
 
-def bench_losses(sizes: dict, devices: list, repeats: int, threads: int, verbose: bool) -> list[dict]:
+def _loss_peaks(key: str, s: dict, device: torch.device, method, baseline, repeats: int, threads: int) -> dict:
+    """The peak-memory fields of a loss row: ``method_peak_mib``, ``baseline_peak_mib``, ``peak_how``; on failure
+    ``memory_status`` = ``failed: <reason>`` and the timing row stays."""
+    try:
+        if device.type == "cuda":
+            (m, how), (b, _) = (peak_memory_growth(fn, device, 1 + repeats) for fn in (method, baseline))
+        else:
+            (m, how), (b, _) = (peak_memory_fresh_process(key, side, s, repeats, threads)
+                                for side in ("method", "baseline"))
+    except Exception as exc:
+        return {"method_peak_mib": None, "baseline_peak_mib": None, "memory_status": f"failed: {_reason(exc)}"}
+    if device.type == "cpu":
+        how += ", fresh process per side"
+    return {"method_peak_mib": m / _MIB, "baseline_peak_mib": b / _MIB, "peak_how": how, "memory_status": "ok"}
+
+
+def bench_losses(sizes: dict, devices: list, repeats: int, threads: int, verbose: bool,
+                 memory: bool = False) -> list[dict]:
+    """One row per (loss case, device): timings and, with ``memory``, the peak memory of each side (see the
+    module docstring; on the CPU every case is built again in fresh processes, so only ``LOSS_CASES`` entries)."""
     rows = []
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -282,8 +410,11 @@ def bench_losses(sizes: dict, devices: list, repeats: int, threads: int, verbose
                 except Exception as exc:
                     rows.append(_failed_row(row, "failed", exc, verbose, baseline=description))
                     continue
-                rows.append({**row, "status": "ok", "baseline": description, "method_ms": method_s * 1e3,
-                             "baseline_ms": baseline_s * 1e3, "ratio": method_s / baseline_s})
+                row = {**row, "status": "ok", "baseline": description, "method_ms": method_s * 1e3,
+                       "baseline_ms": baseline_s * 1e3, "ratio": method_s / baseline_s}
+                if memory:
+                    row.update(_loss_peaks(key, s, device, method, baseline, repeats, threads))
+                rows.append(row)
                 del method, baseline
     finally:
         torch.set_num_threads(previous_threads)
@@ -601,7 +732,18 @@ def main(argv=None) -> int:
     parser.add_argument("--batch-size", type=int, default=None, help="input-pipeline batch (default 256, quick 32)")
     parser.add_argument("--no-cuda", action="store_true", help="do not also time on CUDA when it is present")
     parser.add_argument("--verbose", action="store_true", help="print tracebacks of unavailable / failed rows")
+    parser.add_argument("--no-memory", action="store_true",
+                        help="skip the peak-memory columns of the loss section (two fresh processes per case)")
+    # internal: the fresh process of one peak-memory measurement (prints one JSON line)
+    parser.add_argument("--peak-case", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--peak-side", choices=("method", "baseline"), default="method", help=argparse.SUPPRESS)
+    parser.add_argument("--peak-sizes", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.peak_case is not None:
+        sizes = json.loads(args.peak_sizes) if args.peak_sizes else (QUICK if args.quick else FULL)[args.peak_case]
+        print(json.dumps(_peak_in_this_process(args.peak_case, args.peak_side, sizes, args.repeats or 1,
+                                               args.threads)), flush=True)
+        return 0
     sections = {s.strip() for s in args.sections.split(",") if s.strip()}
     unknown = sections - {"loss", "input", "overhead"}
     if unknown:
@@ -617,7 +759,7 @@ def main(argv=None) -> int:
         "meta": {"quick": args.quick, "torch": torch.__version__, "python": platform.python_version(),
                  "machine": platform.machine(), "cpu_count": os.cpu_count(),
                  "cuda": torch.cuda.is_available(), "devices": [str(d) for d in devices], "repeats": repeats,
-                 "threads": args.threads, "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                 "threads": args.threads, "memory": not args.no_memory, "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                  # the machine may be shared: timings are only comparable at similar load
                  "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
                  "sections": sorted(sections)},
@@ -625,12 +767,21 @@ def main(argv=None) -> int:
     }
     sizes = QUICK if args.quick else FULL
     if "loss" in sections:
-        result["loss_cost"] = bench_losses(sizes, devices, repeats, args.threads, args.verbose)
+        result["loss_cost"] = bench_losses(sizes, devices, repeats, args.threads, args.verbose,
+                                           memory=not args.no_memory)
+        memory_columns = [] if args.no_memory else [("peak MiB", "method_peak_mib", ".1f"),
+                                                    ("InfoNCE peak MiB", "baseline_peak_mib", ".1f")]
         print_table(f"loss cost: forward+backward, median of {repeats}, {args.threads} CPU thread(s)",
                     result["loss_cost"],
                     [("method", "method", ""), ("config", "config", ""), ("device", "device", ""),
-                     ("ms", "method_ms", ".2f"), ("InfoNCE ms", "baseline_ms", ".2f"), ("ratio", "ratio", ".2f"),
-                     ("baseline / status", "baseline", "")])
+                     ("ms", "method_ms", ".2f"), ("InfoNCE ms", "baseline_ms", ".2f"), ("ratio", "ratio", ".2f")]
+                    + memory_columns + [("baseline / status", "baseline", "")])
+        if not args.no_memory:
+            print(f"peak MiB: growth of the peak memory over the {1 + repeats} calls (warm-up + timed) above the "
+                  "case's inputs; CPU: each side in a fresh process, peak RSS (VmHWM reset before the calls)")
+            for row in result["loss_cost"]:
+                if row.get("memory_status", "ok") != "ok":
+                    print(f"  {row['method']} ({row['device']}) peak memory {row['memory_status']}")
     if "input" in sections:
         result["input_pipeline"] = bench_input(n_images, batch_size, args.workers, args.threads_input, args.verbose)
         print_table(f"input pipeline: {n_images} images 32x32, batch {batch_size}", result["input_pipeline"],

@@ -20,8 +20,9 @@ def _status_ok_or_reported(row):
 def test_quick_bench_writes_json(tmp_path):
     out = tmp_path / "bench.json"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "ci/bench.py", "--quick", "--out", str(out)], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=240)
+    # --no-memory: the peak-memory columns start two fresh Python processes per loss case (tested below on one case)
+    proc = subprocess.run([sys.executable, "ci/bench.py", "--quick", "--no-memory", "--out", str(out)], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     for title in ("== loss cost", "== input pipeline", "== method overhead"):
         assert title in proc.stdout
@@ -77,6 +78,38 @@ def test_help_and_unavailable_method_is_a_row(monkeypatch):
     assert rows[0]["status"].startswith("not available: ImportError") and "no_such_module" in rows[0]["status"]
     assert rows[1]["status"] == "failed: RuntimeError: shape mismatch"
     assert rows[2]["status"] == "ok" and rows[2]["ratio"] > 0
+
+
+def test_peak_memory_growth_sees_what_the_calls_allocate():
+    from ci import bench
+
+    cpu = torch.device("cpu")
+    nothing, how = bench.peak_memory_growth(lambda: None, cpu, 3)
+    # 64 MiB written: above glibc's largest mmap threshold, so fresh pages even in this long-lived process
+    big, _ = bench.peak_memory_growth(lambda: torch.ones(16 * 1024 * 1024).sum(), cpu, 2)
+    assert nothing < 4 * bench._MIB and 62 * bench._MIB < big < 100 * bench._MIB, (nothing, big, how)
+
+
+def test_loss_rows_have_peak_memory_of_each_side(monkeypatch):
+    """The peak-memory columns on a tiny real case (each side in its own fresh process); a case the fresh process
+    cannot build keeps its timing row and reports the memory failure."""
+    from ci import bench
+
+    def fine(s, device):
+        x = torch.randn(4, 8, requires_grad=True)
+        return (lambda: x.pow(2).sum().backward()), (lambda: x.sum().backward()), "sum"
+
+    monkeypatch.setattr(bench, "LOSS_CASES", [bench._loss_case("attentionce"), ("fine", "Fine", fine, "")])
+    sizes = {"attentionce": dict(V=6, B=64, D=32), "fine": {}}
+    rows = bench.bench_losses(sizes, [torch.device("cpu")], 1, 1, False, memory=True)
+    attention, only_here = rows
+    assert attention["status"] == "ok" and attention["memory_status"] == "ok", attention
+    assert "fresh process" in attention["peak_how"]
+    # the 384 x 384 similarities, their softmax and the gradients of the views: tens of KiB to a few MiB
+    assert 0 < attention["baseline_peak_mib"] < 16 and 0 < attention["method_peak_mib"] < 16, attention
+    assert only_here["status"] == "ok" and only_here["ratio"] > 0
+    assert only_here["memory_status"].startswith("failed: RuntimeError") and "no loss case 'fine'" in \
+        only_here["memory_status"] and only_here["method_peak_mib"] is None
 
 
 def test_gpu_step_bench_runs_on_cpu(tmp_path, capsys):
