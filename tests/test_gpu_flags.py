@@ -70,7 +70,7 @@ def _commands(base: Path) -> list:
         ("mcl_moco", "lincls", "mcl", "main_lincls.py",
          ["-a", "resnet18", "--pretrained", "{CKPT}", "--data", "{data}", "--image-size", "32", "--resize", "36",
           "--batch-size", "4", "--epochs", "1", "--max-iters", "1", "--workers", "0", "--num-classes", "3",
-          "--no-progress", "--gpu-ids", "0"], {"CKPT": "**/moco_mcl_resnet18_n2/checkpoint_0000.pth.tar"}),
+          "--no-progress", "--gpu-ids", "0"], {"CKPT": "**/moco_mcl_resnet18_n2*/checkpoint_0000.pth.tar"}),
     ]
 
 
