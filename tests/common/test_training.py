@@ -4,10 +4,10 @@ import os
 import pytest
 import torch
 
-from common.checkpoint import find_latest_checkpoint, load_checkpoint
+from common.checkpoint import load_checkpoint
 from common.logger import RunLogger, make_run_dir
 from common.meters import AverageMeter, ProgressMeter
-from common.training import load_model_state, progress, resume_or_start, save_training_state
+from common.training import load_model_state, progress
 from common.utils import UserError
 
 
@@ -38,8 +38,12 @@ def _train_epoch(model, opt, queue):
         queue.queue[0] = x[0]
 
 
-def test_resume_round_trip_equals_uninterrupted(tmp_path):
-    args = argparse.Namespace(lr=0.1, device=torch.device("cpu"))
+def test_resume_round_trip_equals_uninterrupted(tmp_path, monkeypatch):
+    """common.engine's save / resume_state / restore (auto and --resume FILE) continue a run bit-identically: model,
+    optimizer, a stateful loss module (queue) and the RNG."""
+    from common.engine import Run
+    monkeypatch.setenv("CL_RUNS_DIR", str(tmp_path))
+    args = argparse.Namespace(lr=0.1, device=torch.device("cpu"), name="run", resume="", auto_resume=True)
     # uninterrupted, 4 epochs
     model, opt, queue = _make()
     torch.manual_seed(123)
@@ -48,67 +52,38 @@ def test_resume_round_trip_equals_uninterrupted(tmp_path):
     reference = [p.clone() for p in model.state_dict().values()]
 
     # killed after epoch 2, then resumed (auto) and explicitly
-    run = tmp_path / "run"
     model, opt, queue = _make()
     torch.manual_seed(123)
-    for epoch in range(2):
-        _train_epoch(model, opt, queue)
-        save_training_state(str(run), epoch + 1, model, opt, args, extra={"queue": queue}, arch="mlp")
+    with Run.open("m", args, name="run") as run:
+        for epoch in range(2):
+            _train_epoch(model, opt, queue)
+            run.save({"epoch": epoch + 1, "state_dict": model.state_dict(), "optimizer": opt.state_dict(),
+                      "queue": queue.state_dict(), "args": args, "arch": "mlp"}, "checkpoint.pth.tar")
+        path = os.path.join(run.run_dir, "checkpoint.pth.tar")
     for explicit in (False, True):
         model, opt, queue = _make()
         torch.manual_seed(999)  # a fresh process would have other RNG state
-        path = str(run / "checkpoint.pth.tar") if explicit else ""
-        start = resume_or_start(path, str(run), model, opt, extra={"queue": queue}, printer=lambda *a: None)
+        args.resume = path if explicit else ""
+        with Run.open("m", args, name="run") as run:
+            state = run.resume_state(args.resume, "checkpoint.pth.tar")
+            start = run.restore(state, model, opt, extra={"queue": queue})
         assert start == 2
         for _ in range(start, 4):
             _train_epoch(model, opt, queue)
         for a, b in zip(model.state_dict().values(), reference):
             torch.testing.assert_close(a, b, rtol=0, atol=0)
-    state = load_checkpoint(str(run / "checkpoint.pth.tar"))
+    state = torch.load(path, weights_only=True)
     assert state["args"]["lr"] == 0.1 and state["args"]["device"] == "cpu" and state["arch"] == "mlp"
 
 
-def test_fresh_start_and_foreign_checkpoints(tmp_path):
-    model, opt, queue = _make()
-    assert resume_or_start(None, str(tmp_path), model, opt) == 0
-    assert resume_or_start("", str(tmp_path / "nothing"), model, opt, return_state=True) == (0, None)
-    with pytest.raises(UserError, match="does not exist"):
-        resume_or_start(str(tmp_path / "missing.pth"), str(tmp_path), model, opt)
-    # another architecture: shape mismatch / unexpected keys
-    other = torch.nn.Sequential(torch.nn.Linear(3, 5), torch.nn.BatchNorm1d(5), torch.nn.ReLU(),
-                                torch.nn.Linear(5, 2), torch.nn.Linear(2, 2))
-    save_training_state(str(tmp_path), 1, other, None, None, filename="foreign.pth.tar")
-    with pytest.raises(UserError, match="does not match this model") as e:
-        resume_or_start(str(tmp_path / "foreign.pth.tar"), str(tmp_path), model, opt)
-    assert "shape" in str(e.value) and "unexpected" in str(e.value)
-    # not a training checkpoint at all
-    torch.save({"model": {}}, str(tmp_path / "weights.pth"))
-    with pytest.raises(UserError, match="not a training checkpoint"):
-        resume_or_start(str(tmp_path / "weights.pth"), str(tmp_path), model, opt)
-
-
-def test_auto_resume_other_file_names(tmp_path):
-    model, opt, _ = _make()
-    from common.utils import grad_scaler
-    scaler = grad_scaler("cpu", enabled=True)   # disabled on CPU (bfloat16 needs no scaling)
-    save_training_state(str(tmp_path), 3, model, opt, scaler=scaler, filename="ckpts.pth")   # ASCL's name
-    torch.save({"state_dict": model.state_dict()}, str(tmp_path / "encoder.pth"))  # weights only, newer
-    (tmp_path / "z_truncated.pth").write_bytes(b"PK\x03\x04")
-    fresh, fresh_opt, _ = _make()
-    start, state = resume_or_start(None, str(tmp_path), fresh, fresh_opt, scaler=grad_scaler("cpu"),
-                                   return_state=True, printer=lambda *a: None)
-    assert start == 3 and state["epoch"] == 3
-    assert resume_or_start("auto", str(tmp_path), fresh, fresh_opt, auto=False) == 0
-
-
-def test_ddp_prefix_tolerated_and_filename_format(tmp_path):
+def test_ddp_prefix_tolerated_and_foreign_state_is_one_error():
     model, opt, _ = _make()
     prefixed = {"module." + k: v for k, v in model.state_dict().items()}
     fresh, _, _ = _make()
     load_model_state(fresh, prefixed)
-    path = save_training_state(str(tmp_path), 7, model, opt, filename="checkpoint_{epoch:04d}.pth.tar")
-    assert path.endswith("checkpoint_0007.pth.tar")
-    assert find_latest_checkpoint(str(tmp_path)) == path
+    other = torch.nn.Linear(5, 5)
+    with pytest.raises(UserError, match="does not match this model"):
+        load_model_state(fresh, other.state_dict(), source="checkpoint 'foreign.pth.tar'")
 
 
 def test_progress_logger_and_meters(tmp_path, monkeypatch, capsys):
@@ -143,17 +118,13 @@ def test_progress_logger_and_meters(tmp_path, monkeypatch, capsys):
 
 
 def test_save_refuses_non_finite_weights_and_keeps_previous_checkpoint(tmp_path):
-    import pytest
-    from common.checkpoint import load_checkpoint
-    from common.training import save_training_state
-    from common.utils import UserError
-
+    from common.checkpoint import save_checkpoint
     model = torch.nn.Linear(3, 2)
-    path = save_training_state(str(tmp_path), 1, model, filename="ckpt.pth")
+    path = save_checkpoint({"epoch": 1, "state_dict": model.state_dict()}, str(tmp_path / "ckpt.pth"))
     before = open(path, "rb").read()
     with torch.no_grad():
         model.weight[0, 0] = float("nan")
     with pytest.raises(UserError, match=r"NaN / inf weights after epoch 2 \(e.g. state_dict.weight\)"):
-        save_training_state(str(tmp_path), 2, model, filename="ckpt.pth")
+        save_checkpoint({"epoch": 2, "state_dict": model.state_dict()}, path)
     assert open(path, "rb").read() == before
     assert load_checkpoint(path)["epoch"] == 1
