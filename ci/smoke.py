@@ -17,6 +17,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from ci import warm
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -67,8 +69,7 @@ def run_python(method: str, entry: str, *args: str, env: dict | None = None,
 def _run(method: str, cmd: list, env, runs_dir, timeout: float, expect_failure: bool) -> subprocess.CompletedProcess:
     """``cmd`` (interpreter, file, arguments) inside ``<repo>/<method>``; failures are named by ``method/file args``."""
     cmd = [str(c) for c in cmd]
-    proc = subprocess.run(cmd, cwd=ROOT / method, env=smoke_env(runs_dir, env), capture_output=True, text=True,
-                          timeout=timeout)
+    proc = warm.run(cmd, ROOT / method, smoke_env(runs_dir, env), timeout)  # python FILE.py: see ci/warm.py
     what = f"{method}/{' '.join(cmd[1:])}"
     if expect_failure:
         assert proc.returncode != 0, f"{what} succeeded but should have failed"

@@ -24,7 +24,7 @@ from urllib.parse import urlparse
 import torch
 import torch.distributed as dist
 
-from common.utils import UserError, exit_on_user_error, gpus_available
+from common.utils import UserError, as_user_error, gpus_available
 
 # The placeholder address of the moco-style defaults; on a single node it means "this machine".
 _MOCO_PLACEHOLDER_HOST = "224.66.41.62"
@@ -140,26 +140,54 @@ def launch(main_worker, args) -> None:
         if nodes > 1 and args.rank < 0:
             raise UserError("--multiprocessing-distributed with --world-size > 1 needs --rank (this node's rank)")
         _resolve_single_node_url(args, nodes)
+        import shutil
+        import tempfile
         import torch.multiprocessing as mp
+        error_dir = tempfile.mkdtemp(prefix="cl-spawn-errors-")
         try:
-            mp.spawn(_spawned_worker, nprocs=nprocs, args=(main_worker, args), join=True)
+            mp.spawn(_spawned_worker, nprocs=nprocs, args=(main_worker, args, error_dir), join=True)
         except mp.ProcessExitedException as e:
-            if e.exit_code in (2, 130):   # a worker already printed "error: ..." (or was interrupted)
+            # every rank usually meets the same bad input: print each distinct message once, in rank order
+            messages = []
+            names = [n for n in os.listdir(error_dir) if not n.endswith(".tmp")]
+            for name in sorted(names, key=lambda n: int(n.removeprefix("rank"))):
+                with open(os.path.join(error_dir, name), encoding="utf-8") as f:
+                    message = f.read()
+                if message not in messages:
+                    messages.append(message)
+            for message in messages:
+                print(f"error: {message}", file=sys.stderr, flush=True)
+            if e.exit_code in (2, 130):   # a worker met a user error (or was interrupted)
                 sys.exit(e.exit_code)
             raise
+        finally:
+            shutil.rmtree(error_dir, ignore_errors=True)
     else:
         args.ngpus_per_node = 1
         gpu = getattr(args, "gpu", None)
         main_worker(gpu if gpu is not None else 0, args)
 
 
-def _spawned_worker(index, main_worker, args):
-    """Entry of each ``mp.spawn`` process: a ``UserError`` prints one ``error: ...`` line and exits 2
-    instead of a traceback relayed through the parent."""
+def _spawned_worker(index, main_worker, args, error_dir):
+    """Entry of each ``mp.spawn`` process: a ``UserError`` exits 2 with its message left in ``error_dir`` for the
+    parent, which prints each distinct message once as ``error: ...`` (not one line per rank, and not a
+    traceback relayed through the parent)."""
     try:
-        exit_on_user_error(main_worker, index, args)
+        main_worker(index, args)
     except KeyboardInterrupt:
         sys.exit(130)
+    except (UserError, RuntimeError) as e:
+        user_error = as_user_error(e)
+        if user_error is None:
+            raise
+        if os.environ.get("CL_TRACEBACK"):
+            import traceback
+            traceback.print_exc()
+        path = os.path.join(error_dir, f"rank{index}")
+        with open(path + ".tmp", "w", encoding="utf-8") as f:
+            f.write(str(user_error))
+        os.replace(path + ".tmp", path)   # the parent never reads half a message
+        sys.exit(2)
 
 
 def init_distributed(args, local_rank: int = 0) -> torch.device:

@@ -166,11 +166,14 @@ def gpus_available(flag: str, ids) -> bool:
     """Whether CUDA can serve a GPU-selecting flag (``--gpu 0``, ``--gpus 0 1``, ``--gpu-id 0,1``) set to ``ids``.
 
     Without CUDA this prints the one notice line every entry point prints for such a flag and returns False: the
-    run goes on on the CPU (the originals' users keep their commands). Nothing is printed when the flag is unset.
+    run goes on on the CPU (the originals' users keep their commands). Nothing is printed when the flag is unset
+    or not on the command line (MCL's ``--gpu-id`` and ASCL's ``--gpuid`` default to 0: a CPU user who typed
+    nothing asked for no GPU).
     """
     if torch.cuda.is_available():
         return True
-    if ids not in (None, "", [], ()):
+    typed = any(a == flag or a.startswith(flag + "=") for a in sys.argv[1:])
+    if typed and ids not in (None, "", [], ()):
         print(f"notice: {flag} {_gpu_ids_text(ids)} selects GPUs but CUDA is not available; running on the CPU",
               file=sys.stderr, flush=True)
     return False

@@ -63,6 +63,9 @@ def _commands(base: Path) -> list:
         ("mcl", "train", "mcl", "main_cifar.py",
          ["--dataset", "digits", "--arch", "resnet32", "--image-size", "16", "--epochs", "1", "--max-iters", "1",
           "--batch-size", "8", "--num-workers", "0", "--no-progress", "--gpu-id", "1"], {}),
+        ("mcl_default", "train", "mcl", "main_cifar.py",
+         ["--dataset", "digits", "--arch", "resnet32", "--image-size", "16", "--epochs", "1", "--max-iters", "1",
+          "--batch-size", "8", "--num-workers", "0", "--no-progress"], {}),
         ("mcl_moco", "train", "mcl", "main_moco_mcl.py",
          ["-a", "resnet18", "--data", "{data}", "--image-size", "32", "--batch-size", "4", "--moco-k", "16",
           "--moco-dim", "16", "--epochs", "1", "--max-iters", "1", "--workers", "0", "--no-progress", "--gpu-ids",
@@ -106,7 +109,9 @@ def runs(tmp_path_factory) -> dict:
 
 def test_helper(capsys, monkeypatch):
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setattr(sys, "argv", ["main.py", "--gpus", "0", "1", "--gpu-id=3"])
     assert gpus_available("--gpus", None) is False and capsys.readouterr().err == ""
+    assert gpus_available("--gpuid", 0) is False and capsys.readouterr().err == ""   # a default, not typed
     assert set_visible_gpus("--gpus", [0, 1]) is False
     import os
     assert os.environ["CUDA_VISIBLE_DEVICES"] == "0,1"
@@ -143,6 +148,13 @@ def test_ascl_gpuid(runs):
 
 def test_mcl_gpu_id(runs):
     assert_one_notice(runs["mcl"]["train"], "--gpu-id", "1")
+
+
+def test_default_gpu_id_is_no_notice(runs):
+    """MCL's --gpu-id defaults to 0 (ASCL's --gpuid too): a CPU run that does not type it gets no notice."""
+    result = runs["mcl_default"]["train"]
+    assert result["returncode"] == 0, result["stderr"][-2000:]
+    assert not NOTICE.findall(result["stdout"] + result["stderr"]), result["stderr"][-1500:]
 
 
 def test_mcl_moco_and_lincls_gpu_ids(runs):

@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from ci import warm
 
 CACR_DIR = Path(__file__).resolve().parents[1]
 
@@ -27,8 +28,7 @@ def run(cmd, runs_dir, env=None, timeout=240, check=True):
     full_env.update(env or {})
     if isinstance(cmd[0], str) and cmd[0].endswith(".py"):
         cmd = [sys.executable, *cmd]
-    proc = subprocess.run([str(c) for c in cmd], cwd=CACR_DIR, env=full_env, capture_output=True, text=True,
-                          timeout=timeout)
+    proc = warm.run(cmd, CACR_DIR, full_env, timeout)  # python FILE.py: see ci/warm.py
     if check and proc.returncode != 0:
         raise AssertionError(f"{cmd} exited {proc.returncode}\nstdout:\n{proc.stdout[-3000:]}\n"
                              f"stderr:\n{proc.stderr[-3000:]}")

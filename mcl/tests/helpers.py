@@ -1,9 +1,10 @@
 """Run the entry points as subprocesses inside ``mcl/`` (runs written under a temporary ``CL_RUNS_DIR``)."""
 import os
 import socket
-import subprocess
 import sys
 from pathlib import Path
+
+from ci import warm
 
 MCL_DIR = Path(__file__).resolve().parents[1]
 REPO = MCL_DIR.parent
@@ -26,8 +27,7 @@ def env_for(runs_dir, extra=None):
 
 
 def run(cmd, runs_dir, env=None, expect_ok=True, timeout=300):
-    proc = subprocess.run([str(c) for c in cmd], cwd=MCL_DIR, env=env_for(runs_dir, env), capture_output=True,
-                          text=True, timeout=timeout)
+    proc = warm.run(cmd, MCL_DIR, env_for(runs_dir, env), timeout)  # python FILE.py: see ci/warm.py
     out = proc.stdout + proc.stderr
     if expect_ok:
         assert proc.returncode == 0, "\n".join(out.splitlines()[-40:])

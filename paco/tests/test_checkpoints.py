@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import fcntl
 import re
-import subprocess
 import sys
 
 import pytest
 import torch
 
 from ci.entry_points import METHODS
+from ci import warm
 from ci.smoke import ROOT, smoke_env
 from common.faults import FAULT_ENV
 from paco.tests.helpers import DDPKeys, assert_original_layout
@@ -42,8 +42,7 @@ def _flags(data, *extra, spawn=False):
 def _run(runs, data, *extra, spawn=False):
     env = smoke_env(runs, {"PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"})
     env.pop(FAULT_ENV, None)
-    return subprocess.run([sys.executable, METHOD.entry, *_flags(data, *extra, spawn=spawn)], cwd=ROOT / "paco",
-                          env=env, capture_output=True, text=True, timeout=300)
+    return warm.run([sys.executable, METHOD.entry, *_flags(data, *extra, spawn=spawn)], ROOT / "paco", env, 300)
 
 
 def _ok(proc):

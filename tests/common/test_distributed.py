@@ -186,3 +186,41 @@ def test_user_error_in_spawned_worker_gives_one_clean_message(tmp_path):
     assert r.returncode == 2, r.stderr[-2000:]
     assert "error: data path '/nope' does not exist; pass --data" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+FAILING_WORKER = textwrap.dedent('''
+    import argparse
+    from common import distributed as D
+    from common.utils import UserError, run_main
+
+    def main_worker(local_rank, args):
+        D.init_distributed(args, local_rank)
+        if args.only_rank is None or D.get_rank() == args.only_rank:
+            raise UserError(f"bad input{' on rank ' + str(D.get_rank()) if args.only_rank is not None else ''}")
+        D.barrier()
+
+    def main():
+        parser = argparse.ArgumentParser()
+        D.add_distributed_args(parser)
+        parser.add_argument("--only-rank", type=int)
+        D.launch(main_worker, parser.parse_args())
+
+    if __name__ == "__main__":
+        run_main(main)
+''')
+
+
+@pytest.mark.distributed
+@pytest.mark.parametrize("only_rank, message", [(None, "error: bad input"), (1, "error: bad input on rank 1")])
+def test_spawned_user_error_is_one_line(tmp_path, only_rank, message):
+    """A user error met by every rank of an mp.spawn launch is printed once, not once per rank; one met by a
+    single rank is printed too. Exit 2, no traceback."""
+    script = tmp_path / "worker.py"
+    script.write_text(FAILING_WORKER)
+    extra = [] if only_rank is None else ["--only-rank", str(only_rank)]
+    r = subprocess.run([sys.executable, str(script), "--multiprocessing-distributed", "--nproc-per-node", "2",
+                        "--dist-backend", "gloo", *extra], capture_output=True, text=True, timeout=120, env=_env(),
+                       cwd=str(tmp_path))
+    assert r.returncode == 2, r.stderr[-3000:]
+    assert [line for line in r.stderr.splitlines() if "error:" in line] == [message], r.stderr[-3000:]
+    assert "Traceback" not in r.stderr, r.stderr[-3000:]

@@ -29,6 +29,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from ci import warm
 from ci.smoke import ROOT, smoke_env
 from common.checkpoint import load_checkpoint
 from common.faults import FAULT_ENV, parse_fault_spec
@@ -51,7 +52,7 @@ def _run(method: Method, runs: Path, data: str, name: str, fault: str | None = N
         env[FAULT_ENV] = fault
     flags = [flag.format(data=data) for flag in method.flags]
     cmd = [sys.executable, method.entry, *flags, "--epochs", str(EPOCHS), method.name_flag, name]
-    proc = subprocess.run(cmd, cwd=ROOT / method.folder, env=env, capture_output=True, text=True, timeout=300)
+    proc = warm.run(cmd, ROOT / method.folder, env, 300)
     expected = KILLED if fault else 0
     assert proc.returncode == expected, (f"{method.folder} {fault or 'uninterrupted'}: exit {proc.returncode}, "
                                          f"expected {expected}\n" + "\n".join((proc.stdout + proc.stderr)

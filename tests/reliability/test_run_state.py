@@ -28,6 +28,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from ci import warm
 from ci.entry_points import METHODS
 from ci.smoke import ROOT, smoke_env
 from common.faults import FAULT_ENV
@@ -52,8 +53,7 @@ def _run(method, runs: Path, data: str, *extra, fault: str | None = None, prefix
     env.pop(FAULT_ENV, None)
     if fault:
         env[FAULT_ENV] = fault
-    return subprocess.run([*prefix, *_command(method, data, *extra)], cwd=ROOT / method.folder, env=env,
-                          capture_output=True, text=True, timeout=300)
+    return warm.run([*prefix, *_command(method, data, *extra)], ROOT / method.folder, env, 300)
 
 
 def _show(proc) -> str:

@@ -1,0 +1,75 @@
+"""``ci.warm``: a command run in a warm child behaves as ``python FILE.py`` in a fresh interpreter does."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from ci import warm
+
+SCRIPT = textwrap.dedent('''
+    import atexit, json, os, random, sys
+    import numpy, torch
+    import helper_module   # from the script's own folder, as sys.path[0] of a fresh interpreter
+    atexit.register(lambda: print("atexit ran", flush=True))
+    print(json.dumps({"argv": sys.argv, "cwd": os.getcwd(), "var": os.environ.get("WARM_TEST_VAR"),
+                      "path0": sys.path[0], "helper": helper_module.VALUE, "main": __name__,
+                      "torch_draw": torch.rand(1).item(), "threads": torch.get_num_threads()}))
+    print("to stderr", file=sys.stderr)
+    mode = sys.argv[1]
+    if mode == "raise":
+        raise ValueError("boom")
+    if mode == "sleep":
+        import time
+        time.sleep(60)
+    sys.exit(int(mode))
+''')
+
+
+@pytest.fixture
+def script(tmp_path):
+    folder = tmp_path / "method"
+    folder.mkdir()
+    (folder / "entry.py").write_text(SCRIPT)
+    (folder / "helper_module.py").write_text("VALUE = 42\n")
+    return folder
+
+
+def _both(folder, *args, timeout=60):
+    env = {"PATH": "/usr/bin:/bin", "WARM_TEST_VAR": "x", "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "entry.py", *args]
+    fresh = subprocess.run(cmd, cwd=folder, env=env, capture_output=True, text=True, timeout=timeout)
+    warm_proc = warm.run(cmd, folder, env, timeout)
+    return fresh, warm_proc
+
+
+@pytest.mark.parametrize("mode, code", [("0", 0), ("3", 3)])
+def test_same_as_a_fresh_interpreter(script, mode, code):
+    fresh, warm_proc = _both(script, mode)
+    for proc in (fresh, warm_proc):
+        assert proc.returncode == code, proc.stderr
+        assert proc.stdout.splitlines()[-1] == "atexit ran" and proc.stderr == "to stderr\n"
+    fresh_record, warm_record = (json.loads(p.stdout.splitlines()[0]) for p in (fresh, warm_proc))
+    # torch seeds its default generator from the OS in every fresh interpreter; so does a warm child
+    fresh_draw, warm_draw = fresh_record.pop("torch_draw"), warm_record.pop("torch_draw")
+    assert warm_record == fresh_record
+    again = json.loads(warm.run([sys.executable, "entry.py", mode], script, {"PATH": "/usr/bin:/bin"},
+                                60).stdout.splitlines()[0])
+    assert len({fresh_draw, warm_draw, again["torch_draw"]}) == 3
+
+
+def test_uncaught_exception_is_a_traceback_and_status_1(script):
+    fresh, warm_proc = _both(script, "raise")
+    for proc in (fresh, warm_proc):
+        assert proc.returncode == 1
+        assert "Traceback" in proc.stderr and proc.stderr.rstrip().endswith("ValueError: boom")
+
+
+def test_timeout_kills_the_child(script):
+    with pytest.raises(subprocess.TimeoutExpired):
+        warm.run([sys.executable, "entry.py", "sleep"], script, {"PATH": "/usr/bin:/bin"}, 3)
+    proc = warm.run([sys.executable, "entry.py", "0"], script, {"PATH": "/usr/bin:/bin"}, 60)  # server still serves
+    assert proc.returncode == 0
