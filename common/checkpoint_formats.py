@@ -306,6 +306,8 @@ def torchvision_target(arch: str, kwargs: dict | None = None) -> str:
     import torchvision
     if hasattr(torchvision.models, arch) and not arch.startswith("vit"):
         return f"torchvision.models.{arch}() with model.fc = torch.nn.Identity() (i.e. every key but fc.*)"
+    if arch in ("vit_b_16", "vit_base") and (kwargs or {}).get("image_size", 224) == 224:
+        return "torchvision.models.vit_b_16() with model.heads = torch.nn.Identity() (i.e. every key but heads.*)"
     if arch.startswith("cifar_resnet"):
         tv = arch[len("cifar_"):]
         pool = "kept" if (kwargs or {}).get("maxpool") else "model.maxpool = torch.nn.Identity()"

@@ -205,6 +205,26 @@ def test_export_loads_into_torchvision_resnet18_strictly(tmp_path):
     assert [p.name for p in out.parent.iterdir()] == [out.name]  # atomic: no temp file left
 
 
+def test_export_of_a_moco_v3_vit_base_loads_into_torchvision_vit_b_16(tmp_path):
+    """CACR's MoCo-v3 ViT-B/16 (fixed sin-cos position embedding, MoCo-v3 init) exported from a training
+    checkpoint is torchvision's vit_b_16 less its head: strict load, the same CLS features."""
+    import torchvision
+    from cacr.imagenet_pretraining import vits
+    torch.manual_seed(0)
+    model = vits.VITS["vit_base"](num_classes=0).eval()
+    obj = {"epoch": 1, "arch": "vit_base", "state_dict": {f"module.base_encoder.{k}": v
+                                                          for k, v in model.state_dict().items()}}
+    found = extract_backbone_state(obj)
+    target = export_backbone(found, str(tmp_path / "vit.pth"))
+    assert target.startswith("torchvision.models.vit_b_16() with model.heads = torch.nn.Identity()"), target
+    tv = torchvision.models.vit_b_16()
+    tv.heads = nn.Identity()
+    tv.load_state_dict(torch.load(tmp_path / "vit.pth", weights_only=True), strict=True)
+    x = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        torch.testing.assert_close(tv.eval()(x), model(x), rtol=1e-5, atol=1e-5)
+
+
 def test_export_of_a_cifar_resnet_loads_into_the_described_torchvision_model(tmp_path):
     import torchvision
     obj, _, reference = attentionce_original()
