@@ -1,23 +1,32 @@
 """Warm interpreters for the smoke tests: ``python <entry> <argv>`` without paying for the imports every time.
 
 A fresh ``python entry.py`` spends ~3 s importing torch, torchvision, scikit-learn and tensorboardX before the
-entry point's first own line, and a smoke run on digits then trains for a second or two. So ``ci.smoke`` starts
-such commands through one *zygote*: a server process that imported those third-party modules once (``WARM_MODULES``;
+entry point's first own line, and a smoke run on digits then trains for a second or two. So the tests start such
+commands through one *zygote*: a server process that imported those third-party modules once (``WARM_MODULES``;
 none of them has run a torch operation, so no thread pool exists) and forks one child per command. The child is a
-process of its own (pid, environment, working directory, ``sys.argv``, ``sys.path``, file descriptors 1 and 2,
-exit status) that imports this project's code fresh and runs the entry file as ``__main__``, then
-exits as the interpreter would: ``SystemExit`` → its code, an uncaught exception → its traceback and status 1,
-non-daemon threads joined and ``atexit`` handlers run first. What it shares with the zygote is only the already
-imported third-party modules.
+process of its own (pid, environment, working directory, ``sys.argv``, ``sys.path``, standard streams, exit
+status) that imports this project's code fresh and runs the entry file as ``__main__``, then exits as the
+interpreter would: ``SystemExit`` → its code, an uncaught exception → its traceback and status 1, non-daemon
+threads joined and ``atexit`` handlers run first. It shares with the zygote only the already imported
+third-party modules; the Python, NumPy and torch global generators are seeded from the OS as in a fresh
+interpreter.
 
-Not warm: ``python -m ...`` (torchrun), shell scripts, and the tests that kill or time processes themselves; and
-everything when ``CL_TEST_FRESH_INTERPRETER=1`` (same assertions, one real interpreter per command: use it to
-check that the two agree).
+Two ways in:
+* :func:`run` — ``subprocess.run``'s contract for ``[sys.executable, FILE.py, *args]`` (what ``ci.smoke`` and the
+  tests' runners call);
+* a shell script (``bash sh/train.sh``) run through :func:`run` finds a ``python`` / ``python3`` shim first on
+  its ``PATH`` (and in ``$PYTHON``): a 20-line stdlib client that hands ``python FILE.py ...`` with its own
+  standard streams to the zygote and exits with the child's status (a signal it receives is passed on to the
+  child); anything else (``-m``, ``-c``, no file) it ``exec``s with the real interpreter.
 
-Protocol (one command at a time, JSON lines over the server's stdin / stdout): the client writes
-``{"entry", "argv", "cwd", "env", "stdout", "stderr"}`` (two file paths for the child's output); the server
-answers ``{"pid": ...}`` at once and ``{"returncode": ...}`` when the child has exited (negative: killed by that
-signal, as ``subprocess`` reports it).
+Not warm: ``python -m ...`` (torchrun), ``-c``, ``mp.spawn``'s worker processes (they are spawned fresh, as in
+production), the tests that kill or time processes themselves, and everything when
+``CL_TEST_FRESH_INTERPRETER=1`` (same assertions, one real interpreter per command: use it to check the two agree).
+
+Protocol (a Unix socket, one connection per command): the client sends a JSON line ``{"entry", "argv", "cwd",
+"env"}`` with its stdin / stdout / stderr file descriptors attached (``SCM_RIGHTS``); the zygote answers
+``{"pid": ...}`` at once and ``{"returncode": ...}`` when that child has exited (negative: killed by that signal,
+as ``subprocess`` reports it). Commands may overlap; the zygote exits with the process that started it.
 """
 from __future__ import annotations
 
@@ -25,12 +34,37 @@ import json
 import os
 import select
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 
 FRESH_INTERPRETER_ENV = "CL_TEST_FRESH_INTERPRETER"
+SOCKET_ENV = "CL_WARM_SOCKET"
 WARM_MODULES = ("numpy", "PIL.Image", "torch", "torchvision", "sklearn.datasets", "sklearn.model_selection",
                 "tensorboardX", "tqdm")
+
+# the shim that shell scripts find as `python`: stdlib only, started with -SE (no site, no PYTHON* variables)
+SHIM = '''#!{python} -SE
+import json, os, signal, socket, sys
+REAL, args = {python!r}, sys.argv[1:]
+path = os.environ.get({socket_env!r})
+if not path or not args or not args[0].endswith(".py"):
+    os.execv(REAL, [REAL, *args])
+conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+conn.connect(path)
+request = {{"entry": args[0], "argv": args[1:], "cwd": os.getcwd(), "env": dict(os.environ)}}
+socket.send_fds(conn, [json.dumps(request).encode() + b"\\n"], [0, 1, 2])
+replies = conn.makefile("rb")
+pid = json.loads(replies.readline())["pid"]
+for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+    signal.signal(sig, lambda s, f: os.kill(pid, s))
+code = json.loads(replies.readline())["returncode"]
+if code < 0:
+    signal.signal(-code, signal.SIG_DFL)
+    os.kill(os.getpid(), -code)
+sys.exit(code)
+'''
 
 
 def _interpreter_base_path() -> list[str]:
@@ -40,17 +74,22 @@ def _interpreter_base_path() -> list[str]:
     return [p for p in sys.path[1:] if p and p not in own]
 
 
-def _child(request: dict, base_path: list[str]) -> int:
-    """In the forked child: become ``python <entry> <argv>`` and return its exit status."""
+def _child(request: dict, fds: list[int], base_path: list[str]) -> int:
+    """In the forked child: become ``python <entry> <argv>`` with the standard streams ``fds`` and return its exit
+    status."""
     import atexit
+    import random
     import threading
     import traceback
     import types
-    for fd, path in ((1, request["stdout"]), (2, request["stderr"])):
-        target = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        os.dup2(target, fd)
-        os.close(target)
-    os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+
+    import numpy
+    import torch
+    for target, fd in enumerate(fds):
+        os.dup2(fd, target)
+        os.close(fd)
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD):
+        signal.signal(sig, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     os.chdir(request["cwd"])
     os.environ.clear()
@@ -63,9 +102,6 @@ def _child(request: dict, base_path: list[str]) -> int:
     main.__file__ = entry
     main.__builtins__ = __builtins__
     sys.modules["__main__"] = main                        # what pickling (mp.spawn's main_worker) looks up
-    import random
-    import numpy
-    import torch
     # a fresh interpreter seeds these three from the OS; a forked child would repeat the zygote's draws
     random.seed()
     numpy.random.seed()
@@ -96,85 +132,147 @@ def _child(request: dict, base_path: list[str]) -> int:
     return code
 
 
-def serve() -> None:
-    """The zygote: import ``WARM_MODULES``, then fork one child per request line until stdin closes."""
+def _receive(conn: socket.socket) -> tuple[dict, list[int]]:
+    data, fds, _, _ = socket.recv_fds(conn, 1 << 16, 3)
+    while not data.endswith(b"\n"):
+        more = conn.recv(1 << 16)
+        if not more:
+            raise ConnectionError("request cut short")
+        data += more
+    return json.loads(data), fds
+
+
+def serve(path: str) -> None:
+    """The zygote: import ``WARM_MODULES``, listen on ``path``, fork one child per connection; exit when the
+    process that started it is gone."""
     import importlib
     for name in WARM_MODULES:
         importlib.import_module(name)
     base_path = _interpreter_base_path()
-    requests, replies = sys.stdin.buffer, sys.stdout.buffer
-    for line in requests:
-        request = json.loads(line)
-        pid = os.fork()
-        if pid == 0:
-            code = 1
+    parent = os.getppid()
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(16)
+    print("ready", flush=True)
+    waiting: dict[int, socket.socket] = {}
+    while os.getppid() == parent:
+        ready, _, _ = select.select([listener], [], [], 0.05)
+        if ready:
+            conn, _ = listener.accept()
             try:
-                code = _child(request, base_path)
-            finally:
-                os._exit(code)
-        replies.write(json.dumps({"pid": pid}).encode() + b"\n")
-        replies.flush()
-        _, status = os.waitpid(pid, 0)
-        replies.write(json.dumps({"returncode": os.waitstatus_to_exitcode(status)}).encode() + b"\n")
-        replies.flush()
+                request, fds = _receive(conn)
+            except (OSError, ValueError):
+                conn.close()
+                continue
+            pid = os.fork()
+            if pid == 0:
+                code = 1
+                try:
+                    for other in (listener, conn, *waiting.values()):
+                        other.close()
+                    code = _child(request, fds, base_path)
+                finally:
+                    os._exit(code)
+            for fd in fds:
+                os.close(fd)
+            try:
+                conn.sendall(json.dumps({"pid": pid}).encode() + b"\n")
+            except OSError:
+                pass
+            waiting[pid] = conn
+        while waiting:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+            if pid == 0:
+                break
+            conn = waiting.pop(pid, None)
+            if conn is not None:
+                try:
+                    conn.sendall(json.dumps({"returncode": os.waitstatus_to_exitcode(status)}).encode() + b"\n")
+                except OSError:
+                    pass
+                conn.close()
 
 
 class Zygote:
-    """Client side: one server process per test session, started on first use."""
+    """Client side: one server process per test session, started on first use, and the shim folder."""
 
     def __init__(self):
         self.process = None
+        self.folder = None
 
-    def _start(self) -> None:
-        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-        env["OMP_NUM_THREADS"] = "1"
+    def start(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            return
+        self.folder = tempfile.mkdtemp(prefix="cl-warm-")
+        self.socket_path = os.path.join(self.folder, "zygote.sock")
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        self.process = subprocess.Popen([sys.executable, "-c", "import ci.warm; ci.warm.serve()"], cwd=root,
-                                        env={**env, "PYTHONPATH": root}, stdin=subprocess.PIPE,
-                                        stdout=subprocess.PIPE)
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        env.update(OMP_NUM_THREADS="1", PYTHONPATH=root)
+        self.process = subprocess.Popen([sys.executable, "-c", f"import ci.warm; ci.warm.serve({self.socket_path!r})"],
+                                        cwd=root, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
+        if self.process.stdout.readline().strip() != b"ready":
+            raise RuntimeError(f"the warm-interpreter server did not start ({self.process.poll()})")
+        self.shims = os.path.join(self.folder, "bin")
+        os.mkdir(self.shims)
+        text = SHIM.format(python=sys.executable, socket_env=SOCKET_ENV)
+        for name in ("python", "python3"):
+            with open(os.path.join(self.shims, name), "w") as f:
+                f.write(text)
+            os.chmod(os.path.join(self.shims, name), 0o755)
 
-    def _reply(self, timeout: float | None) -> dict | None:
-        ready, _, _ = select.select([self.process.stdout], [], [], timeout)
-        if not ready:
-            return None
-        line = self.process.stdout.readline()
-        if not line:
-            raise RuntimeError(f"the warm-interpreter server exited ({self.process.poll()})")
-        return json.loads(line)
-
-    def run(self, entry: str, argv: list, cwd: str, env: dict, timeout: float) -> subprocess.CompletedProcess:
+    def run_python(self, entry: str, argv: list, cwd: str, env: dict, timeout: float) -> subprocess.CompletedProcess:
         """``python <entry> <argv>`` in ``cwd`` with ``env``, like ``subprocess.run(capture_output=True,
         text=True, timeout=timeout)``."""
-        import tempfile
-        if self.process is None or self.process.poll() is not None:
-            self._start()
+        self.start()
         with tempfile.TemporaryDirectory(prefix="warm_") as capture:
-            out, err = os.path.join(capture, "stdout"), os.path.join(capture, "stderr")
-            request = {"entry": entry, "argv": [str(a) for a in argv], "cwd": str(cwd), "env": dict(env),
-                       "stdout": out, "stderr": err}
-            self.process.stdin.write(json.dumps(request).encode() + b"\n")
-            self.process.stdin.flush()
-            pid = self._reply(None)["pid"]
-            reply = self._reply(timeout)
-            if reply is None:
+            paths = [os.devnull, os.path.join(capture, "stdout"), os.path.join(capture, "stderr")]
+            files = [open(paths[0], "rb"), open(paths[1], "wb"), open(paths[2], "wb")]
+            conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                conn.connect(self.socket_path)
+                request = {"entry": entry, "argv": [str(a) for a in argv], "cwd": str(cwd), "env": dict(env)}
+                socket.send_fds(conn, [json.dumps(request).encode() + b"\n"], [f.fileno() for f in files])
+            finally:
+                for f in files:
+                    f.close()
+            replies = conn.makefile("rb")
+            pid = json.loads(replies.readline())["pid"]
+            ready, _, _ = select.select([conn], [], [], timeout)
+            if not ready:
                 os.kill(pid, signal.SIGKILL)
-                self._reply(None)
+                replies.readline()
+                conn.close()
                 raise subprocess.TimeoutExpired([sys.executable, entry, *argv], timeout)
+            code = json.loads(replies.readline())["returncode"]
+            conn.close()
             texts = []
-            for path in (out, err):
+            for path in paths[1:]:
                 with open(path, encoding="utf-8", errors="replace") as f:
                     texts.append(f.read())
-        return subprocess.CompletedProcess([sys.executable, entry, *argv], reply["returncode"], *texts)
+        return subprocess.CompletedProcess([sys.executable, entry, *argv], code, *texts)
+
+    def shell_env(self, env: dict) -> dict:
+        """``env`` for a shell script whose ``python`` (and ``$PYTHON``) should be the shim."""
+        self.start()
+        env = dict(env)
+        env["PATH"] = os.pathsep.join(p for p in (self.shims, env.get("PATH", "")) if p)
+        env[SOCKET_ENV] = self.socket_path
+        if env.get("PYTHON") in (sys.executable, "python", "python3"):
+            env["PYTHON"] = os.path.join(self.shims, "python")
+        return env
 
 
 _zygote = Zygote()
 
 
 def run(cmd: list, cwd, env: dict, timeout: float) -> subprocess.CompletedProcess:
-    """``subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)``; a command
-    ``[sys.executable, FILE.py, *args]`` runs in a warm child unless ``CL_TEST_FRESH_INTERPRETER`` is set."""
+    """``subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)``. A command
+    ``[sys.executable, FILE.py, *args]`` runs in a warm child, and a ``bash`` command gets the ``python`` shim,
+    unless ``CL_TEST_FRESH_INTERPRETER`` is set."""
     cmd = [str(c) for c in cmd]
-    if len(cmd) > 1 and cmd[0] == sys.executable and cmd[1].endswith(".py") and not os.environ.get(
-            FRESH_INTERPRETER_ENV):
-        return _zygote.run(cmd[1], cmd[2:], str(cwd), env, timeout)
+    if not os.environ.get(FRESH_INTERPRETER_ENV):
+        if len(cmd) > 1 and cmd[0] == sys.executable and cmd[1].endswith(".py"):
+            return _zygote.run_python(cmd[1], cmd[2:], str(cwd), env, timeout)
+        if os.path.basename(cmd[0]) in ("bash", "sh"):
+            env = _zygote.shell_env(env)
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)

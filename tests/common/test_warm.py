@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -11,13 +12,16 @@ import pytest
 from ci import warm
 
 SCRIPT = textwrap.dedent('''
-    import atexit, json, os, random, sys
+    import sys
+    preloaded = "torch" in sys.modules   # only in a warm child
+    import atexit, json, os, random
     import numpy, torch
     import helper_module   # from the script's own folder, as sys.path[0] of a fresh interpreter
     atexit.register(lambda: print("atexit ran", flush=True))
     print(json.dumps({"argv": sys.argv, "cwd": os.getcwd(), "var": os.environ.get("WARM_TEST_VAR"),
                       "path0": sys.path[0], "helper": helper_module.VALUE, "main": __name__,
                       "torch_draw": torch.rand(1).item(), "threads": torch.get_num_threads()}))
+    print("preloaded" if preloaded else "fresh", file=sys.stderr)
     print("to stderr", file=sys.stderr)
     mode = sys.argv[1]
     if mode == "raise":
@@ -51,7 +55,8 @@ def test_same_as_a_fresh_interpreter(script, mode, code):
     fresh, warm_proc = _both(script, mode)
     for proc in (fresh, warm_proc):
         assert proc.returncode == code, proc.stderr
-        assert proc.stdout.splitlines()[-1] == "atexit ran" and proc.stderr == "to stderr\n"
+        assert proc.stdout.splitlines()[-1] == "atexit ran" and proc.stderr.endswith("to stderr\n")
+    assert fresh.stderr.startswith("fresh") and warm_proc.stderr.startswith("preloaded")
     fresh_record, warm_record = (json.loads(p.stdout.splitlines()[0]) for p in (fresh, warm_proc))
     # torch seeds its default generator from the OS in every fresh interpreter; so does a warm child
     fresh_draw, warm_draw = fresh_record.pop("torch_draw"), warm_record.pop("torch_draw")
@@ -73,3 +78,20 @@ def test_timeout_kills_the_child(script):
         warm.run([sys.executable, "entry.py", "sleep"], script, {"PATH": "/usr/bin:/bin"}, 3)
     proc = warm.run([sys.executable, "entry.py", "0"], script, {"PATH": "/usr/bin:/bin"}, 60)  # server still serves
     assert proc.returncode == 0
+
+
+def test_shell_scripts_get_the_python_shim(script, monkeypatch):
+    """``bash script.sh`` run through ``warm.run``: its ``python FILE.py`` (by PATH or ``$PYTHON``) is a warm
+    child with the script's streams and exit status; ``python -c`` goes to the real interpreter."""
+    (script / "run.sh").write_text('python entry.py 3; echo "status $?"\n"$PYTHON" entry.py 0\n'
+                                   'python -c "import sys; print(\'torch\' in sys.modules)"\nexit 4\n')
+    env = {"PATH": f"{os.path.dirname(sys.executable)}:/usr/bin:/bin", "PYTHON": sys.executable,
+           "OMP_NUM_THREADS": "1"}
+    proc = warm.run(["bash", "run.sh"], script, env, 120)
+    assert proc.returncode == 4, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[2] == "status 3" and lines[-1] == "False", proc.stdout
+    assert proc.stderr.count("preloaded") == 2 and proc.stderr.count("to stderr") == 2, proc.stderr
+    monkeypatch.setenv(warm.FRESH_INTERPRETER_ENV, "1")
+    fresh = warm.run(["bash", "run.sh"], script, env, 120)
+    assert fresh.returncode == 4 and fresh.stderr.count("fresh") == 2, fresh.stderr
