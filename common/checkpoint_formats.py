@@ -145,8 +145,40 @@ def strip_wrapper(state: dict, member: int = 0) -> tuple[dict, str]:
         inner = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
         if prefix in ("f.", "encoder_q.net."):
             inner = _remap_sequential_resnet(inner) or inner
+        if not prefix:
+            branch = _select_branch(inner, member)
+            if branch is not None:
+                return branch, (f"MCL multi-branch network: shared stem and branch {member} (top-level modules "
+                                f"'<name>_{member}' renamed '<name>', other branches dropped)")
         return inner, description.format(m=member)
     raise AssertionError("the bare-backbone entry matches every state")
+
+
+def _select_branch(state: dict, member: int) -> dict | None:
+    """MCL's multi-branch network (N > 2, quirk 1: shared ``conv1`` / ``bn1`` / ``layer1``, then per branch i
+    ``layer2_i``, ``layer3_i``, ``classifier_i``, ...): the shared modules plus branch ``member`` under the plain
+    names, i.e. that branch's whole network; ``None`` when the top-level modules are not indexed so (no registered
+    backbone has a top-level module named ``<name>_<digits>``)."""
+    indexed = {}
+    for key in state:
+        match = re.fullmatch(r"(.+)_(\d+)", key.split(".", 1)[0])
+        if match:
+            indexed.setdefault(match.group(1), set()).add(int(match.group(2)))
+    branches = set().union(*indexed.values()) if indexed else set()
+    if len(branches) < 2:
+        return None
+    if member not in branches:
+        raise UserError(f"this multi-branch checkpoint has branches {', '.join(map(str, sorted(branches)))} "
+                        f"('<name>_<i>.' modules), not {member}; pick one with --member")
+    out = {}
+    for key, value in state.items():
+        head, dot, rest = key.partition(".")
+        match = re.fullmatch(r"(.+)_(\d+)", head)
+        if match is None:
+            out[key] = value
+        elif int(match.group(2)) == member:
+            out[f"{match.group(1)}{dot}{rest}"] = value
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------- architecture

@@ -110,6 +110,13 @@ def mcl_cifar_project():  # engine.training_state: {'net': wrapper state dict, .
         without_head(net.module_list[1], "classifier")
 
 
+def mcl_cifar_multibranch_project():  # N = 3: shared conv1 / bn1 / layer1, branches layer2_<i> / layer3_<i>
+    from mcl.models import get_model
+    net = perturbed(get_model("resnet32", 10, 3))
+    return {"net": net.state_dict(), "acc": 0.5, "epoch": 1, "optimizer": {}}, "resnet32", \
+        lambda x: net.branch(1, net.stem(x))[1]
+
+
 def mcl_moco_original():  # checkpoint_{epoch:04d}.pth.tar: module.encoder_q_<i> / encoder_k_<i>, one queue per net
     from mcl.moco.builder_mcl import MoCo
     model = perturbed(MoCo(lambda num_classes: build_backbone("resnet18", num_classes=num_classes), number_net=2,
@@ -132,7 +139,8 @@ def attentionce_project():  # checkpoint.pth: {'state_dict': Model.state_dict(),
 
 CASES = {f.__name__: f for f in (cacr_small_project, cacr_small_original, cacr_large_original, cacr_v3_original,
                                  cacr_v3_vit_original,
-                                 ascl_project, ascl_original, paco_original, mcl_cifar_project, mcl_moco_original,
+                                 ascl_project, ascl_original, paco_original, mcl_cifar_project, mcl_cifar_multibranch_project,
+                                 mcl_moco_original,
                                  attentionce_original, attentionce_project)}
 
 
@@ -140,7 +148,7 @@ CASES = {f.__name__: f for f in (cacr_small_project, cacr_small_original, cacr_l
 def test_backbone_of_every_format_gives_the_methods_feature(case, tmp_path):
     torch.manual_seed(0)
     obj, arch, reference = CASES[case]()
-    member = 1 if case == "mcl_cifar_project" else 0
+    member = 1 if case.startswith("mcl_cifar") else 0
     path = tmp_path / "ckpt.pth"
     torch.save(obj, path)
     model, found = load_backbone(str(path), member=member)
@@ -184,6 +192,8 @@ def test_unrecognised_checkpoints_are_one_error_naming_what_was_found():
         extract_backbone_state({"state_dict": {"weird.layer.weight": torch.zeros(3, 3)}})
     with pytest.raises(UserError, match="networks 0, 1.*not 5; pick one with --member"):
         extract_backbone_state(mcl_moco_original()[0], member=5)
+    with pytest.raises(UserError, match="branches 0, 1, 2 .*not 3; pick one with --member"):
+        extract_backbone_state(mcl_cifar_multibranch_project()[0], member=3)
     with pytest.raises(UserError, match="unknown --arch 'resnet9'"):
         extract_backbone_state(build_backbone("resnet18").state_dict(), arch="resnet9")
 
