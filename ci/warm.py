@@ -204,6 +204,8 @@ class Zygote:
         if self.process is not None and self.process.poll() is None:
             return
         self.folder = tempfile.mkdtemp(prefix="cl-warm-")
+        if len(self.folder) > 80:   # a Unix socket path has at most 107 bytes
+            self.folder = tempfile.mkdtemp(prefix="cl-warm-", dir="/tmp")
         self.socket_path = os.path.join(self.folder, "zygote.sock")
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
@@ -263,6 +265,18 @@ class Zygote:
 
 
 _zygote = Zygote()
+_broken: list[str] = []
+
+
+def _zygote_usable() -> bool:
+    """Start the zygote if needed; if it cannot start here, say so once and run fresh interpreters instead."""
+    if not _broken:
+        try:
+            _zygote.start()
+        except (OSError, RuntimeError) as e:
+            _broken.append(str(e))
+            print(f"ci.warm: no warm interpreters ({e}); every command starts a fresh one", file=sys.stderr)
+    return not _broken
 
 
 def run(cmd: list, cwd, env: dict, timeout: float) -> subprocess.CompletedProcess:
@@ -270,7 +284,7 @@ def run(cmd: list, cwd, env: dict, timeout: float) -> subprocess.CompletedProces
     ``[sys.executable, FILE.py, *args]`` runs in a warm child, and a ``bash`` command gets the ``python`` shim,
     unless ``CL_TEST_FRESH_INTERPRETER`` is set."""
     cmd = [str(c) for c in cmd]
-    if not os.environ.get(FRESH_INTERPRETER_ENV):
+    if not os.environ.get(FRESH_INTERPRETER_ENV) and _zygote_usable():
         if len(cmd) > 1 and cmd[0] == sys.executable and cmd[1].endswith(".py"):
             return _zygote.run_python(cmd[1], cmd[2:], str(cwd), env, timeout)
         if os.path.basename(cmd[0]) in ("bash", "sh"):
