@@ -23,6 +23,12 @@ A second test-only hook lives here for the same reason (a global torch hook inst
   ``DistributedSampler``, a ``RandomSampler``, a custom batch sampler) yields its first batch only, and holds one
   batch even when ``drop_last`` would leave none (tiny test data smaller than the command's batch). Loaders that
   visit the data in order (evaluation, feature extraction, kNN memory banks) are left whole.
+* Every loader loads in the calling process (``num_workers`` 0): workers never change what a run computes (they
+  are not result flags), forking 32 of them for one batch costs more than the batch, and forked workers of an
+  interpreter that already ran other commands (``ci/entry_batch.py``) can deadlock on a lock a thread held.
+* A one-process ``mp.spawn`` (the originals' ``--multiprocessing-distributed`` on a CPU node) calls its function
+  in the calling process, then leaves the process group as the spawned process's exit would: the same run,
+  without a second interpreter (which ``ci/entry_batch.py`` exists to avoid).
 * Epoch loops (:func:`epoch_range`, used by ``common.engine.fit`` and the loops that do not go through it) run
   only their *last* epoch, so every file the command writes at its end carries the name and epoch number the
   original's next command reads (``..._400_2.0_0.5.pth``, ``checkpoint_0199.pth.tar``).
@@ -145,6 +151,7 @@ def _install_short_run() -> None:
 
     def __init__(self, *args, **kwargs):
         original_init(self, *args, **kwargs)
+        self.num_workers = 0
         batches = self.batch_sampler
         if not _visits_in_order(self) and isinstance(batches, BatchSampler) and batches.drop_last \
                 and len(batches) == 0:
@@ -159,6 +166,20 @@ def _install_short_run() -> None:
         return n if _visits_in_order(self) else min(n, 1)
 
     DataLoader.__init__, DataLoader.__iter__, DataLoader.__len__ = __init__, __iter__, __len__
+
+    import torch.multiprocessing as mp
+    original_spawn = mp.spawn
+
+    def spawn(fn, args=(), nprocs=1, join=True, daemon=False, start_method="spawn"):
+        if nprocs != 1 or not join:
+            return original_spawn(fn, args=args, nprocs=nprocs, join=join, daemon=daemon, start_method=start_method)
+        try:
+            fn(0, *args)
+        finally:
+            if torch.distributed.is_available() and torch.distributed.is_initialized():
+                torch.distributed.destroy_process_group()
+
+    mp.spawn = spawn
 
 
 if SHORT_RUN:
