@@ -35,7 +35,7 @@ from common.engine import Run, epoch_range
 from common.eval.metrics import accuracy
 from common.training import load_model_state, progress
 from common.utils import HelpFormatter, UserError, check_finite, run_main, seed_everything, set_visible_gpus
-from mcl.engine import METHOD, original_dir, publish_to, require_keys
+from mcl.engine import METHOD, original_dir, original_input, publish_to, require_keys
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -184,7 +184,7 @@ def linear(run: Run | None, args) -> None:
             param.requires_grad = False
     model.fc.weight.data.normal_(mean=0.0, std=0.01)
     model.fc.bias.data.zero_()
-    pretrained_encoder = load_pretrained(model, args.pretrained) if args.pretrained else None
+    pretrained_encoder = load_pretrained(model, original_input(args.pretrained)) if args.pretrained else None
     model = wrap_ddp(model, args)
     criterion = nn.CrossEntropyLoss()
     parameters = [p for p in model.parameters() if p.requires_grad]
