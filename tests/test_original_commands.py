@@ -311,7 +311,7 @@ def write_data(root: Path) -> dict:
     d["stl10"] = fake.write_stl10(root / "stl10", n_train=4, n_test=4, n_unlabeled=4)
     d["tinyimagenet"] = fake.write_tinyimagenet(root / "tiny", n_classes=2, n_train_per_class=2, n_val_per_class=1)
     d["imagenet"] = fake.write_imagefolder(root / "imagenet", n_classes=2, n_per_class=2, size=32)
-    # CIFAR-100-LT keeps max(1, n_c * imb^(c/99)) images of class c: two per class leave 17 (imb 0.01) to 32 (0.1)
+    # CIFAR-100-LT keeps a class-dependent share of each class (spec d.2): two images per class leave a long tail
     d["cifar100_lt"] = fake.write_cifar100(root / "cifar100_lt", n_train=200, n_test=4)
     lists = root / "lists"
     d["lists"] = str(lists)
