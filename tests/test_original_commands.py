@@ -22,7 +22,7 @@ never into the source tree.
 Speed: ``CL_SHORT_RUN=1`` (``common.faults``) makes every training loader yield one batch and every epoch loop
 run only its last epoch, so a 400-epoch command finishes in seconds while running all of its code and writing
 its final files under their final names; the rows of one method run in one interpreter (``ci/entry_batch.py``),
-in table order (a chained row follows its predecessor). ``CL_ORIGINAL_COMMANDS_ISOLATED=1`` runs every row in its
+in table order (a chained row follows its predecessor), and the five methods' interpreters run at the same time. ``CL_ORIGINAL_COMMANDS_ISOLATED=1`` runs every row in its
 own ``python`` process instead (same assertions). ``-s`` prints each row's time.
 
     python -m pytest tests/test_original_commands.py -q --durations=5
@@ -337,14 +337,17 @@ def data(tmp_path_factory) -> dict:
     return write_data(tmp_path_factory.mktemp("data"))
 
 
-_results: dict = {}
-
-
-def method_results(method: str, data: dict, tmp_path_factory) -> tuple[dict, dict]:
-    """``({row id: result}, paths)``: every row of ``method`` in table order, in one interpreter (or isolated)."""
-    if method not in _results:
+@pytest.fixture(scope="module")
+def batches(request, data, tmp_path_factory) -> dict:
+    """``{method: (process, tmp, paths, jobs)}``: one ``ci/entry_batch.py`` process per method with a selected
+    row, all started at once (the machine's cores share them; each runs with one thread), collected by
+    :func:`method_results`."""
+    from common.distributed import find_free_port
+    selected = {item.callspec.params["row"].method for item in request.session.items
+                if getattr(item, "callspec", None) and "row" in item.callspec.params}
+    started = {}
+    for method in (m for m in METHODS if m in selected):
         tmp = tmp_path_factory.mktemp(f"commands_{method}")
-        from common.distributed import find_free_port
         paths = {**data, "runs": str(tmp / "runs"), "outputs": str(tmp / "runs" / "original_outputs"),
                  "port": str(find_free_port())}   # the scripts' $((10000 + RANDOM))
         jobs = []
@@ -354,10 +357,27 @@ def method_results(method: str, data: dict, tmp_path_factory) -> tuple[dict, dic
                          "globs": {name: pattern.format(**paths) for name, pattern in row.globs}, "timeout": 300})
         (tmp / "jobs.json").write_text(json.dumps(jobs))
         env = smoke_env(tmp / "runs", {"CL_SHORT_RUN": "1"})
-        proc = subprocess.run([sys.executable, str(ROOT / "ci" / "entry_batch.py"), *(["--isolated"] * ISOLATED),
-                               str(tmp / "jobs.json"), str(tmp / "results.json")], cwd=ROOT, env=env,
-                              capture_output=True, text=True, timeout=900)
-        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+        log = open(tmp / "batch.log", "w")
+        proc = subprocess.Popen([sys.executable, str(ROOT / "ci" / "entry_batch.py"), *(["--isolated"] * ISOLATED),
+                                 str(tmp / "jobs.json"), str(tmp / "results.json")], cwd=ROOT, env=env,
+                                stdout=log, stderr=subprocess.STDOUT, text=True)
+        started[method] = (proc, tmp, paths, jobs)
+    yield started
+    for proc, *_ in started.values():
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+_results: dict = {}
+
+
+def method_results(method: str, batches: dict) -> tuple[dict, dict]:
+    """``({row id: result}, paths)``: every row of ``method`` in table order, in one interpreter (or isolated)."""
+    if method not in _results:
+        proc, tmp, paths, jobs = batches[method]
+        proc.wait(timeout=900)
+        assert proc.returncode == 0, (tmp / "batch.log").read_text()[-3000:]
         results = json.loads((tmp / "results.json").read_text())
         for job in jobs:
             print(f"{results[job['id']]['seconds']:6.1f} s  {job['id']}")
@@ -372,8 +392,8 @@ def test_table_covers_every_method():
 
 
 @pytest.mark.parametrize("row", ROWS, ids=[r.id for r in ROWS])
-def test_original_command(row: Command, data, tmp_path_factory):
-    results, paths = method_results(row.method, data, tmp_path_factory)
+def test_original_command(row: Command, batches):
+    results, paths = method_results(row.method, batches)
     result = results[row.id]
     output = result["stdout"] + result["stderr"]
     assert "Traceback" not in output, output[-3000:]
