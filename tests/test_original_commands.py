@@ -9,6 +9,8 @@ What a row may change, and nothing else:
   read its data from a fixed default location (``../data``, ``./data``, ``./imagenet_inat/data``), the row appends
   the project's data flag (``--root`` / ``--data_folder`` / ``--data``) pointing at the fake data instead of writing
   into the source tree (``data=``);
+* the rendezvous port of ``--dist-url tcp://localhost:10001`` (README lines) or ``$((10000 + RANDOM))`` (PaCo's
+  scripts) is a free port (``{port}``): the five batches, and other tests, run at the same time on one machine;
 * **checkpoint placeholders** (``[ckpt]``, ``<dir>/checkpoint_0199.pth.tar``) become the file the row's
   predecessor wrote, at the path the original's next command expects (``chain``);
 * a command too heavy for a CPU even for one step gets the smallest honest change, written in the row
@@ -140,7 +142,7 @@ CACR = [
     *[Command("cacr", "large_scale_shift_experiments/README", f"large_scale_shift_experiments/{folder}",
               "python main_ours.py -a resnet50 --lr 0.03 --Ny 4 --Ns 256 --gpus 0 1 2 3 4 5 6 7 --moco-k 65536 "
               "--tau_pos 1.0 --tau_neg 2.0 --alpha 1.0 --beta 1.0 --mlp --aug-plus --cos --dist-url "
-              "tcp://localhost:10001 --multiprocessing-distributed --world-size 1 --rank 0 {%s}" % data,
+              "tcp://localhost:{port} --multiprocessing-distributed --world-size 1 --rank 0 {%s}" % data,
               change=("--Ns", "4", "--image-size", "32"),
               why=f"batch 256 x 5 views {PX224}; batch 4, not 2: with 2 images BatchNorm's 1x1 last stage blows the "
                   "weights up in one step and the next row's linear head sees NaN",
@@ -148,12 +150,12 @@ CACR = [
       for folder, data in (("imagenet", "imagenet"), ("webvision", "webvision"))],
     Command("cacr", "large_scale_shift_experiments/README", "large_scale_shift_experiments/imagenet",
             "python main_lincls.py -a resnet50 --lr 30.0 --batch-size 256 --gpus 0 1 2 3 4 5 6 7 --pretrained {CKPT} "
-            "--dist-url tcp://localhost:10001 --multiprocessing-distributed --world-size 1 --rank 0 {imagenet}",
+            "--dist-url tcp://localhost:{port} --multiprocessing-distributed --world-size 1 --rank 0 {imagenet}",
             change=SMALL_224, why=f"batch 256 {PX224}", globs=(("CKPT", "{outputs}/imagenet/results/ours/**/checkpoint_0199.pth.tar"),)),
     # ImageNet pre-training (spec c.3), run inside imagenet_pretraining/
     Command("cacr", "imagenet_pretraining/README", "imagenet_pretraining",
             "python main_pretrain.py --moco-m-cos --crop-min=.2 --lr=.3 --wd=1.5e-6 --moco-m=0.996 --epochs=1000 "
-            "--dist-url=tcp://localhost:10001 --multiprocessing-distributed --world-size=1 --rank=0 "
+            "--dist-url=tcp://localhost:{port} --multiprocessing-distributed --world-size=1 --rank=0 "
             "--output_dir={runs}/pretrain_r50 {imagenet}",
             change=SMALL_224, why=f"batch 4096 {PX224}",
             expect=("{runs}/pretrain_r50/checkpoint_0999.pth.tar",)),
@@ -170,7 +172,7 @@ CACR = [
             f"main_knn.py ...: one process is the python line; {PX224}",
             expect=("{runs}/knn_vit/*",)),
     Command("cacr", "imagenet_pretraining/README", "imagenet_pretraining",
-            "python main_lincls.py -a resnet50 --lr 0.1 --dist-url tcp://localhost:10001 --multiprocessing-distributed "
+            "python main_lincls.py -a resnet50 --lr 0.1 --dist-url tcp://localhost:{port} --multiprocessing-distributed "
             "--world-size 1 --rank 0 --pretrained {runs}/pretrain_r50/checkpoint_0999.pth.tar "
             "--output_dir {runs}/lincls_r50 {imagenet}",
             change=SMALL_224, why=f"batch 1024 {PX224}"),
@@ -216,12 +218,12 @@ MCL = [
               f"python main_imagenet.py --arch {arch} --number-net {n} {MCL_TERMS} --data {{imagenet}}",
               change=SMALL_224, why=f"batch 256 {PX224}") for n in (2, 4) for arch in ("resnet18", "resnet34")],
     Command("mcl", "README", ".",
-            "python main_moco_mcl.py -a resnet18 --lr 0.03 --batch-size 256 --number-net 2 --dist-url tcp://localhost:10001 "
+            "python main_moco_mcl.py -a resnet18 --lr 0.03 --batch-size 256 --number-net 2 --dist-url tcp://localhost:{port} "
             "--multiprocessing-distributed --world-size 1 --rank 0 --gpu-ids 0,1,2,3,4,5,6,7 --data {imagenet}",
             change=SMALL_224, why=f"batch 256 {PX224}", expect=("{outputs}/mcl/checkpoint/checkpoint_0199.pth.tar",)),
     Command("mcl", "README", ".",
             "python main_lincls.py -a resnet18 --lr 30.0 --batch-size 256 --pretrained checkpoint/checkpoint_0199.pth.tar "
-            "--dist-url tcp://localhost:10001 --multiprocessing-distributed --world-size 1 --rank 0 "
+            "--dist-url tcp://localhost:{port} --multiprocessing-distributed --world-size 1 --rank 0 "
             "--gpu-ids 0,1,2,3,4,5,6,7 --data {imagenet}",
             change=SMALL_224, why=f"batch 256 {PX224}"),
 ]
