@@ -22,7 +22,7 @@ from common.data.seeded import SeededTransformDataset
 from common.distributed import (add_distributed_args, all_reduce_mean, cleanup, init_distributed,
                                 launch, per_process_batch_size, rank_split_sampler, set_sampler_epoch, wrap_ddp, unwrap_model)
 from common.eval import accuracy
-from common.engine import Run, fit
+from common.engine import Run, epoch_range, fit
 from common.meters import AverageMeter, ProgressMeter
 from common.schedules import cosine_lr, set_lr, step_lr
 from common.training import progress
@@ -181,7 +181,7 @@ def train_run(run: Run, args) -> None:
         return {"epoch": done, "arch": args.arch, "state_dict": module_prefixed(unwrap_model(model).state_dict()),
                 "optimizer": optimizer.state_dict(), "scaler": precision.scaler.state_dict(), "args": vars(args)}
 
-    for epoch in range(start_epoch, args.epochs):
+    for epoch in epoch_range(start_epoch, args.epochs):
         fit(run, epoch, epoch + 1, train_one_epoch, checkpoint, resume_name=f"checkpoint_{epoch:04d}.pth.tar")
     run.finish("loss", last.get("loss"))
 

@@ -19,7 +19,7 @@ from common.backbones import freeze_batchnorm
 from common.distributed import (add_distributed_args, all_reduce_mean, barrier, cleanup, init_distributed,
                                 launch, unwrap_model, wrap_ddp)
 from common.eval import accuracy, knn_evaluate, recalibrated_copy
-from common.engine import Run, fit
+from common.engine import Run, epoch_range, fit
 from common.training import progress
 from common.augment.on_device import add_augment_arg
 from common.utils import (HelpFormatter, MixedPrecision, UserError, add_precision_args, check_finite, seed_everything,
@@ -225,7 +225,7 @@ def linear_eval(encoder_q, loaders, args, run: Run, tag: str = "eval") -> float:
     head.eval()
     best1 = best5 = 0.0
     acc1 = 0.0
-    for epoch in range(args.eval_epochs):
+    for epoch in epoch_range(0, args.eval_epochs):
         loss_sum = torch.zeros((), device=device)
         seen = 0
         bar = progress(loaders.linear, desc=f"linear {epoch + 1}/{args.eval_epochs}", enabled=not args.no_progress,

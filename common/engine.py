@@ -48,6 +48,7 @@ import torch
 from common import distributed as dist_utils
 from common.checkpoint import (capture_rng_state, code_version, load_checkpoint, remove_stale_temp_files,
                                restore_rng_state, save_checkpoint, write_error)
+from common.faults import epoch_range  # noqa: F401  (the loops outside fit import it from here)
 from common.logger import RunLogger, runs_root
 from common.utils import UserError
 
@@ -497,7 +498,7 @@ def fit(run: Run, start_epoch: int, epochs: int, train_one_epoch, checkpoint, ev
     callback returning ``None`` for an epoch: no checkpoint then, like the originals' linear evaluations). Epochs are 0-based;
     the checkpoint holds ``epoch_done = epoch + 1``. Returns ``(last eval metrics, best)``."""
     metrics = None
-    for epoch in range(start_epoch, epochs):
+    for epoch in epoch_range(start_epoch, epochs):   # all of them; the last only under CL_SHORT_RUN=1
         train = train_one_epoch(epoch) or {}
         run.scalars({k: v for k, v in train.items() if v is not None}, prefix="train/")
         run.scalar("train/epoch", epoch + 1)

@@ -15,6 +15,26 @@ Example: ``CL_FAULT_INJECT=kill_after_steps=5 python main.py ...`` exits with re
 steps. The variable is read once, when this module is first imported (``common.checkpoint`` imports it).
 Counts are per process: a resumed run counts from zero again. Single-process runs only (in a multi-process
 run every rank would count and only rank 0 writes checkpoints). ``tests/reliability/test_faults.py`` uses it.
+
+A second test-only hook lives here for the same reason (a global torch hook instead of a change to every loop):
+``CL_SHORT_RUN=1`` makes any documented command finish in seconds while running all of its code once.
+
+* Every *training* data loader (one that draws its batches in a random or sampled order: a shuffling
+  ``DistributedSampler``, a ``RandomSampler``, a custom batch sampler) yields its first batch only, and holds one
+  batch even when ``drop_last`` would leave none (tiny test data smaller than the command's batch). Loaders that
+  visit the data in order (evaluation, feature extraction, kNN memory banks) are left whole.
+* Every loader loads in the calling process (``num_workers`` 0): workers never change what a run computes (they
+  are not result flags), forking 32 of them for one batch costs more than the batch, and forked workers of an
+  interpreter that already ran other commands (``ci/entry_batch.py``) can deadlock on a lock a thread held.
+* A one-process ``mp.spawn`` (the originals' ``--multiprocessing-distributed`` on a CPU node) calls its function
+  in the calling process, then leaves the process group as the spawned process's exit would: the same run,
+  without a second interpreter (which ``ci/entry_batch.py`` exists to avoid).
+* Epoch loops (:func:`epoch_range`, used by ``common.engine.fit`` and the loops that do not go through it) run
+  only their *last* epoch, so every file the command writes at its end carries the name and epoch number the
+  original's next command reads (``..._400_2.0_0.5.pth``, ``checkpoint_0199.pth.tar``).
+
+Unset (the normal case) nothing is patched and :func:`epoch_range` is ``range``. ``tests/test_original_commands.py``
+uses it to run the originals' command lines as typed.
 """
 from __future__ import annotations
 
@@ -30,6 +50,7 @@ from torch.optim.optimizer import register_optimizer_step_post_hook
 from common.utils import UserError
 
 FAULT_ENV = "CL_FAULT_INJECT"
+SHORT_RUN_ENV = "CL_SHORT_RUN"
 KNOWN_FAULTS = ("kill_after_steps", "kill_in_save", "disk_full_in_save")
 
 
@@ -104,3 +125,62 @@ def before_checkpoint_write(obj, file) -> None:
         file.flush()
         os.fsync(file.fileno())
         _kill_self()
+
+
+SHORT_RUN = os.environ.get(SHORT_RUN_ENV, "") not in ("", "0")
+
+
+def epoch_range(start: int, end: int) -> range:
+    """The epochs ``start .. end-1`` an epoch loop runs: all of them, or only the last with ``CL_SHORT_RUN=1``."""
+    return range(max(start, end - 1), end) if SHORT_RUN else range(start, end)
+
+
+def _visits_in_order(loader) -> bool:
+    from torch.utils.data import BatchSampler, DistributedSampler, SequentialSampler
+    batches = loader.batch_sampler
+    sampler = batches.sampler if isinstance(batches, BatchSampler) else (loader.sampler if batches is None else None)
+    return isinstance(sampler, SequentialSampler) or (isinstance(sampler, DistributedSampler) and not sampler.shuffle)
+
+
+def _install_short_run() -> None:
+    import itertools
+
+    from torch.utils.data import BatchSampler, DataLoader
+
+    original_init, original_iter, original_len = DataLoader.__init__, DataLoader.__iter__, DataLoader.__len__
+
+    def __init__(self, *args, **kwargs):
+        original_init(self, *args, **kwargs)
+        self.num_workers = 0
+        batches = self.batch_sampler
+        if not _visits_in_order(self) and isinstance(batches, BatchSampler) and batches.drop_last \
+                and len(batches) == 0:
+            batches.drop_last = False   # data smaller than one batch: the one (short) batch instead of none
+
+    def __iter__(self):
+        it = original_iter(self)
+        return it if _visits_in_order(self) else itertools.islice(it, 1)
+
+    def __len__(self):
+        n = original_len(self)
+        return n if _visits_in_order(self) else min(n, 1)
+
+    DataLoader.__init__, DataLoader.__iter__, DataLoader.__len__ = __init__, __iter__, __len__
+
+    import torch.multiprocessing as mp
+    original_spawn = mp.spawn
+
+    def spawn(fn, args=(), nprocs=1, join=True, daemon=False, start_method="spawn"):
+        if nprocs != 1 or not join:
+            return original_spawn(fn, args=args, nprocs=nprocs, join=join, daemon=daemon, start_method=start_method)
+        try:
+            fn(0, *args)
+        finally:
+            if torch.distributed.is_available() and torch.distributed.is_initialized():
+                torch.distributed.destroy_process_group()
+
+    mp.spawn = spawn
+
+
+if SHORT_RUN:
+    _install_short_run()

@@ -31,11 +31,11 @@ from common.data.seeded import SeededTransformDataset
 from common.distributed import (add_distributed_args, all_reduce_mean, barrier, cleanup, get_world_size,
                                 init_distributed, is_main_process, launch, per_process_batch_size, rank_split_sampler,
                                 set_sampler_epoch, unwrap_model, wrap_ddp)
-from common.engine import Run
+from common.engine import Run, epoch_range
 from common.eval.metrics import accuracy
 from common.training import load_model_state, progress
 from common.utils import HelpFormatter, UserError, check_finite, run_main, seed_everything, set_visible_gpus
-from mcl.engine import METHOD, original_dir, publish_to, require_keys
+from mcl.engine import METHOD, original_dir, original_input, publish_to, require_keys
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -184,7 +184,7 @@ def linear(run: Run | None, args) -> None:
             param.requires_grad = False
     model.fc.weight.data.normal_(mean=0.0, std=0.01)
     model.fc.bias.data.zero_()
-    pretrained_encoder = load_pretrained(model, args.pretrained) if args.pretrained else None
+    pretrained_encoder = load_pretrained(model, original_input(args.pretrained)) if args.pretrained else None
     model = wrap_ddp(model, args)
     criterion = nn.CrossEntropyLoss()
     parameters = [p for p in model.parameters() if p.requires_grad]
@@ -222,7 +222,7 @@ def linear(run: Run | None, args) -> None:
     train_sampler = rank_split_sampler(train_dataset, shuffle=True, drop_last=False, seed=args.seed or 0)
     train_loader = DataLoader(train_dataset, batch_size=args.local_batch_size, num_workers=workers,
                               pin_memory=args.device.type == "cuda", sampler=train_sampler)
-    for epoch in range(args.start_epoch, args.epochs):
+    for epoch in epoch_range(args.start_epoch, args.epochs):
         set_sampler_epoch(train_sampler, epoch)
         train_dataset.set_epoch(epoch)
         lr = adjust_learning_rate(optimizer, epoch, args)

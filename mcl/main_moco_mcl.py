@@ -31,7 +31,7 @@ from common.data.seeded import SeededTransformDataset
 from common.eval.metrics import accuracy
 from common.distributed import (add_distributed_args, all_reduce_mean, barrier, cleanup, init_distributed, launch,
                                 per_process_batch_size, rank_split_sampler, set_sampler_epoch, unwrap_model, wrap_ddp)
-from common.engine import Run
+from common.engine import Run, epoch_range
 from common.meters import AverageMeter, ProgressMeter
 from common.utils import (HelpFormatter, MixedPrecision, UserError, add_precision_args, check_finite, run_main,
                           seed_everything, set_visible_gpus)
@@ -175,7 +175,7 @@ def pretrain(run: Run, args) -> None:
                         "lower --batch-size")
 
     loss = None
-    for epoch in range(args.start_epoch, args.epochs):
+    for epoch in epoch_range(args.start_epoch, args.epochs):
         set_sampler_epoch(train_sampler, epoch)
         train_dataset.set_epoch(epoch)
         views_of.set_epoch(epoch)

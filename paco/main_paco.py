@@ -269,6 +269,10 @@ def build_datasets(args):
         test = ListFileDataset(args.data, os.path.join(args.list_dir, test_list), transform=test_tf,
                                num_classes=args.num_classes)
     # with --seed the views of an image depend on (seed, epoch, index) only, whatever the number of processes
+    if len(train) == 0 or len(test) == 0:
+        raise UserError(f"the {'training' if len(train) == 0 else 'test'} split of {args.data} holds no image"
+                        + (f" (its long-tailed subset with --imb-factor {args.imb_factor} is empty: every class needs "
+                           "enough images for the profile)" if args.variant == "cifar" and len(train) == 0 else ""))
     train = SeededTransformDataset(train, two_view, args.seed)
     num_labels = max(max(train.targets), max(test.targets)) + 1
     if num_labels > args.num_classes:
