@@ -175,6 +175,10 @@ def _install_short_run() -> None:
             return original_spawn(fn, args=args, nprocs=nprocs, join=join, daemon=daemon, start_method=start_method)
         try:
             fn(0, *args)
+        except SystemExit as e:   # the spawned process's exit status, as mp.spawn reports it to its caller
+            if e.code not in (None, 0):
+                raise mp.ProcessExitedException(f"process 0 terminated with exit code {e.code}", error_index=0,
+                                                error_pid=os.getpid(), exit_code=e.code) from None
         finally:
             if torch.distributed.is_available() and torch.distributed.is_initialized():
                 torch.distributed.destroy_process_group()
