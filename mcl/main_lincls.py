@@ -30,7 +30,7 @@ from common.data.seeded import SeededTransformDataset
 from common.distributed import (add_distributed_args, all_reduce_mean, barrier, cleanup, get_world_size,
                                 init_distributed, is_main_process, launch, per_process_batch_size, rank_split_sampler,
                                 set_sampler_epoch, unwrap_model, wrap_ddp)
-from common.engine import Run
+from common.engine import Run, add_run_args
 from common.training import classifier_pass, load_model_state, progress
 from common.utils import HelpFormatter, UserError, check_finite, run_main, seed_everything, set_visible_gpus
 from mcl.engine import METHOD, original_dir, publish_to, require_keys
@@ -67,13 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-classes", default=1000, type=int, help="classifier outputs (the original: 1000)")
     p.add_argument("--image-size", default=224, type=int, help="crop size (smaller for smoke tests)")
     p.add_argument("--resize", default=256, type=int, help="validation resize before the center crop")
-    p.add_argument("--name", default=None, type=str,
-                   help="run name (default lincls_mcl_<arch>-<digest of the result flags>)")
-    p.add_argument("--device", default=None, type=str)
-    p.add_argument("--max-iters", default=0, type=int, help="stop each epoch after this many iterations (0: all)")
-    p.add_argument("--auto-resume", dest="auto_resume", action=argparse.BooleanOptionalAction, default=True,
-                   help="continue from the run folder's newest checkpoint (--no-auto-resume: train it again)")
-    p.add_argument("--no-progress", dest="progress", action="store_false")
+    add_run_args(p, name="lincls_mcl_<arch>-<digest of the result flags>")
     add_distributed_args(p)
     return p
 

@@ -31,7 +31,7 @@ from common.data.seeded import SeededTransformDataset
 from common.eval.metrics import accuracy
 from common.distributed import (add_distributed_args, all_reduce_mean, barrier, cleanup, init_distributed, launch,
                                 per_process_batch_size, rank_split_sampler, set_sampler_epoch, unwrap_model, wrap_ddp)
-from common.engine import Run
+from common.engine import Run, add_run_args
 from common.meters import AverageMeter, ProgressMeter
 from common.utils import (HelpFormatter, MixedPrecision, UserError, add_precision_args, check_finite, run_main,
                           seed_everything, set_visible_gpus)
@@ -82,16 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-size", default=224, type=int, help="crop size (smaller for smoke tests)")
     add_augment_arg(p)
     add_precision_args(p)
-    p.add_argument("--name", default=None, type=str,
-                   help="run name (default moco_mcl_<arch>_n<N>-<digest of the result flags>)")
-    p.add_argument("--auto-resume", dest="auto_resume", action=argparse.BooleanOptionalAction, default=True,
-                   help="continue from the run folder's newest checkpoint (--no-auto-resume: train it again)")
-    p.add_argument("--device", default=None, type=str, help="cpu / cuda (default: cuda if available)")
-    p.add_argument("--max-iters", default=0, type=int, help="stop each epoch after this many iterations (0: all)")
-    p.add_argument("--freeze-bn", action="store_true",
-                   help="keep BatchNorm layers in eval mode while training (testing aid: per-process batch statistics "
-                        "and shuffle-BN make a multi-process run differ from one process; see common.backbones)")
-    p.add_argument("--no-progress", dest="progress", action="store_false", help="no tqdm bars")
+    add_run_args(p, name="moco_mcl_<arch>_n<N>-<digest of the result flags>", freeze_bn="--freeze-bn")
     add_distributed_args(p)
     return p
 
