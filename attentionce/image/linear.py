@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader
 from attentionce.image.model import Model, strip_module_prefix
 from attentionce.image.utils import DATASETS, build_split, canonical_dataset_name, test_transform, train_transform
 from common.checkpoint import load_checkpoint
-from common.engine import Run, fit
+from common.engine import Run, add_run_args, fit
 from common.training import classifier_pass
 from common.utils import HelpFormatter, UserError, check_finite, get_device, run_main, seed_everything
 
@@ -138,13 +138,9 @@ def get_parser(variant: str = "image") -> argparse.ArgumentParser:
     parser.add_argument("--workers", type=int, default=d["workers"], help="data loading workers")
     parser.add_argument("--steps_per_epoch", type=int, default=0, help="stop each training pass after N steps (0 = all)")
     parser.add_argument("--seed", type=int, default=None, help="random seed (original: unseeded)")
-    parser.add_argument("--device", type=str, default=None, help="cpu / cuda (default: cuda if available)")
-    parser.add_argument("--name", type=str, default=None,
-                        help="run name: $CL_RUNS_DIR/attentionce/<name>/ (logs); default linear_<dataset>-<digest of "
-                             "every flag that changes the result, --model_path included>")
-    parser.add_argument("--auto_resume", default=True, action=argparse.BooleanOptionalAction,
-                        help="an identical command over a finished evaluation only reports its result "
-                             "(--no-auto_resume evaluates again)")
+    add_run_args(parser, name="linear_<dataset>-<digest of every flag that changes the result, --model_path "
+                 "included>, in $CL_RUNS_DIR/attentionce/", auto_resume="--auto_resume", max_iters=False,
+                 progress=False)
     return parser
 
 

@@ -24,7 +24,7 @@ from common.backbones import build_backbone
 from common.checkpoint import load_checkpoint
 from common.data import build_dataset
 from common.data.seeded import SeededTransformDataset
-from common.engine import fit
+from common.engine import add_run_args, fit
 from common.meters import AverageMeter, ProgressMeter
 from common.schedules import cosine_lr, set_lr, step_lr
 from common.training import classifier_pass, load_model_state
@@ -75,9 +75,7 @@ def get_parser(variant: str):
                             help="GPU ids on this node, written to CUDA_VISIBLE_DEVICES before CUDA starts; without "
                                  "CUDA a notice and the CPU")
     parser.add_argument("--image-size", default=224, type=int, help="crop size (small for smoke tests)")
-    parser.add_argument("--max-iters", default=0, type=int, help="stop each epoch after N iterations (smoke tests)")
-    parser.add_argument("--device", default=None, type=str)
-    parser.add_argument("--no-progress", dest="progress", action="store_false")
+    add_run_args(parser, auto_resume=None)
     cdist.add_distributed_args(parser, dist_url=v["dist_url"])
     return parser
 

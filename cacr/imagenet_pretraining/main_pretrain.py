@@ -22,7 +22,7 @@ from common import distributed as cdist
 from common.backbones import build_backbone, freeze_batchnorm
 from common.data import build_dataset
 from common.data.seeded import SeededTransformDataset
-from common.engine import fit
+from common.engine import add_run_args, fit
 from common.meters import AverageMeter, ProgressMeter
 from common.schedules import cosine_momentum, set_lr, warmup_cosine_lr
 from common.training import load_model_state
@@ -92,12 +92,7 @@ def get_parser():
     parser.add_argument("--local-crop-size", default=96, type=int, help="local crop size")
     parser.add_argument("--no-amp", dest="amp", action="store_false", help="disable mixed precision")
     add_precision_args(parser, amp=False)
-    parser.add_argument("--max-iters", default=0, type=int, help="stop each epoch after N iterations (smoke tests)")
-    parser.add_argument("--freeze-bn", action="store_true",
-                        help="BatchNorm in eval mode while training (testing aid: without SyncBN, which has no CPU "
-                             "kernel, each process normalises its own slice; see common.backbones.freeze_batchnorm)")
-    parser.add_argument("--device", default=None, type=str)
-    parser.add_argument("--no-progress", dest="progress", action="store_false")
+    add_run_args(parser, auto_resume=None, freeze_bn="--freeze-bn")
     cdist.add_distributed_args(parser, dist_url="env://")
     return parser
 

@@ -17,7 +17,7 @@ import torch.nn as nn
 
 from common.checkpoint import load_checkpoint
 from common.data import build_dataset
-from common.engine import Run, fit, original_output_path
+from common.engine import Run, add_run_args, fit, original_output_path
 from common.training import load_model_state
 from common.utils import HelpFormatter, UserError, check_finite, get_device, gpus_available, run_main, seed_everything
 
@@ -50,13 +50,7 @@ def parse_option(argv=None, dataset_default: str = "cifar10"):
     parser.add_argument("--arch", type=str, default="small_alexnet", help="encoder architecture of the checkpoint")
     parser.add_argument("--image-size", type=int, default=None, help="crop size used in pre-training (default 32 / 64)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", type=str, default=None)
-    parser.add_argument("--name", type=str, default=None,
-                        help="run name (default lincls_<dataset>-<digest of the flags>)")
-    parser.add_argument("--no-auto-resume", dest="auto_resume", action="store_false",
-                        help="evaluate again even if an identical run has finished")
-    parser.add_argument("--max-iters", type=int, default=0, help="stop each epoch after this many iterations")
-    parser.add_argument("--no-progress", dest="progress", action="store_false")
+    add_run_args(parser, name="lincls_<dataset>-<digest of the flags>", auto_resume="--no-auto-resume")
     args = parser.parse_args(argv)
     if not args.encoder_checkpoint:
         raise UserError("--encoder_checkpoint is required (the encoder.pth written by main_ours.py)")

@@ -21,7 +21,7 @@ from common.augment import moco_v1_transform, moco_v2_transform
 from common.backbones import build_backbone, freeze_batchnorm
 from common.data import WebVision, build_dataset
 from common.data.seeded import SeededTransformDataset
-from common.engine import fit, original_output_path, publish
+from common.engine import add_run_args, fit, original_output_path, publish
 from common.meters import AverageMeter, ProgressMeter
 from common.schedules import cosine_lr, set_lr, step_lr
 from common.training import load_model_state
@@ -92,12 +92,7 @@ def get_parser(webvision: bool = False):
                         help="root of runs/cacr/... (default $CL_RUNS_DIR or the working directory; the original "
                              "wrote to ./results)")
     parser.add_argument("--image-size", default=224, type=int, help="crop size (224; small values for smoke tests)")
-    parser.add_argument("--max-iters", default=0, type=int, help="stop each epoch after N iterations (smoke tests)")
-    parser.add_argument("--freeze-bn", action="store_true",
-                        help="BatchNorm in eval mode while training (testing aid: per-process BN and shuffle-BN make "
-                             "a multi-process run differ from one process; see common.backbones.freeze_batchnorm)")
-    parser.add_argument("--device", default=None, type=str, help="cpu / cuda")
-    parser.add_argument("--no-progress", dest="progress", action="store_false")
+    add_run_args(parser, auto_resume=None, freeze_bn="--freeze-bn")
     cdist.add_distributed_args(parser, dist_url="tcp://localhost:10004")
     return parser
 
