@@ -10,14 +10,13 @@ import torch
 import torch.nn.functional as F
 
 from common.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state
-from common.distributed import barrier, is_main_process, launch
+from common.distributed import barrier, init_distributed, is_main_process, launch
 from common.engine import Run, add_run_args, fit, original_output_path, publish
 from common.training import load_model_state
-from common.utils import UserError, set_visible_gpus
+from common.utils import UserError, seed_everything, set_visible_gpus
 
 METHOD = "mcl"
 MCL_DIR = os.path.dirname(os.path.abspath(__file__))
-SUPERVISED_IGNORE = ("evaluate_checkpoint",)   # flags beyond common.engine.NON_RESULT_FLAGS
 
 
 def add_supervised_args(p, logit_distill_help: str) -> None:
@@ -159,6 +158,20 @@ def evaluate_checkpoint(args, net, loader, **evaluate_kw) -> None:
         top5 = f"; top-5 {[round(a, 2) for a in result['top5']]}" if "top5" in result else ""
         print(f"evaluate {path}: {format_eval(result)}{top5}", flush=True)
         print(f"top-1: {result['max']:.2f}", flush=True)
+
+
+def supervised_worker(local_rank, args, build_model, train, **evaluate_kw) -> None:
+    """The process of ``main_cifar.py`` / ``main_imagenet.py``: ``--evaluate`` (no run folder; ``build_model``'s third
+    value is the test loader), else ``train(run, args, device)`` in the run folder."""
+    device = init_distributed(args, local_rank)
+    seed_everything(args.manual_seed)
+    if args.evaluate:
+        net, _, test_loader, *_ = build_model(args, device)
+        return evaluate_checkpoint(args, net, test_loader, **evaluate_kw)
+    with Run.open(METHOD, args, readable=f"{args.dataset}_{args.arch}_n{args.number_net}_{run_tag(args)}",
+                  name=args.name, ignore=("evaluate_checkpoint",), overwrite=not args.auto_resume or args.resume) as run:
+        run.info(f"args: {vars(args)}")
+        train(run, args, device)
 
 
 def train_supervised(run: Run, args, net, criterion, optimizer, scaler, train_one_epoch, test_loader,

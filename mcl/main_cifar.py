@@ -33,14 +33,12 @@ from torch.utils.data import BatchSampler, DataLoader
 from common.augment import cifar_train_transform, test_transform
 from common.augment.on_device import DeviceViews, add_augment_arg, uint8_collate
 from common.data import build_dataset
-from common.distributed import add_distributed_args, all_reduce_mean, init_distributed, wrap_ddp
+from common.distributed import add_distributed_args, all_reduce_mean, wrap_ddp
 from common.engine import Run
-from common.utils import (HelpFormatter, MixedPrecision, UserError, add_precision_args, check_finite, run_main,
-                          seed_everything)
+from common.utils import HelpFormatter, MixedPrecision, UserError, add_precision_args, check_finite, run_main
 from mcl.builder import SupervisedMCL, freeze_batchnorm, gather_batch
 from mcl.dataset.class_sampler import MPerClassSampler
-from mcl.engine import (METHOD, SUPERVISED_IGNORE, add_supervised_args, evaluate_checkpoint, launch_run,
-                        loss_weights, run_tag, train_supervised)
+from mcl.engine import add_supervised_args, launch_run, loss_weights, supervised_worker, train_supervised
 from mcl.losses.cifar_sup_mcl_loss import SupMCLLoss, check_same_class_partner
 from mcl.losses.kd import logit_distillation
 from mcl.models import CIFAR_ARCHS, get_model
@@ -214,16 +212,7 @@ def train_one_epoch(epoch, model, criterion, optimizer, loader, args, run: Run, 
 
 
 def main_worker(local_rank, args):
-    device = init_distributed(args, local_rank)
-    seed_everything(args.manual_seed)
-    if args.evaluate:
-        net, _, test_loader, *_ = build_model(args, device)
-        return evaluate_checkpoint(args, net, test_loader)
-    with Run.open(METHOD, args, readable=f"{args.dataset}_{args.arch}_n{args.number_net}_{run_tag(args)}",
-                  name=args.name, ignore=SUPERVISED_IGNORE,
-                  overwrite=not args.auto_resume or args.resume) as run:
-        run.info(f"args: {vars(args)}")
-        train(run, args, device)
+    supervised_worker(local_rank, args, build_model, train)
 
 
 def build_model(args, device):

@@ -22,15 +22,13 @@ if __package__ in (None, ""):
 import torch
 import torch.nn.functional as F
 
-from common.distributed import (add_distributed_args, all_reduce_mean, concat_all_gather, init_distributed,
-                                per_process_batch_size, rank_split_sampler, set_sampler_epoch, wrap_ddp)
+from common.distributed import (add_distributed_args, all_reduce_mean, concat_all_gather, per_process_batch_size,
+                                rank_split_sampler, set_sampler_epoch, wrap_ddp)
 from common.engine import Run
-from common.utils import (HelpFormatter, MixedPrecision, UserError, add_precision_args, check_finite, run_main,
-                          seed_everything)
+from common.utils import HelpFormatter, MixedPrecision, UserError, add_precision_args, check_finite, run_main
 from mcl.builder import SupervisedMCL, freeze_batchnorm
 from mcl.dataset.imagenet import get_imagenet_dataloader_sample
-from mcl.engine import (METHOD, SUPERVISED_IGNORE, add_supervised_args, evaluate_checkpoint, launch_run,
-                        loss_weights, run_tag, train_supervised)
+from mcl.engine import add_supervised_args, launch_run, loss_weights, supervised_worker, train_supervised
 from mcl.losses.imagenet_sup_mcl_loss import SupMCLLoss
 from mcl.losses.kd import logit_distillation
 from mcl.models import IMAGENET_ARCHS, get_model
@@ -124,16 +122,7 @@ def train_one_epoch(epoch, model, criterion, optimizer, loader, args, run: Run, 
 
 
 def main_worker(local_rank, args):
-    device = init_distributed(args, local_rank)
-    seed_everything(args.manual_seed)
-    if args.evaluate:
-        net, _, val_loader, *_ = build_model(args, device)
-        return evaluate_checkpoint(args, net, val_loader, ensemble="mean", topk=(1, 5))
-    with Run.open(METHOD, args, readable=f"{args.dataset}_{args.arch}_n{args.number_net}_{run_tag(args)}",
-                  name=args.name, ignore=SUPERVISED_IGNORE,
-                  overwrite=not args.auto_resume or args.resume) as run:
-        run.info(f"args: {vars(args)}")
-        train(run, args, device)
+    supervised_worker(local_rank, args, build_model, train, ensemble="mean", topk=(1, 5))
 
 
 def build_model(args, device):
