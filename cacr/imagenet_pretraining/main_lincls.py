@@ -27,7 +27,7 @@ from common.data.seeded import SeededTransformDataset
 from common.engine import add_run_args, fit
 from common.meters import AverageMeter, ProgressMeter
 from common.schedules import cosine_lr, set_lr, step_lr
-from common.training import classifier_pass, load_model_state
+from common.training import classifier_pass
 from common.utils import HelpFormatter, UserError, check_finite, run_main, set_visible_gpus
 
 from cacr.imagenet_pretraining import vits
@@ -183,9 +183,7 @@ def linear_classification(run, args):
     # ours or the original's checkpoint.pth.tar (the same keys: epoch, arch, state_dict with module., best_acc1 ...)
     state = run.resume_state(args.resume, RESUME_FILE, require=("epoch", "state_dict", "optimizer"))
     if state is not None:
-        source = args.resume or os.path.join(run.run_dir, RESUME_FILE)
-        load_model_state(model, state["state_dict"], source=f"checkpoint '{source}'")
-        start_epoch = run.restore(state, optimizer=optimizer)
+        start_epoch = run.restore(state, model, optimizer)
         best_acc1 = float(state.get("best_acc1", 0.0))
 
     # one sampler for any number of processes: process r takes samples r, r+W, ... of each global batch, so 1 and

@@ -25,7 +25,6 @@ from common.data.seeded import SeededTransformDataset
 from common.engine import add_run_args, fit
 from common.meters import AverageMeter, ProgressMeter
 from common.schedules import cosine_momentum, set_lr, warmup_cosine_lr
-from common.training import load_model_state
 from common.utils import (HelpFormatter, MixedPrecision, UserError, add_precision_args, autocast, check_finite,
                           run_main, to_channels_last)
 
@@ -164,9 +163,7 @@ def pretrain(run, args):
     # ours (checkpoint.pth.tar) or the original's checkpoint_XXXX.pth.tar: the same keys (module.base_encoder ...)
     state = run.resume_state(args.resume, RESUME_FILE, require=("epoch", "state_dict", "optimizer"))
     if state is not None:
-        source = args.resume or os.path.join(run.run_dir, RESUME_FILE)
-        load_model_state(model, state["state_dict"], source=f"checkpoint '{source}'")
-        start_epoch = run.restore(state, optimizer=optimizer, scaler=scaler)
+        start_epoch = run.restore(state, model, optimizer, scaler)
 
     t1, t2 = global_transforms(args.crop_min, args.image_size)
     if args.use_local_crops:

@@ -24,7 +24,6 @@ from common.data.seeded import SeededTransformDataset
 from common.engine import add_run_args, fit, original_output_path, publish
 from common.meters import AverageMeter, ProgressMeter
 from common.schedules import cosine_lr, set_lr, step_lr
-from common.training import load_model_state
 from common.utils import (HelpFormatter, MixedPrecision, UserError, add_precision_args, check_finite, run_main,
                           set_visible_gpus)
 
@@ -185,9 +184,8 @@ def pretrain(run, args):
     start_epoch = args.start_epoch
     # ours (checkpoint.pth.tar) or the original's checkpoint_XXXX.pth.tar: the same keys (module.encoder_q ...)
     state = run.resume_state(args.resume, RESUME_FILE, require=("epoch", "state_dict", "optimizer"))
-    if state is not None:
-        load_training_checkpoint(run, state, model, optimizer, precision.scaler, args.resume)
-        start_epoch = int(state["epoch"])
+    if state is not None:   # the original's file has no scaler / RNG state: the run continues with fresh ones
+        start_epoch = run.restore(state, model, optimizer, precision.scaler)
 
     dataset = build_train_dataset(args)
     if len(dataset) < global_batch:
@@ -261,14 +259,6 @@ def original_publish_path(args, filename: str) -> str | None:
         return os.path.join(args.output_folder, relative)
     script_dir = os.path.join(LARGE_SCALE_DIR, "webvision" if args.webvision else "imagenet")
     return original_output_path(script_dir, os.path.join("results", relative))
-
-
-def load_training_checkpoint(run, state, model, optimizer, scaler, explicit: str) -> None:
-    """Restore a training checkpoint of this script or of the original (``module.``-prefixed keys either way; the
-    original's has no scaler / RNG state: the run then continues with fresh ones)."""
-    source = explicit or os.path.join(run.run_dir, RESUME_FILE)
-    load_model_state(model, state["state_dict"], source=f"checkpoint '{source}'")
-    run.restore(state, optimizer=optimizer, scaler=scaler)
 
 
 if __name__ == "__main__":
