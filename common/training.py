@@ -56,6 +56,24 @@ def progress(iterable: Iterable, desc: str = "", enabled: bool = True, total: in
     return tqdm(iterable, desc=desc, total=total, **kwargs)
 
 
+def train_batches(run, loader, model, args, desc: str = ""):
+    """Put ``model`` in training mode (its BatchNorm frozen with ``--freeze-bn``) and return ``(iterations, batches)``:
+    ``batches`` yields ``(i, batch)`` of ``loader`` behind the run's progress bar (``--no-progress``) and stops after
+    ``--max-iters`` batches (0: all; like the loops it replaces, it still draws the batch after the last)."""
+    from common.backbones import freeze_batchnorm
+    model.train()
+    if args.freeze_bn:
+        freeze_batchnorm(model)
+    total = min(len(loader), args.max_iters) if args.max_iters else len(loader)
+
+    def batches():
+        for i, batch in enumerate(run.progress(loader, desc, total=total, enabled=args.progress)):
+            if args.max_iters and i >= args.max_iters:
+                break
+            yield i, batch
+    return total, batches()
+
+
 def classifier_pass(model, loader, device, optimizer=None, max_iters: int = 0, bar=None, on_batch=None,
                     run=None) -> torch.Tensor:
     """One pass of a classifier (a linear probe over a frozen encoder) over ``loader``, the model in the mode the

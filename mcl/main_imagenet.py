@@ -25,8 +25,9 @@ import torch.nn.functional as F
 from common.distributed import (add_distributed_args, all_reduce_mean, concat_all_gather, per_process_batch_size,
                                 rank_split_sampler, set_sampler_epoch, wrap_ddp)
 from common.engine import Run
+from common.training import train_batches
 from common.utils import HelpFormatter, MixedPrecision, UserError, add_precision_args, check_finite, run_main
-from mcl.builder import SupervisedMCL, freeze_batchnorm
+from mcl.builder import SupervisedMCL
 from mcl.dataset.imagenet import get_imagenet_dataloader_sample
 from mcl.engine import add_supervised_args, launch_run, loss_weights, supervised_worker, train_supervised
 from mcl.losses.imagenet_sup_mcl_loss import SupMCLLoss
@@ -67,21 +68,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def train_one_epoch(epoch, model, criterion, optimizer, loader, args, run: Run, precision: MixedPrecision) -> dict:
-    model.train()
-    if args.freeze_bn:
-        freeze_batchnorm(model)
+    total, batches = train_batches(run, loader, model, args, f"epoch {epoch}")
     lr = adjust_lr(optimizer, epoch, args)
     N = args.number_net
     weights = loss_weights(args)
     sums = torch.zeros(7, device=args.device)
     correct = torch.zeros(2, N + 1, device=args.device)  # top-1 / top-5 of each network and the ensemble
     seen = 0
-    total = min(len(loader), args.max_iters) if args.max_iters else len(loader)
-    bar = run.progress(loader, desc=f"epoch {epoch}", enabled=args.progress, total=total)
     start = time.time()
-    for step, (inputs, targets, pos_idx, neg_idx) in enumerate(bar):
-        if args.max_iters and step >= args.max_iters:
-            break
+    for step, (inputs, targets, pos_idx, neg_idx) in batches:
         inputs, targets = inputs.to(args.device, non_blocking=True), targets.to(args.device, non_blocking=True)
         pos_idx, neg_idx = pos_idx.to(args.device, non_blocking=True), neg_idx.to(args.device, non_blocking=True)
         with precision.autocast():

@@ -19,11 +19,12 @@ import time
 import torch
 
 from common import distributed as cdist
-from common.backbones import build_backbone, freeze_batchnorm
+from common.backbones import build_backbone
 from common.data import build_dataset
 from common.data.seeded import SeededTransformDataset
 from common.engine import add_run_args, fit
 from common.meters import AverageMeter, ProgressMeter
+from common.training import train_batches
 from common.schedules import cosine_momentum, set_lr, warmup_cosine_lr
 from common.utils import (HelpFormatter, MixedPrecision, UserError, add_precision_args, autocast, check_finite,
                           run_main, to_channels_last)
@@ -201,16 +202,11 @@ def train(loader, model, optimizer, scaler, epoch, args, run):
     meters = [AverageMeter("Time", ":6.3f"), AverageMeter("Data", ":6.3f"), AverageMeter("LR", ":.4e"),
               AverageMeter("Loss", ":.4e")]
     iters_per_epoch = len(loader)
-    n_iters = min(iters_per_epoch, args.max_iters) if args.max_iters else iters_per_epoch
+    n_iters, batches = train_batches(run, loader, model, args, f"epoch {epoch}")
     prog = ProgressMeter(n_iters, meters, prefix=f"Epoch: [{epoch}]")
-    model.train()
-    if args.freeze_bn:
-        freeze_batchnorm(model)
     end = time.time()
     moco_m = args.moco_m
-    for i, (images, _) in enumerate(run.progress(loader, f"epoch {epoch}", total=n_iters, enabled=args.progress)):
-        if args.max_iters and i >= args.max_iters:
-            break
+    for i, (images, _) in batches:
         meters[1].update(time.time() - end)
         lr = adjust_learning_rate(optimizer, epoch + i / iters_per_epoch, args)
         if args.moco_m_cos:

@@ -18,11 +18,12 @@ import torch
 
 from common import distributed as cdist
 from common.augment import moco_v1_transform, moco_v2_transform
-from common.backbones import build_backbone, freeze_batchnorm
+from common.backbones import build_backbone
 from common.data import WebVision, build_dataset
 from common.data.seeded import SeededTransformDataset
 from common.engine import add_run_args, fit, original_output_path, publish
 from common.meters import AverageMeter, ProgressMeter
+from common.training import train_batches
 from common.schedules import cosine_lr, set_lr, step_lr
 from common.utils import (HelpFormatter, MixedPrecision, UserError, add_precision_args, check_finite, run_main,
                           set_visible_gpus)
@@ -218,15 +219,10 @@ def pretrain(run, args):
 def train(loader, model, optimizer, epoch, args, run, precision: MixedPrecision) -> dict:
     meters = [AverageMeter("Time", ":6.3f"), AverageMeter("Loss", ":.4e"), AverageMeter("Loss1", ":.4e"),
               AverageMeter("Loss2", ":.4e")]
-    n_iters = min(len(loader), args.max_iters) if args.max_iters else len(loader)
+    n_iters, batches = train_batches(run, loader, model, args, f"epoch {epoch}")
     prog = ProgressMeter(n_iters, meters, prefix=f"Epoch: [{epoch}]")
-    model.train()
-    if args.freeze_bn:
-        freeze_batchnorm(model)
     end = time.time()
-    for i, (images, _) in enumerate(run.progress(loader, f"epoch {epoch}", total=n_iters, enabled=args.progress)):
-        if args.max_iters and i >= args.max_iters:
-            break
+    for i, (images, _) in batches:
         images = [precision.input(im.to(args.device, non_blocking=True)) for im in images]
         with precision.autocast():
             losses = model(images, epoch)
