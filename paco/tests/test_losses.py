@@ -36,6 +36,12 @@ def _loss_and_grads(loss_fn, feats, sup, upstream=None):
     return loss, f.grad, s.grad
 
 
+def _assert_matches(fused, reference, loss_tol: dict, grad_tol: dict):
+    """(loss, feats grad, sup grad) of the fused loss against those of the transcription."""
+    for got, want, tol in zip(fused, reference, (loss_tol, grad_tol, grad_tol)):
+        torch.testing.assert_close(got, want, **tol)
+
+
 @pytest.mark.parametrize("reduction", ["mean", "none"])
 @pytest.mark.parametrize("cfg", CONFIGS)
 def test_fused_loss_and_gradients_match_autograd_of_the_transcription(cfg, reduction):
@@ -43,18 +49,15 @@ def test_fused_loss_and_gradients_match_autograd_of_the_transcription(cfg, reduc
     hp = dict(alpha=cfg["alpha"], beta=cfg["beta"], gamma=cfg["gamma"], temperature=cfg["T"],
               base_temperature=cfg["Tb"], supt=cfg["supt"], log_prior=prior, smooth=cfg["smooth"])
     upstream = torch.linspace(0.5, 2.0, anchors, dtype=torch.float64)
-    loss, f_grad, s_grad = _loss_and_grads(
+    fused = _loss_and_grads(
         lambda f, s: paco_loss(f, labels, s, cfg["K"], num_anchors=anchors if cfg.get("gpaco") else None,
                                reduction=reduction, **hp), feats, sup, upstream)
 
     def transcription(f, s):
         per_anchor = paco_intermediates(f, labels, s, anchors, **hp)["per_anchor_loss"]
         return per_anchor.mean() if reduction == "mean" else per_anchor
-    ref, f_ref, s_ref = _loss_and_grads(transcription, feats, sup, upstream)
-
-    torch.testing.assert_close(loss, ref, rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(f_grad, f_ref, rtol=1e-10, atol=1e-12)
-    torch.testing.assert_close(s_grad, s_ref, rtol=1e-10, atol=1e-12)
+    _assert_matches(fused, _loss_and_grads(transcription, feats, sup, upstream), dict(rtol=1e-12, atol=1e-12),
+                    dict(rtol=1e-10, atol=1e-12))
 
 
 def test_fused_loss_gradcheck():
@@ -69,15 +72,12 @@ def test_fused_loss_gradcheck():
 def test_fused_loss_float32_close_to_the_transcription_and_keeps_dtypes():
     cfg = CONFIGS[0]
     feats, labels, sup, prior, anchors = _inputs(cfg, dtype=torch.float32)
-    loss, f_grad, s_grad = _loss_and_grads(lambda f, s: paco_loss(f, labels, s, cfg["K"], 0.05, log_prior=prior),
-                                           feats, sup)
-    ref, f_ref, s_ref = _loss_and_grads(
+    fused = _loss_and_grads(lambda f, s: paco_loss(f, labels, s, cfg["K"], 0.05, log_prior=prior), feats, sup)
+    reference = _loss_and_grads(
         lambda f, s: paco_intermediates(f, labels, s, anchors, 0.05, log_prior=prior)["per_anchor_loss"].mean(),
         feats, sup)
-    assert loss.dtype == f_grad.dtype == s_grad.dtype == torch.float32
-    torch.testing.assert_close(loss, ref, rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(f_grad, f_ref, rtol=1e-4, atol=1e-6)
-    torch.testing.assert_close(s_grad, s_ref, rtol=1e-4, atol=1e-6)
+    assert all(t.dtype == torch.float32 for t in fused)
+    _assert_matches(fused, reference, dict(rtol=1e-5, atol=1e-6), dict(rtol=1e-4, atol=1e-6))
 
 
 def test_only_sup_logits_require_grad():
