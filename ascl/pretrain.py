@@ -13,14 +13,13 @@ import sys
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from common.backbones import freeze_batchnorm
 from common.distributed import (add_distributed_args, all_reduce_mean, barrier, cleanup, init_distributed,
                                 launch, unwrap_model, wrap_ddp)
-from common.eval import accuracy, knn_evaluate, recalibrated_copy
+from common.eval import knn_evaluate, recalibrated_copy
 from common.engine import Run, epoch_range, fit
-from common.training import progress
+from common.training import classifier_pass, progress
 from common.augment.on_device import add_augment_arg
 from common.utils import (HelpFormatter, MixedPrecision, UserError, add_precision_args, check_finite, seed_everything,
                           set_visible_gpus)
@@ -220,45 +219,26 @@ def linear_eval(encoder_q, loaders, args, run: Run, tag: str = "eval") -> float:
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(args.eval_epochs * iters, 1))
     else:
         scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=[60, 80], gamma=0.1)
-    topk = (1, min(5, loaders.num_classes))
     # quirk 11 (reproduced): the whole head stays in eval mode, so the backbone's BN uses running statistics
     head.eval()
     best1 = best5 = 0.0
     acc1 = 0.0
     for epoch in epoch_range(0, args.eval_epochs):
-        loss_sum = torch.zeros((), device=device)
-        seen = 0
         bar = progress(loaders.linear, desc=f"linear {epoch + 1}/{args.eval_epochs}", enabled=not args.no_progress,
                        total=iters)
-        for i, (images, target) in enumerate(bar):
-            if i >= iters:
-                break
-            images, target = images.to(device), target.to(device)
-            loss = F.cross_entropy(head(images), target)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            if args.eval_cos:
-                scheduler.step()
-            loss_sum += loss.detach() * target.shape[0]
-            seen += target.shape[0]
+        train = classifier_pass(head, loaders.linear, device, optimizer, iters, bar,
+                                on_batch=(lambda *_: scheduler.step()) if args.eval_cos else None)
         if hasattr(bar, "close"):
             bar.close()
         if not args.eval_cos:
             scheduler.step()
-        check_finite(loss_sum / max(seen, 1), f"linear-eval epoch {epoch}", "Lower the linear-eval lr (--eval_cos).")
-        correct1 = correct5 = total = 0
-        with torch.no_grad():
-            for images, target in loaders.test:
-                out = head(images.to(device))
-                a1, a5 = accuracy(out, target.to(device), topk=topk)
-                correct1 += float(a1) * target.shape[0] / 100.0
-                correct5 += float(a5) * target.shape[0] / 100.0
-                total += target.shape[0]
-        acc1, acc5 = correct1 / total * 100.0, correct5 / total * 100.0
+        loss = float(train[0] / train[3].clamp_min(1))
+        check_finite(loss, f"linear-eval epoch {epoch}", "Lower the linear-eval lr (--eval_cos).")
+        test = classifier_pass(head, loaders.test, device)
+        acc1, acc5 = (test[1:3] / test[3]).tolist()
         best1, best5 = max(best1, acc1), max(best5, acc5)
         msg = (f"{tag} epoch {epoch}: Acc@1 {acc1:.2f} Acc@5 {acc5:.2f} Best_Acc@1 {best1:.2f} "
-               f"Best_Acc@5 {best5:.2f} loss {float(loss_sum) / max(seen, 1):.4f}")
+               f"Best_Acc@5 {best5:.2f} loss {loss:.4f}")
         run.info(msg)
         if tag == "eval":   # the linear probe's own epochs: its x-axis is the probe epoch
             run.scalars({"linear_top1": acc1, "linear_top5": acc5}, prefix="eval/probe_", step=epoch + 1)

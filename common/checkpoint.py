@@ -73,6 +73,15 @@ def atomic_torch_save(obj, path: str) -> None:
     A full disk / read-only or foreign folder is one ``UserError`` that says the previous file is kept.
     ``CL_FAULT_INJECT=kill_in_save=n`` / ``disk_full_in_save=n`` act inside the n-th call (:mod:`common.faults`).
     """
+    def write(f):
+        faults.before_checkpoint_write(obj, f)
+        torch.save(obj, f)
+    _atomic_write(path, write)
+
+
+def _atomic_write(path: str, write) -> None:
+    """``write(f)`` into a temp file beside ``path`` (the umask's mode), flush + fsync, ``os.replace``; on any
+    error the temp file is removed, and a failed write is one ``UserError`` (:func:`write_error`)."""
     directory = os.path.dirname(os.path.abspath(path))
     try:
         os.makedirs(directory, exist_ok=True)
@@ -82,8 +91,7 @@ def atomic_torch_save(obj, path: str) -> None:
     try:
         os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
-            faults.before_checkpoint_write(obj, f)
-            torch.save(obj, f)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -171,27 +179,10 @@ def save_checkpoint(state, path: str, is_best: bool = False, best_name: str = "m
     state = to_plain(state)
     atomic_torch_save(state, path)
     if is_best:
-        best = os.path.join(os.path.dirname(os.path.abspath(path)), best_name)
-        directory = os.path.dirname(best)
-        try:
-            fd, tmp = tempfile.mkstemp(prefix="." + best_name + ".", suffix=".tmp", dir=directory)
-            os.fchmod(fd, 0o666 & ~_umask())
-            os.close(fd)
-        except OSError as e:
-            raise (write_error(best, e) if _is_write_failure(e) else e) from None
-        try:
-            shutil.copyfile(path, tmp)
-            with open(tmp, "rb+") as f:
-                os.fsync(f.fileno())
-            os.replace(tmp, best)
-        except BaseException as e:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            if isinstance(e, OSError) and _is_write_failure(e):
-                raise write_error(best, e) from None
-            raise
+        def copy(f):
+            with open(path, "rb") as source:
+                shutil.copyfileobj(source, f)
+        _atomic_write(os.path.join(os.path.dirname(os.path.abspath(path)), best_name), copy)
     return path
 
 

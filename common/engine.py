@@ -35,6 +35,7 @@ What it guarantees (every method alike):
 """
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import os
@@ -429,6 +430,32 @@ class Run:
     def __exit__(self, *exc) -> bool:
         self.close()
         return False
+
+
+def add_run_args(parser, name: str | None = None, auto_resume: str | None = "--auto-resume",
+                 max_iters: bool = True, freeze_bn: str | None = None, progress: bool = True) -> None:
+    """The flags this project adds to an original's (``auto_resume`` / ``freeze_bn``: this entry point's spelling,
+    None: not added): ``--name`` (``name``: how the default is made), ``--auto-resume`` (a ``--no-`` spelling is
+    the only switch; otherwise both ``--x`` and ``--no-x``), ``--device``, ``--max-iters``, ``--freeze-bn``,
+    ``--no-progress``."""
+    if name is not None:
+        parser.add_argument("--name", default=None, type=str, help=f"run name (default {name})")
+    if auto_resume and auto_resume.startswith("--no-"):
+        parser.add_argument(auto_resume, dest="auto_resume", action="store_false",
+                            help="train the run folder again instead of continuing (or reporting) it")
+    elif auto_resume:
+        parser.add_argument(auto_resume, dest="auto_resume", action=argparse.BooleanOptionalAction, default=True,
+                            help=f"continue the run folder's checkpoint (--no-{auto_resume[2:]}: train it again)")
+    parser.add_argument("--device", default=None, type=str, help="cpu / cuda (default: cuda if available)")
+    if max_iters:
+        parser.add_argument("--max-iters", default=0, type=int,
+                            help="stop each epoch after this many iterations (0: all; smoke tests)")
+    if freeze_bn:
+        parser.add_argument(freeze_bn, action="store_true",
+                            help="BatchNorm in eval mode while training (testing aid: per-process batch statistics "
+                                 "make a multi-process run differ from one process; common.backbones.freeze_batchnorm)")
+    if progress:
+        parser.add_argument("--no-progress", dest="progress", action="store_false", help="no tqdm bars")
 
 
 ORIGINAL_OUTPUTS_ENV = "CL_ORIGINAL_OUTPUTS"

@@ -1,9 +1,11 @@
-"""Helpers under common.engine: loading a state dict into a (DDP) model with one clear error, progress bars."""
+"""Helpers under common.engine: loading a state dict into a (DDP) model with one clear error, progress bars, the
+linear-probe pass the linear evaluations share."""
 from __future__ import annotations
 
 from typing import Iterable
 
 import torch
+import torch.nn.functional as F
 
 from common.distributed import is_main_process, unwrap_model
 from common.utils import UserError
@@ -52,3 +54,54 @@ def progress(iterable: Iterable, desc: str = "", enabled: bool = True, total: in
     kwargs.setdefault("dynamic_ncols", True)
     kwargs.setdefault("leave", False)
     return tqdm(iterable, desc=desc, total=total, **kwargs)
+
+
+def train_batches(run, loader, model, args, desc: str = ""):
+    """Put ``model`` in training mode (its BatchNorm frozen with ``--freeze-bn``) and return ``(iterations, batches)``:
+    ``batches`` yields ``(i, batch)`` of ``loader`` behind the run's progress bar (``--no-progress``) and stops after
+    ``--max-iters`` batches (0: all; like the loops it replaces, it still draws the batch after the last)."""
+    from common.backbones import freeze_batchnorm
+    model.train()
+    if args.freeze_bn:
+        freeze_batchnorm(model)
+    total = min(len(loader), args.max_iters) if args.max_iters else len(loader)
+
+    def batches():
+        for i, batch in enumerate(run.progress(loader, desc, total=total, enabled=args.progress)):
+            if args.max_iters and i >= args.max_iters:
+                break
+            yield i, batch
+    return total, batches()
+
+
+def classifier_pass(model, loader, device, optimizer=None, max_iters: int = 0, bar=None, on_batch=None,
+                    run=None) -> torch.Tensor:
+    """One pass of a classifier (a linear probe over a frozen encoder) over ``loader``, the model in the mode the
+    caller set: with ``optimizer`` a training pass (cross-entropy, one step per batch, counted in ``run.step``),
+    else an evaluation under no-grad. ``max_iters`` stops after that many batches (0: all); ``bar`` is what to
+    iterate instead of ``loader`` (a progress bar over it). ``on_batch(i, loss, acc1, acc5, n, sums)`` follows each
+    batch (logging, NaN checks). Returns ``(4,)`` on ``device``: the sums over the samples seen of the loss, top-1
+    and top-5 (in %), and their count (a caller combining processes all-reduces it)."""
+    from common.eval.metrics import accuracy
+    train = optimizer is not None
+    sums = torch.zeros(4, device=device)
+    with torch.set_grad_enabled(train):
+        for i, (images, targets) in enumerate(loader if bar is None else bar):
+            if max_iters and i >= max_iters:
+                break
+            images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
+            logits = model(images)
+            loss = F.cross_entropy(logits, targets)
+            if train:
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                if run is not None:
+                    run.step += 1
+            n = images.shape[0]
+            acc1, acc5 = accuracy(logits.detach(), targets, topk=(1, 5))
+            sums[:3] += torch.stack([loss.detach(), acc1, acc5]) * n
+            sums[3] += n
+            if on_batch is not None:
+                on_batch(i, loss, acc1, acc5, n, sums)
+    return sums

@@ -10,22 +10,48 @@ import torch
 import torch.nn.functional as F
 
 from common.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state
-from common.distributed import barrier, is_main_process, launch
-from common.engine import Run, fit, original_output_path, publish
+from common.distributed import barrier, init_distributed, is_main_process, launch
+from common.engine import Run, add_run_args, fit, original_output_path, publish
 from common.training import load_model_state
-from common.utils import UserError, set_visible_gpus
+from common.utils import UserError, seed_everything, set_visible_gpus
 
 METHOD = "mcl"
 MCL_DIR = os.path.dirname(os.path.abspath(__file__))
-SUPERVISED_IGNORE = ("evaluate_checkpoint",)   # flags beyond common.engine.NON_RESULT_FLAGS
 
 
-def add_loss_weight_args(p) -> None:
-    """The weights of the four MCL terms (all 0: the cross-entropy baseline, see :func:`run_tag`)."""
+def add_supervised_args(p, logit_distill_help: str) -> None:
+    """The flags ``main_cifar.py`` and ``main_imagenet.py`` share: launch, resume / evaluate, the original's
+    checkpoint folder, N networks, distillation, the weights of the four MCL terms (all 0: the cross-entropy
+    baseline, see :func:`run_tag`), the embedding size and this project's run flags."""
+    p.add_argument("--gpu-id", type=str, default="0",
+                   help="written to CUDA_VISIBLE_DEVICES before CUDA starts, as the original (an existing "
+                        "CUDA_VISIBLE_DEVICES wins); without CUDA a notice and the CPU")
+    p.add_argument("--manual_seed", type=int, default=0, help="seed of numpy / torch / python")
+    p.add_argument("--resume", "-r", action="store_true", help="resume from --resume-checkpoint")
+    p.add_argument("--resume-checkpoint", default=None, type=str,
+                   help="checkpoint to resume from (default: <checkpoint-dir>/<arch>.pth.tar)")
+    p.add_argument("--evaluate", "-e", action="store_true", help="only evaluate --evaluate-checkpoint")
+    p.add_argument("--evaluate-checkpoint", default=None, type=str,
+                   help="checkpoint to evaluate (default: <checkpoint-dir>/<arch>_best.pth.tar)")
+    p.add_argument("--checkpoint-dir", default=None, type=str,
+                   help="the original's checkpoint folder: <arch>.pth.tar and <arch>_best.pth.tar of a finished "
+                        "run are also published there (default ./checkpoint beside this script); the run itself "
+                        "lives in its run folder")
+    p.add_argument("--number-net", type=int, default=2,
+                   help="number of networks N (quirk 21: at least 2; 2: independent networks, other N: shared-stem "
+                        "multi-branch)")
+    p.add_argument("--logit-distill", action="store_true", help=logit_distill_help)
+    p.add_argument("--kd_T", type=float, default=3,
+                   help="temperature of every KL term, on the tau-scaled logits (quirk 6 reproduced, as the original)")
     p.add_argument("--alpha", type=float, default=0.0, help="weight of VCL")
     p.add_argument("--gamma", type=float, default=0.0, help="weight of soft VCL")
     p.add_argument("--beta", type=float, default=0.0, help="weight of ICL")
     p.add_argument("--lam", type=float, default=0.0, help="weight of soft ICL")
+    p.add_argument("--feat-dim", default=128, type=int, help="embedding head output dimension")
+    # additions (not in the original)
+    add_run_args(p, name="<dataset>_<arch>_n<N>_<baseline|mcl>[_kd]-<digest of the result flags>",
+                 freeze_bn="--freeze-bn")
+    p.add_argument("--print-freq", default=20, type=int, help="progress / NaN check every N iterations")
 
 
 def loss_weights(args) -> tuple:
@@ -141,6 +167,20 @@ def evaluate_checkpoint(args, net, loader, **evaluate_kw) -> None:
         top5 = f"; top-5 {[round(a, 2) for a in result['top5']]}" if "top5" in result else ""
         print(f"evaluate {path}: {format_eval(result)}{top5}", flush=True)
         print(f"top-1: {result['max']:.2f}", flush=True)
+
+
+def supervised_worker(local_rank, args, build_model, train, **evaluate_kw) -> None:
+    """The process of ``main_cifar.py`` / ``main_imagenet.py``: ``--evaluate`` (no run folder; ``build_model``'s third
+    value is the test loader), else ``train(run, args, device)`` in the run folder."""
+    device = init_distributed(args, local_rank)
+    seed_everything(args.manual_seed)
+    if args.evaluate:
+        net, _, test_loader, *_ = build_model(args, device)
+        return evaluate_checkpoint(args, net, test_loader, **evaluate_kw)
+    with Run.open(METHOD, args, readable=f"{args.dataset}_{args.arch}_n{args.number_net}_{run_tag(args)}",
+                  name=args.name, ignore=("evaluate_checkpoint",), overwrite=not args.auto_resume or args.resume) as run:
+        run.info(f"args: {vars(args)}")
+        train(run, args, device)
 
 
 def train_supervised(run: Run, args, net, criterion, optimizer, scaler, train_one_epoch, test_loader,

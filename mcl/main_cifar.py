@@ -33,14 +33,12 @@ from torch.utils.data import BatchSampler, DataLoader
 from common.augment import cifar_train_transform, test_transform
 from common.augment.on_device import DeviceViews, add_augment_arg, uint8_collate
 from common.data import build_dataset
-from common.distributed import add_distributed_args, all_reduce_mean, init_distributed, wrap_ddp
+from common.distributed import add_distributed_args, all_reduce_mean, wrap_ddp
 from common.engine import Run
-from common.utils import (HelpFormatter, MixedPrecision, UserError, add_precision_args, check_finite, run_main,
-                          seed_everything)
+from common.utils import HelpFormatter, MixedPrecision, UserError, add_precision_args, check_finite, run_main
 from mcl.builder import SupervisedMCL, freeze_batchnorm, gather_batch
 from mcl.dataset.class_sampler import MPerClassSampler
-from mcl.engine import (METHOD, SUPERVISED_IGNORE, add_loss_weight_args, evaluate_checkpoint, launch_run,
-                        loss_weights, run_tag, train_supervised)
+from mcl.engine import add_supervised_args, launch_run, loss_weights, supervised_worker, train_supervised
 from mcl.losses.cifar_sup_mcl_loss import SupMCLLoss, check_same_class_partner
 from mcl.losses.kd import logit_distillation
 from mcl.models import CIFAR_ARCHS, get_model
@@ -67,40 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=128, help="batch size (global, train and test)")
     p.add_argument("--num-workers", type=int, default=8,
                    help="data loader workers (used here; the original ignored it, quirk 16)")
-    p.add_argument("--gpu-id", type=str, default="0",
-                   help="written to CUDA_VISIBLE_DEVICES before CUDA starts, as the original (an existing "
-                        "CUDA_VISIBLE_DEVICES wins); without CUDA a notice and the CPU")
-    p.add_argument("--manual_seed", type=int, default=0, help="seed of numpy / torch / python")
-    p.add_argument("--resume", "-r", action="store_true", help="resume from --resume-checkpoint")
-    p.add_argument("--resume-checkpoint", default=None, type=str,
-                   help="checkpoint to resume from (default: <checkpoint-dir>/<arch>.pth.tar)")
-    p.add_argument("--evaluate", "-e", action="store_true", help="only evaluate --evaluate-checkpoint")
-    p.add_argument("--evaluate-checkpoint", default=None, type=str,
-                   help="checkpoint to evaluate (default: <checkpoint-dir>/<arch>_best.pth.tar)")
-    p.add_argument("--number-net", type=int, default=2,
-                   help="number of networks N (2: independent networks; other N: shared-stem multi-branch)")
-    p.add_argument("--logit-distill", action="store_true",
-                   help="add KL distillation from the detached ensemble logits (N=2: both nets, N>2: last net)")
-    p.add_argument("--checkpoint-dir", default=None, type=str,
-                   help="the original's checkpoint folder: <arch>.pth.tar and <arch>_best.pth.tar of a finished "
-                        "run are also published there (default ./checkpoint beside this script); the run itself "
-                        "lives in its run folder")
-    p.add_argument("--kd_T", type=float, default=3,
-                   help="temperature of every KL term, on the tau-scaled logits (quirk 6 reproduced, as the original)")
+    add_supervised_args(p, "add KL distillation from the detached ensemble logits (N=2: both nets, N>2: last net)")
     p.add_argument("--tau", type=float, default=0.1, help="contrastive temperature")
-    add_loss_weight_args(p)
-    p.add_argument("--feat-dim", default=128, type=int, help="embedding head output dimension")
-    # additions (not in the original)
-    p.add_argument("--name", default=None, type=str,
-                   help="run name (default <dataset>_<arch>_n<N>_<baseline|mcl>[_kd]-<digest of the result flags>)")
-    p.add_argument("--auto-resume", dest="auto_resume", action=argparse.BooleanOptionalAction, default=True,
-                   help="continue the run folder's checkpoint (--no-auto-resume: train it again from scratch)")
-    p.add_argument("--device", default=None, type=str, help="cpu / cuda (default: cuda if available)")
-    p.add_argument("--max-iters", default=0, type=int, help="stop each epoch after this many iterations (0: all)")
-    p.add_argument("--print-freq", default=20, type=int, help="progress / NaN check every N iterations")
-    p.add_argument("--freeze-bn", action="store_true",
-                   help="keep BatchNorm layers in eval mode while training (testing aid: makes 1-process and "
-                        "multi-process runs numerically comparable)")
     p.add_argument("--image-size", default=32, type=int,
                    help="resize the 32x32 images to this size first (e.g. 16 for the fast digits default; the "
                         "random crop padding scales with it)")
@@ -109,7 +75,6 @@ def build_parser() -> argparse.ArgumentParser:
                         "identical inputs)")
     add_augment_arg(p)
     add_precision_args(p)
-    p.add_argument("--no-progress", dest="progress", action="store_false", help="no tqdm bars")
     add_distributed_args(p)
     return p
 
@@ -247,16 +212,7 @@ def train_one_epoch(epoch, model, criterion, optimizer, loader, args, run: Run, 
 
 
 def main_worker(local_rank, args):
-    device = init_distributed(args, local_rank)
-    seed_everything(args.manual_seed)
-    if args.evaluate:
-        net, _, test_loader, *_ = build_model(args, device)
-        return evaluate_checkpoint(args, net, test_loader)
-    with Run.open(METHOD, args, readable=f"{args.dataset}_{args.arch}_n{args.number_net}_{run_tag(args)}",
-                  name=args.name, ignore=SUPERVISED_IGNORE,
-                  overwrite=not args.auto_resume or args.resume) as run:
-        run.info(f"args: {vars(args)}")
-        train(run, args, device)
+    supervised_worker(local_rank, args, build_model, train)
 
 
 def build_model(args, device):

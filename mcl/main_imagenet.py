@@ -22,15 +22,14 @@ if __package__ in (None, ""):
 import torch
 import torch.nn.functional as F
 
-from common.distributed import (add_distributed_args, all_reduce_mean, concat_all_gather, init_distributed,
-                                per_process_batch_size, rank_split_sampler, set_sampler_epoch, wrap_ddp)
+from common.distributed import (add_distributed_args, all_reduce_mean, concat_all_gather, per_process_batch_size,
+                                rank_split_sampler, set_sampler_epoch, wrap_ddp)
 from common.engine import Run
-from common.utils import (HelpFormatter, MixedPrecision, UserError, add_precision_args, check_finite, run_main,
-                          seed_everything)
-from mcl.builder import SupervisedMCL, freeze_batchnorm
+from common.training import train_batches
+from common.utils import HelpFormatter, MixedPrecision, UserError, add_precision_args, check_finite, run_main
+from mcl.builder import SupervisedMCL
 from mcl.dataset.imagenet import get_imagenet_dataloader_sample
-from mcl.engine import (METHOD, SUPERVISED_IGNORE, add_loss_weight_args, evaluate_checkpoint, launch_run,
-                        loss_weights, run_tag, train_supervised)
+from mcl.engine import add_supervised_args, launch_run, loss_weights, supervised_worker, train_supervised
 from mcl.losses.imagenet_sup_mcl_loss import SupMCLLoss
 from mcl.losses.kd import logit_distillation
 from mcl.models import IMAGENET_ARCHS, get_model
@@ -52,31 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=90, help="number of epochs to train")
     p.add_argument("--batch-size", type=int, default=256, help="batch size (global)")
     p.add_argument("--num-workers", type=int, default=16, help="data loader workers")
-    p.add_argument("--gpu-id", type=str, default="0",
-                   help="written to CUDA_VISIBLE_DEVICES before CUDA starts, as the original (an existing "
-                        "CUDA_VISIBLE_DEVICES wins); without CUDA a notice and the CPU")
-    p.add_argument("--manual_seed", type=int, default=0)
-    p.add_argument("--resume", "-r", action="store_true", help="resume from --resume-checkpoint")
-    p.add_argument("--resume-checkpoint", default=None, type=str,
-                   help="checkpoint to resume (default <checkpoint-dir>/<arch>.pth.tar)")
-    p.add_argument("--evaluate", "-e", action="store_true", help="only evaluate --evaluate-checkpoint")
-    p.add_argument("--evaluate-checkpoint", default=None, type=str,
-                   help="checkpoint to evaluate (default <checkpoint-dir>/<arch>_best.pth.tar)")
-    p.add_argument("--checkpoint-dir", default=None, type=str,
-                   help="the original's checkpoint folder: <arch>.pth.tar and <arch>_best.pth.tar of a finished "
-                        "run are also published there (default ./checkpoint beside this script)")
-    p.add_argument("--number-net", type=int, default=2,
-                   help="number of networks N (quirk 21: at least 2, N = 1 crashed late in the original; refused up "
-                        "front)")
-    p.add_argument("--logit-distill", action="store_true",
-                   help="KL distillation of the LAST network from the ensemble mean, teacher NOT detached "
-                        "(the original's ImageNet rule, quirk 5)")
-    p.add_argument("--kd_T", type=float, default=3,
-                   help="temperature of every KL term, on the tau-scaled logits (quirk 6 reproduced, as the original)")
-    add_loss_weight_args(p)
+    add_supervised_args(p, "KL distillation of the LAST network from the ensemble mean, teacher NOT detached (the "
+                           "original's ImageNet rule, quirk 5)")
     p.add_argument("--rep-dim", default=1024, type=int,
                    help="ignored: the head input dim is measured from the backbone (quirk 17)")
-    p.add_argument("--feat-dim", default=128, type=int, help="embedding head output dimension")
     p.add_argument("--pos_k", default=1, type=int, help="sampled same-class positives per anchor")
     p.add_argument("--neg_k", default=8192, type=int, help="sampled other-class negatives per anchor")
     p.add_argument("--tau", default=0.07, type=float, help="contrastive temperature")
@@ -84,36 +62,21 @@ def build_parser() -> argparse.ArgumentParser:
     # additions
     p.add_argument("--image-size", default=224, type=int, help="train / val crop size (smaller for smoke tests)")
     p.add_argument("--resize", default=256, type=int, help="validation resize before the center crop")
-    p.add_argument("--name", default=None, type=str,
-                   help="run name (default <dataset>_<arch>_n<N>_<baseline|mcl>[_kd]-<digest of the result flags>)")
-    p.add_argument("--auto-resume", dest="auto_resume", action=argparse.BooleanOptionalAction, default=True,
-                   help="continue the run folder's checkpoint (--no-auto-resume: train it again from scratch)")
-    p.add_argument("--device", default=None, type=str, help="cpu / cuda (default: cuda if available)")
-    p.add_argument("--max-iters", default=0, type=int, help="stop each epoch after this many iterations (0: all)")
-    p.add_argument("--print-freq", default=20, type=int, help="NaN check / progress every N iterations")
-    p.add_argument("--freeze-bn", action="store_true", help="(testing aid) BatchNorm in eval mode while training")
     add_precision_args(p)
-    p.add_argument("--no-progress", dest="progress", action="store_false", help="no tqdm bars")
     add_distributed_args(p)
     return p
 
 
 def train_one_epoch(epoch, model, criterion, optimizer, loader, args, run: Run, precision: MixedPrecision) -> dict:
-    model.train()
-    if args.freeze_bn:
-        freeze_batchnorm(model)
+    total, batches = train_batches(run, loader, model, args, f"epoch {epoch}")
     lr = adjust_lr(optimizer, epoch, args)
     N = args.number_net
     weights = loss_weights(args)
     sums = torch.zeros(7, device=args.device)
     correct = torch.zeros(2, N + 1, device=args.device)  # top-1 / top-5 of each network and the ensemble
     seen = 0
-    total = min(len(loader), args.max_iters) if args.max_iters else len(loader)
-    bar = run.progress(loader, desc=f"epoch {epoch}", enabled=args.progress, total=total)
     start = time.time()
-    for step, (inputs, targets, pos_idx, neg_idx) in enumerate(bar):
-        if args.max_iters and step >= args.max_iters:
-            break
+    for step, (inputs, targets, pos_idx, neg_idx) in batches:
         inputs, targets = inputs.to(args.device, non_blocking=True), targets.to(args.device, non_blocking=True)
         pos_idx, neg_idx = pos_idx.to(args.device, non_blocking=True), neg_idx.to(args.device, non_blocking=True)
         with precision.autocast():
@@ -154,16 +117,7 @@ def train_one_epoch(epoch, model, criterion, optimizer, loader, args, run: Run, 
 
 
 def main_worker(local_rank, args):
-    device = init_distributed(args, local_rank)
-    seed_everything(args.manual_seed)
-    if args.evaluate:
-        net, _, val_loader, *_ = build_model(args, device)
-        return evaluate_checkpoint(args, net, val_loader, ensemble="mean", topk=(1, 5))
-    with Run.open(METHOD, args, readable=f"{args.dataset}_{args.arch}_n{args.number_net}_{run_tag(args)}",
-                  name=args.name, ignore=SUPERVISED_IGNORE,
-                  overwrite=not args.auto_resume or args.resume) as run:
-        run.info(f"args: {vars(args)}")
-        train(run, args, device)
+    supervised_worker(local_rank, args, build_model, train, ensemble="mean", topk=(1, 5))
 
 
 def build_model(args, device):

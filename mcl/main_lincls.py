@@ -20,7 +20,6 @@ if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch
-import torch.nn as nn
 from torch.utils.data import DataLoader
 
 from common.augment import linear_train_transform, linear_val_transform
@@ -31,9 +30,8 @@ from common.data.seeded import SeededTransformDataset
 from common.distributed import (add_distributed_args, all_reduce_mean, barrier, cleanup, get_world_size,
                                 init_distributed, is_main_process, launch, per_process_batch_size, rank_split_sampler,
                                 set_sampler_epoch, unwrap_model, wrap_ddp)
-from common.engine import Run, epoch_range
-from common.eval.metrics import accuracy
-from common.training import load_model_state, progress
+from common.engine import Run, add_run_args, epoch_range
+from common.training import classifier_pass, load_model_state, progress
 from common.utils import HelpFormatter, UserError, check_finite, run_main, seed_everything, set_visible_gpus
 from mcl.engine import METHOD, original_dir, original_input, publish_to, require_keys
 
@@ -69,13 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-classes", default=1000, type=int, help="classifier outputs (the original: 1000)")
     p.add_argument("--image-size", default=224, type=int, help="crop size (smaller for smoke tests)")
     p.add_argument("--resize", default=256, type=int, help="validation resize before the center crop")
-    p.add_argument("--name", default=None, type=str,
-                   help="run name (default lincls_mcl_<arch>-<digest of the result flags>)")
-    p.add_argument("--device", default=None, type=str)
-    p.add_argument("--max-iters", default=0, type=int, help="stop each epoch after this many iterations (0: all)")
-    p.add_argument("--auto-resume", dest="auto_resume", action=argparse.BooleanOptionalAction, default=True,
-                   help="continue from the run folder's newest checkpoint (--no-auto-resume: train it again)")
-    p.add_argument("--no-progress", dest="progress", action="store_false")
+    add_run_args(p, name="lincls_mcl_<arch>-<digest of the result flags>")
     add_distributed_args(p)
     return p
 
@@ -121,36 +113,23 @@ def adjust_learning_rate(optimizer, epoch, args):
     return lr
 
 
-def run_epoch(loader, model, criterion, optimizer, epoch, args, train: bool, run: Run | None = None):
+def run_epoch(loader, model, optimizer, epoch, args, run: Run | None = None):
+    """One training pass (``optimizer`` given) or validation pass: (loss, top-1, top-5), batch-size weighted
+    (quirk 12 fixed: not by images[0].size(0))."""
+    train = optimizer is not None
     model.eval()  # frozen BN statistics also while training the classifier (the original's protocol)
     total = min(len(loader), args.max_iters) if (train and args.max_iters) else len(loader)
-    sums = torch.zeros(3, device=args.device)
-    seen = 0
-    with torch.set_grad_enabled(train):
-        for i, (images, target) in enumerate(progress(loader, f"{'train' if train else 'val'} {epoch}",
-                                                       args.progress and is_main_process(), total=total)):
-            if train and args.max_iters and i >= args.max_iters:
-                break
-            images, target = images.to(args.device), target.to(args.device)
-            output = model(images)
-            loss = criterion(output, target)
-            if train:
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                run.step += 1
-            acc1, acc5 = accuracy(output, target, topk=(1, 5))
-            batch = images.shape[0]  # quirk 12 fixed: weight by the batch size, not images[0].size(0)
-            sums += torch.stack([loss.detach(), acc1, acc5]) * batch
-            seen += batch
-            if i % args.print_freq == 0:   # every process stops together on NaN
-                check_finite(all_reduce_mean(loss.detach()) if train else loss, f"{epoch}:{i}")
+
+    def check(i, loss, *_):
+        if i % args.print_freq == 0:   # every process stops together on NaN
+            check_finite(all_reduce_mean(loss.detach()) if train else loss, f"{epoch}:{i}")
+
+    bar = progress(loader, f"{'train' if train else 'val'} {epoch}", args.progress and is_main_process(), total=total)
+    sums = classifier_pass(model, loader, args.device, optimizer, args.max_iters if train else 0, bar, check, run)
     if train and get_world_size() > 1:
         # each process trained on its part of the global batches; the validation loader is not split
-        sums = torch.cat([sums, torch.tensor([float(seen)], device=sums.device)])
         torch.distributed.all_reduce(sums)
-        sums, seen = sums[:3], int(sums[3])
-    return tuple((sums / max(seen, 1)).tolist())   # loss, top-1, top-5
+    return tuple((sums[:3] / sums[3].clamp_min(1)).tolist())   # loss, top-1, top-5
 
 
 CHECKPOINT = "lincls_mcl_checkpoint_{epoch:04d}.pth.tar"   # numbered by the epoch index, as in MoCo
@@ -186,7 +165,6 @@ def linear(run: Run | None, args) -> None:
     model.fc.bias.data.zero_()
     pretrained_encoder = load_pretrained(model, original_input(args.pretrained)) if args.pretrained else None
     model = wrap_ddp(model, args)
-    criterion = nn.CrossEntropyLoss()
     parameters = [p for p in model.parameters() if p.requires_grad]
     assert len(parameters) == 2  # fc.weight, fc.bias
     optimizer = torch.optim.SGD(parameters, args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
@@ -209,7 +187,7 @@ def linear(run: Run | None, args) -> None:
                               classes=folder_classes(os.path.join(args.data, "train")))
     val_loader = DataLoader(val_dataset, batch_size=args.local_batch_size, shuffle=False, num_workers=workers)
     if run is None:
-        _, acc1, acc5 = run_epoch(val_loader, model, criterion, None, args.start_epoch, args, train=False)
+        _, acc1, acc5 = run_epoch(val_loader, model, None, args.start_epoch, args)
         if is_main_process():
             print(f" * Acc@1 {acc1:.3f} Acc@5 {acc5:.3f}\ntop-1: {acc1:.2f}", flush=True)
         return
@@ -226,8 +204,8 @@ def linear(run: Run | None, args) -> None:
         set_sampler_epoch(train_sampler, epoch)
         train_dataset.set_epoch(epoch)
         lr = adjust_learning_rate(optimizer, epoch, args)
-        train_loss, train_acc1, _ = run_epoch(train_loader, model, criterion, optimizer, epoch, args, True, run)
-        val_loss, acc1, acc5 = run_epoch(val_loader, model, criterion, None, epoch, args, train=False)
+        train_loss, train_acc1, _ = run_epoch(train_loader, model, optimizer, epoch, args, run)
+        val_loss, acc1, acc5 = run_epoch(val_loader, model, None, epoch, args)
         is_best = acc1 > best_acc1
         best_acc1 = max(acc1, best_acc1)
         line = (f"Epoch:{epoch}\t lr:{lr:.4f}\t train loss:{train_loss:.4f}\t train Acc@1:{train_acc1:.3f}\t "

@@ -25,14 +25,15 @@ from torch.utils.data import DataLoader
 
 from common.augment import moco_v1_transform, moco_v2_transform
 from common.augment.on_device import DeviceViews, add_augment_arg, uint8_collate
-from common.backbones import build_backbone, freeze_batchnorm
+from common.backbones import build_backbone
 from common.data import ImageFolder
 from common.data.seeded import SeededTransformDataset
 from common.eval.metrics import accuracy
 from common.distributed import (add_distributed_args, all_reduce_mean, barrier, cleanup, init_distributed, launch,
                                 per_process_batch_size, rank_split_sampler, set_sampler_epoch, unwrap_model, wrap_ddp)
-from common.engine import Run, epoch_range
+from common.engine import Run, add_run_args, epoch_range
 from common.meters import AverageMeter, ProgressMeter
+from common.training import train_batches
 from common.utils import (HelpFormatter, MixedPrecision, UserError, add_precision_args, check_finite, run_main,
                           seed_everything, set_visible_gpus)
 from mcl.engine import METHOD, original_dir, publish_to, require_keys
@@ -82,16 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-size", default=224, type=int, help="crop size (smaller for smoke tests)")
     add_augment_arg(p)
     add_precision_args(p)
-    p.add_argument("--name", default=None, type=str,
-                   help="run name (default moco_mcl_<arch>_n<N>-<digest of the result flags>)")
-    p.add_argument("--auto-resume", dest="auto_resume", action=argparse.BooleanOptionalAction, default=True,
-                   help="continue from the run folder's newest checkpoint (--no-auto-resume: train it again)")
-    p.add_argument("--device", default=None, type=str, help="cpu / cuda (default: cuda if available)")
-    p.add_argument("--max-iters", default=0, type=int, help="stop each epoch after this many iterations (0: all)")
-    p.add_argument("--freeze-bn", action="store_true",
-                   help="keep BatchNorm layers in eval mode while training (testing aid: per-process batch statistics "
-                        "and shuffle-BN make a multi-process run differ from one process; see common.backbones)")
-    p.add_argument("--no-progress", dest="progress", action="store_false", help="no tqdm bars")
+    add_run_args(p, name="moco_mcl_<arch>_n<N>-<digest of the result flags>", freeze_bn="--freeze-bn")
     add_distributed_args(p)
     return p
 
@@ -214,15 +206,10 @@ def train(train_loader, model, optimizer, epoch, args, run: Run, views_of: Devic
     names = ("Loss", "VCL", "SoftVCL", "ICL", "SoftICL", "Acc@1", "Acc@5")
     meters = {n: AverageMeter(n, ":.4f") for n in names}
     batch_time, data_time = AverageMeter("Time", ":6.3f"), AverageMeter("Data", ":6.3f")
-    total = min(len(train_loader), args.max_iters) if args.max_iters else len(train_loader)
+    total, batches = train_batches(run, train_loader, model, args, f"epoch {epoch}")
     meter = ProgressMeter(total, [batch_time, data_time, *meters.values()], prefix=f"Epoch: [{epoch}]")
-    model.train()
-    if args.freeze_bn:
-        freeze_batchnorm(model)
     end = time.time()
-    for i, (images, _) in enumerate(run.progress(train_loader, f"epoch {epoch}", total=total, enabled=args.progress)):
-        if args.max_iters and i >= args.max_iters:
-            break
+    for i, (images, _) in batches:
         data_time.update(time.time() - end)
         im_q, im_k = views_of(images)
         with precision.autocast():  # the builder computes the MoCo-MCL loss in float32 whatever autocast says

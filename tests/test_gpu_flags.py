@@ -121,21 +121,23 @@ def test_helper(capsys, monkeypatch):
     assert os.environ["CUDA_VISIBLE_DEVICES"] == "0,1"
 
 
+def assert_train_then_evaluate(run, flag, train_ids, checkpoint, evaluation, final):
+    """One notice each from the training command (``flag train_ids``, leaving ``checkpoint``) and the evaluation
+    command run after it (``flag 0``), which prints ``final``."""
+    assert_one_notice(run["train"], flag, train_ids)
+    assert list(run["dir"].rglob(checkpoint))
+    assert_one_notice(run[evaluation], flag, "0")
+    assert final in run[evaluation]["stdout"]
+
+
 def test_cacr_small_scale_train_and_linear_eval(runs):
     """The README's training and testing commands both end with --gpus (linear_eval.py used to stop)."""
-    run = runs["cacr_small"]
-    assert_one_notice(run["train"], "--gpus", "0")
-    assert list(run["dir"].rglob("cacr/gpu/encoder.pth"))
-    assert_one_notice(run["eval"], "--gpus", "0")
-    assert "Best acc" in run["eval"]["stdout"]
+    assert_train_then_evaluate(runs["cacr_small"], "--gpus", "0", "cacr/gpu/encoder.pth", "eval", "Best acc")
 
 
 def test_cacr_large_scale_train_and_lincls(runs):
-    run = runs["cacr_large"]
-    assert_one_notice(run["train"], "--gpus", "0 1")
-    assert list((run["dir"]).rglob("cacr/**/checkpoint.pth.tar"))
-    assert_one_notice(run["lincls"], "--gpus", "0")
-    assert "final linear top-1" in run["lincls"]["stdout"]
+    assert_train_then_evaluate(runs["cacr_large"], "--gpus", "0 1", "cacr/**/checkpoint.pth.tar", "lincls",
+                               "final linear top-1")
 
 
 def test_paco_gpu(runs):
@@ -158,8 +160,5 @@ def test_default_gpu_id_is_no_notice(runs):
 
 
 def test_mcl_moco_and_lincls_gpu_ids(runs):
-    run = runs["mcl_moco"]
-    assert_one_notice(run["train"], "--gpu-ids", "0")
-    assert list(run["dir"].rglob("moco_mcl_resnet18_n2*/checkpoint_0000.pth.tar"))
-    assert_one_notice(run["lincls"], "--gpu-ids", "0")
-    assert "final top-1:" in run["lincls"]["stdout"]
+    assert_train_then_evaluate(runs["mcl_moco"], "--gpu-ids", "0", "moco_mcl_resnet18_n2*/checkpoint_0000.pth.tar",
+                               "lincls", "final top-1:")

@@ -22,8 +22,8 @@ from torch.utils.data import DataLoader
 from attentionce.image.model import Model, strip_module_prefix
 from attentionce.image.utils import DATASETS, build_split, canonical_dataset_name, test_transform, train_transform
 from common.checkpoint import load_checkpoint
-from common.eval.metrics import accuracy
-from common.engine import Run, fit
+from common.engine import Run, add_run_args, fit
+from common.training import classifier_pass
 from common.utils import HelpFormatter, UserError, check_finite, get_device, run_main, seed_everything
 
 METHOD = "attentionce"
@@ -138,55 +138,32 @@ def get_parser(variant: str = "image") -> argparse.ArgumentParser:
     parser.add_argument("--workers", type=int, default=d["workers"], help="data loading workers")
     parser.add_argument("--steps_per_epoch", type=int, default=0, help="stop each training pass after N steps (0 = all)")
     parser.add_argument("--seed", type=int, default=None, help="random seed (original: unseeded)")
-    parser.add_argument("--device", type=str, default=None, help="cpu / cuda (default: cuda if available)")
-    parser.add_argument("--name", type=str, default=None,
-                        help="run name: $CL_RUNS_DIR/attentionce/<name>/ (logs); default linear_<dataset>-<digest of "
-                             "every flag that changes the result, --model_path included>")
-    parser.add_argument("--auto_resume", default=True, action=argparse.BooleanOptionalAction,
-                        help="an identical command over a finished evaluation only reports its result "
-                             "(--no-auto_resume evaluates again)")
+    add_run_args(parser, name="linear_<dataset>-<digest of every flag that changes the result, --model_path "
+                 "included>, in $CL_RUNS_DIR/attentionce/", auto_resume="--auto_resume", max_iters=False,
+                 progress=False)
     return parser
 
 
-def run_epoch(net, loader, optimizer, criterion, device, epoch, epochs, train: bool, bn_mode: str, max_steps: int = 0,
-              run=None):
-    """One training or test pass; returns (loss, top-1 %, top-5 %)."""
+def run_epoch(net, loader, optimizer, device, epoch, epochs, bn_mode: str, max_steps: int = 0, run=None):
+    """One training (``optimizer`` given) or test pass; returns (loss, top-1 %, top-5 %)."""
+    train = optimizer is not None
     net.train(train)
     if train:
         net.f.train(bn_mode == "train")
-    total_loss = torch.zeros((), device=device)
-    correct1 = torch.zeros((), device=device)
-    correct5 = torch.zeros((), device=device)
-    seen = 0
-    name = "Train" if train else "Test"
     bar = run.progress(loader) if run is not None else loader
-    with torch.set_grad_enabled(train):
-        for step, (images, targets) in enumerate(bar):
-            if train and max_steps and step >= max_steps:
-                break
-            images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
-            logits = net(images)
-            loss = criterion(logits, targets)
-            if train:
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                if run is not None:
-                    run.step += 1
-            n = images.shape[0]
-            acc1, acc5 = accuracy(logits.detach(), targets, topk=(1, 5))
-            total_loss += loss.detach() * n
-            correct1 += acc1 * n / 100
-            correct5 += acc5 * n / 100
-            seen += n
-            if hasattr(bar, "set_description"):
-                bar.set_description(f"{name} Epoch: [{epoch}/{epochs}] Loss: {total_loss.item() / seen:.4f} "
-                                f"ACC@1: {correct1.item() / seen * 100:.2f}% ACC@5: {correct5.item() / seen * 100:.2f}%")
+
+    def describe(i, loss, acc1, acc5, n, sums):
+        if hasattr(bar, "set_description"):
+            loss_sum, top1, top5, seen = sums.tolist()
+            bar.set_description(f"{'Train' if train else 'Test'} Epoch: [{epoch}/{epochs}] Loss: {loss_sum / seen:.4f} "
+                                f"ACC@1: {top1 / seen:.2f}% ACC@5: {top5 / seen:.2f}%")
+
+    sums = classifier_pass(net, loader, device, optimizer, max_steps if train else 0, bar, describe, run)
     if hasattr(bar, "close"):
         bar.close()
-    mean_loss = total_loss.item() / max(seen, 1)
-    check_finite(mean_loss, epoch)
-    return mean_loss, correct1.item() / max(seen, 1) * 100, correct5.item() / max(seen, 1) * 100
+    loss, top1, top5 = (sums[:3] / sums[3].clamp_min(1)).tolist()
+    check_finite(loss, epoch)
+    return loss, top1, top5
 
 
 def main(argv=None, variant: str = "image"):
@@ -227,16 +204,14 @@ def linear_evaluation(run, args, device) -> None:
     net = Net(model.f, model.encoder_dim, len(train_data.classes)).to(device)
     lr = args.lr if args.lr is not None else (1e-2 if args.dataset_name == "stl10" else 1e-3)
     optimizer = torch.optim.Adam(net.fc.parameters(), lr=lr, weight_decay=args.weight_decay)
-    criterion = nn.CrossEntropyLoss()
 
     def train_one_epoch(index):
-        loss, top1, _ = run_epoch(net, train_loader, optimizer, criterion, device, index + 1, args.epochs, True,
-                                  args.bn_mode, args.steps_per_epoch, run)
+        loss, top1, _ = run_epoch(net, train_loader, optimizer, device, index + 1, args.epochs, args.bn_mode,
+                                  args.steps_per_epoch, run)
         return {"epoch_loss": loss, "top1": top1}
 
     def evaluate(index):
-        loss, top1, top5 = run_epoch(net, test_loader, None, criterion, device, index + 1, args.epochs, False,
-                                     args.bn_mode, 0, run)
+        loss, top1, top5 = run_epoch(net, test_loader, None, device, index + 1, args.epochs, args.bn_mode, 0, run)
         return {"linear_top1": top1, "top5": top5, "loss": loss}
 
     # the original reports the best test top-1 over the epochs (quirk 5) and the last one

@@ -21,7 +21,7 @@ from attentionce.image.utils import DATASETS, N_VIEWS, build_split, canonical_da
 from attentionce.losses import AttentioNCE
 from common import distributed as dist_utils
 from common.augment.on_device import DeviceViews, add_augment_arg
-from common.engine import Run, fit, original_output_path, publish
+from common.engine import Run, add_run_args, fit, original_output_path, publish
 from common.utils import (HelpFormatter, MixedPrecision, UserError, add_precision_args, check_finite, get_device,
                           run_main, seed_everything)
 
@@ -91,14 +91,10 @@ def get_parser(variant: str = "image") -> argparse.ArgumentParser:
     parser.add_argument("--eval_epochs", default=100, type=int, help="epochs of the --eval linear probe")
     parser.add_argument("--print_freq", default=10, type=int, help="update the progress bar loss every N steps")
     add_precision_args(parser)
-    parser.add_argument("--device", default=None, type=str, help="cpu / cuda / cuda:1 (default: cuda if available)")
-    parser.add_argument("--name", default=None, type=str,
-                        help="run name: $CL_RUNS_DIR/attentionce/<name>/ (default ./runs/attentionce/<name>/); default "
-                             "<dataset>_<loss>_<arch>_b<batch>-<digest of every flag that changes the result>")
     parser.add_argument("--resume", default="", type=str, help="resume from this checkpoint.pth")
-    parser.add_argument("--auto_resume", default=True, action=argparse.BooleanOptionalAction,
-                        help="continue from <run dir>/checkpoint.pth when it exists (--no-auto_resume: train "
-                             "again from scratch over what the run folder holds)")
+    add_run_args(parser, name="<dataset>_<loss>_<arch>_b<batch>-<digest of every flag that changes the result>, "
+                 "in $CL_RUNS_DIR/attentionce/ (else ./runs/attentionce/)", auto_resume="--auto_resume",
+                 max_iters=False, progress=False)
     dist_utils.add_distributed_args(parser)
     return parser
 

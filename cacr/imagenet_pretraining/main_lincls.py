@@ -24,11 +24,10 @@ from common.backbones import build_backbone
 from common.checkpoint import load_checkpoint
 from common.data import build_dataset
 from common.data.seeded import SeededTransformDataset
-from common.eval.metrics import accuracy
-from common.engine import fit
+from common.engine import add_run_args, fit
 from common.meters import AverageMeter, ProgressMeter
 from common.schedules import cosine_lr, set_lr, step_lr
-from common.training import load_model_state
+from common.training import classifier_pass
 from common.utils import HelpFormatter, UserError, check_finite, run_main, set_visible_gpus
 
 from cacr.imagenet_pretraining import vits
@@ -76,9 +75,7 @@ def get_parser(variant: str):
                             help="GPU ids on this node, written to CUDA_VISIBLE_DEVICES before CUDA starts; without "
                                  "CUDA a notice and the CPU")
     parser.add_argument("--image-size", default=224, type=int, help="crop size (small for smoke tests)")
-    parser.add_argument("--max-iters", default=0, type=int, help="stop each epoch after N iterations (smoke tests)")
-    parser.add_argument("--device", default=None, type=str)
-    parser.add_argument("--no-progress", dest="progress", action="store_false")
+    add_run_args(parser, auto_resume=None)
     cdist.add_distributed_args(parser, dist_url=v["dist_url"])
     return parser
 
@@ -186,9 +183,7 @@ def linear_classification(run, args):
     # ours or the original's checkpoint.pth.tar (the same keys: epoch, arch, state_dict with module., best_acc1 ...)
     state = run.resume_state(args.resume, RESUME_FILE, require=("epoch", "state_dict", "optimizer"))
     if state is not None:
-        source = args.resume or os.path.join(run.run_dir, RESUME_FILE)
-        load_model_state(model, state["state_dict"], source=f"checkpoint '{source}'")
-        start_epoch = run.restore(state, optimizer=optimizer)
+        start_epoch = run.restore(state, model, optimizer)
         best_acc1 = float(state.get("best_acc1", 0.0))
 
     # one sampler for any number of processes: process r takes samples r, r+W, ... of each global batch, so 1 and
@@ -235,49 +230,31 @@ def train(loader, model, optimizer, epoch, args, run):
               AverageMeter("Acc@5", ":6.2f")]
     n_iters = min(len(loader), args.max_iters) if args.max_iters else len(loader)
     prog = ProgressMeter(n_iters, meters, prefix=f"Epoch: [{epoch}]")
-    # the frozen backbone stays in eval mode (BN statistics are not updated)
-    model.eval()
-    end = time.time()
-    for i, (images, target) in enumerate(run.progress(loader, f"lincls {epoch}", total=n_iters, enabled=args.progress)):
-        if args.max_iters and i >= args.max_iters:
-            break
-        images, target = images.to(args.device, non_blocking=True), target.to(args.device, non_blocking=True)
-        output = model(images)
-        loss = nn.functional.cross_entropy(output, target)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        run.step += 1
+    end = [time.time()]
+
+    def log(i, loss, acc1, acc5, n, sums):
         if i % args.print_freq == 0 or i == n_iters - 1:
-            acc1, acc5 = accuracy(output, target, topk=(1, 5))
             # the global batch's loss (the mean of the processes' halves); every process stops together on NaN
             loss_value = cdist.all_reduce_mean(loss.detach()).item()
             check_finite(loss_value, f"epoch {epoch} iteration {i}")
             run.scalar("train/loss", loss_value)
-            meters[1].update(loss_value, images.size(0))
-            meters[2].update(acc1.item(), images.size(0))
-            meters[3].update(acc5.item(), images.size(0))
-            meters[0].update(time.time() - end)
+            for meter, value in zip(meters[1:], (loss_value, acc1.item(), acc5.item())):
+                meter.update(value, n)
+            meters[0].update(time.time() - end[0])
             run.info(prog.format(i))
-        end = time.time()
+        end[0] = time.time()
+
+    model.eval()   # the frozen backbone stays in eval mode (BN statistics are not updated)
+    classifier_pass(model, loader, args.device, optimizer, args.max_iters, on_batch=log, run=run,
+                    bar=run.progress(loader, f"lincls {epoch}", total=n_iters, enabled=args.progress))
 
 
-@torch.no_grad()
 def validate(loader, model, args, run):
     model.eval()
-    correct = torch.zeros(2, device=args.device)
-    total = torch.zeros(1, device=args.device)
-    for i, (images, target) in enumerate(loader):
-        if args.max_iters and i >= args.max_iters:
-            break
-        images, target = images.to(args.device, non_blocking=True), target.to(args.device, non_blocking=True)
-        acc1, acc5 = accuracy(model(images), target, topk=(1, 5))
-        correct += torch.stack([acc1, acc5]) * images.size(0) / 100
-        total += images.size(0)
+    sums = classifier_pass(model, loader, args.device, max_iters=args.max_iters)
     if args.distributed:
-        torch.distributed.all_reduce(correct)
-        torch.distributed.all_reduce(total)
-    acc1, acc5 = (correct / total.clamp_min(1) * 100).tolist()
+        torch.distributed.all_reduce(sums)
+    acc1, acc5 = (sums[1:3] / sums[3].clamp_min(1)).tolist()
     run.info(f" * Acc@1 {acc1:.3f} Acc@5 {acc5:.3f}")
     return acc1, acc5
 

@@ -19,13 +19,13 @@ import time
 import torch
 
 from common import distributed as cdist
-from common.backbones import build_backbone, freeze_batchnorm
+from common.backbones import build_backbone
 from common.data import build_dataset
 from common.data.seeded import SeededTransformDataset
-from common.engine import fit
+from common.engine import add_run_args, fit
 from common.meters import AverageMeter, ProgressMeter
+from common.training import train_batches
 from common.schedules import cosine_momentum, set_lr, warmup_cosine_lr
-from common.training import load_model_state
 from common.utils import (HelpFormatter, MixedPrecision, UserError, add_precision_args, autocast, check_finite,
                           run_main, to_channels_last)
 
@@ -92,12 +92,7 @@ def get_parser():
     parser.add_argument("--local-crop-size", default=96, type=int, help="local crop size")
     parser.add_argument("--no-amp", dest="amp", action="store_false", help="disable mixed precision")
     add_precision_args(parser, amp=False)
-    parser.add_argument("--max-iters", default=0, type=int, help="stop each epoch after N iterations (smoke tests)")
-    parser.add_argument("--freeze-bn", action="store_true",
-                        help="BatchNorm in eval mode while training (testing aid: without SyncBN, which has no CPU "
-                             "kernel, each process normalises its own slice; see common.backbones.freeze_batchnorm)")
-    parser.add_argument("--device", default=None, type=str)
-    parser.add_argument("--no-progress", dest="progress", action="store_false")
+    add_run_args(parser, auto_resume=None, freeze_bn="--freeze-bn")
     cdist.add_distributed_args(parser, dist_url="env://")
     return parser
 
@@ -169,9 +164,7 @@ def pretrain(run, args):
     # ours (checkpoint.pth.tar) or the original's checkpoint_XXXX.pth.tar: the same keys (module.base_encoder ...)
     state = run.resume_state(args.resume, RESUME_FILE, require=("epoch", "state_dict", "optimizer"))
     if state is not None:
-        source = args.resume or os.path.join(run.run_dir, RESUME_FILE)
-        load_model_state(model, state["state_dict"], source=f"checkpoint '{source}'")
-        start_epoch = run.restore(state, optimizer=optimizer, scaler=scaler)
+        start_epoch = run.restore(state, model, optimizer, scaler)
 
     t1, t2 = global_transforms(args.crop_min, args.image_size)
     if args.use_local_crops:
@@ -209,16 +202,11 @@ def train(loader, model, optimizer, scaler, epoch, args, run):
     meters = [AverageMeter("Time", ":6.3f"), AverageMeter("Data", ":6.3f"), AverageMeter("LR", ":.4e"),
               AverageMeter("Loss", ":.4e")]
     iters_per_epoch = len(loader)
-    n_iters = min(iters_per_epoch, args.max_iters) if args.max_iters else iters_per_epoch
+    n_iters, batches = train_batches(run, loader, model, args, f"epoch {epoch}")
     prog = ProgressMeter(n_iters, meters, prefix=f"Epoch: [{epoch}]")
-    model.train()
-    if args.freeze_bn:
-        freeze_batchnorm(model)
     end = time.time()
     moco_m = args.moco_m
-    for i, (images, _) in enumerate(run.progress(loader, f"epoch {epoch}", total=n_iters, enabled=args.progress)):
-        if args.max_iters and i >= args.max_iters:
-            break
+    for i, (images, _) in batches:
         meters[1].update(time.time() - end)
         lr = adjust_learning_rate(optimizer, epoch + i / iters_per_epoch, args)
         if args.moco_m_cos:

@@ -17,8 +17,8 @@ import torch.nn as nn
 
 from common.checkpoint import load_checkpoint
 from common.data import build_dataset
-from common.engine import Run, fit, original_output_path
-from common.training import load_model_state
+from common.engine import Run, add_run_args, fit, original_output_path
+from common.training import classifier_pass, load_model_state
 from common.utils import HelpFormatter, UserError, check_finite, get_device, gpus_available, run_main, seed_everything
 
 from cacr.small_scale_experiments import util
@@ -50,13 +50,7 @@ def parse_option(argv=None, dataset_default: str = "cifar10"):
     parser.add_argument("--arch", type=str, default="small_alexnet", help="encoder architecture of the checkpoint")
     parser.add_argument("--image-size", type=int, default=None, help="crop size used in pre-training (default 32 / 64)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", type=str, default=None)
-    parser.add_argument("--name", type=str, default=None,
-                        help="run name (default lincls_<dataset>-<digest of the flags>)")
-    parser.add_argument("--no-auto-resume", dest="auto_resume", action="store_false",
-                        help="evaluate again even if an identical run has finished")
-    parser.add_argument("--max-iters", type=int, default=0, help="stop each epoch after this many iterations")
-    parser.add_argument("--no-progress", dest="progress", action="store_false")
+    add_run_args(parser, name="lincls_<dataset>-<digest of the flags>", auto_resume="--no-auto-resume")
     args = parser.parse_args(argv)
     if not args.encoder_checkpoint:
         raise UserError("--encoder_checkpoint is required (the encoder.pth written by main_ours.py)")
@@ -135,23 +129,21 @@ def linear_evaluation(run, args) -> float:
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=args.lr_decay_epochs,
                                                      gamma=args.lr_decay_rate)
 
+    def probe(images):   # the frozen encoder's block --layer_index (no gradient), then the trained classifier
+        with torch.no_grad():
+            feats = encoder(images, layer_index=args.layer_index).flatten(1)
+        return classifier(feats)
+
     def train_one_epoch(epoch):
-        classifier.train()
-        bar = run.progress(train_loader, f"linear epoch {epoch}", enabled=args.progress)
-        for it, (images, labels) in enumerate(bar):
-            if args.max_iters and it >= args.max_iters:
-                break
-            with torch.no_grad():
-                feats = encoder(images.to(args.device), layer_index=args.layer_index).flatten(1)
-            loss = nn.functional.cross_entropy(classifier(feats), labels.to(args.device))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            run.step += 1
+        def log(it, loss, *_):
             if (it + 1) % args.log_interval == 0:
                 check_finite(loss, f"epoch {epoch} iteration {it}")
                 run.info(f"Epoch {epoch} [{it + 1}/{len(train_loader)}] loss {loss.item():.4f}")
                 run.scalar("train/loss", loss.item())
+
+        classifier.train()
+        classifier_pass(probe, train_loader, args.device, optimizer, args.max_iters,
+                        run.progress(train_loader, f"linear epoch {epoch}", enabled=args.progress), log, run)
         scheduler.step()
         return {}
 
@@ -162,8 +154,7 @@ def linear_evaluation(run, args) -> float:
             for it, (images, labels) in enumerate(test_loader):
                 if args.max_iters and it >= args.max_iters:
                     break
-                feats = encoder(images.to(args.device), layer_index=args.layer_index).flatten(1)
-                preds.append(classifier(feats).argmax(1).cpu())
+                preds.append(probe(images.to(args.device)).argmax(1).cpu())
                 targets.append(labels)
         preds, targets = torch.cat(preds), torch.cat(targets)
         acc = float((preds == targets).float().mean() * 100)

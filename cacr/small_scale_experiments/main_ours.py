@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 
 from common.augment.on_device import DeviceViews, add_augment_arg, uint8_collate
-from common.engine import Run, fit, original_output_path, publish
+from common.engine import Run, add_run_args, fit, original_output_path, publish
 from common.meters import AverageMeter
 from common.training import load_model_state
 from common.utils import (HelpFormatter, MixedPrecision, UserError, add_precision_args, check_finite, get_device,
@@ -99,13 +99,9 @@ def parse_option(argv=None, dataset_default: str = "cifar10"):
     add_precision_args(parser)
     parser.add_argument("--seed", type=int, default=0,
                         help="random seed (quirk §k.15 fixed: the original did not seed)")
-    parser.add_argument("--device", type=str, default=None, help="cpu / cuda (default: cuda if available)")
-    parser.add_argument("--name", type=str, default=None, help="run name (default: derived from the flags)")
     parser.add_argument("--resume", type=str, default="",
                         help="checkpoint to resume; by default the newest checkpoint of the run directory is used")
-    parser.add_argument("--no-auto-resume", dest="auto_resume", action="store_false",
-                        help="start from scratch even if the run directory holds a checkpoint")
-    parser.add_argument("--max-iters", type=int, default=0, help="stop each epoch after this many iterations (smoke tests)")
+    add_run_args(parser, name="derived from the flags", auto_resume="--no-auto-resume")
     parser.add_argument("--monitor", type=str, default="linear", choices=("linear", "knn", "none"),
                         help="print the evaluation of the untrained and of the trained encoder as "
                              "'initial/final <metric>: <value>': linear = logistic regression on frozen "
@@ -119,7 +115,6 @@ def parse_option(argv=None, dataset_default: str = "cifar10"):
     parser.add_argument("--no-monitor-bn-recalibrate", dest="monitor_bn_recalibrate", action="store_false",
                         help="evaluate with the encoder's own BN running statistics; by default the monitor "
                              "re-estimates them on the train split (an untrained network has none)")
-    parser.add_argument("--no-progress", dest="progress", action="store_false", help="disable tqdm")
     args = parser.parse_args(argv)
 
     defaults = util.FLAG_DEFAULTS[args.dataset]

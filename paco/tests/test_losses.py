@@ -28,6 +28,20 @@ def _inputs(cfg, seed=0, dtype=torch.float64):
     return feats, labels, sup, prior, anchors
 
 
+def _loss_and_grads(loss_fn, feats, sup, upstream=None):
+    """``loss_fn(feats, sup)`` and the gradients w.r.t. feats and sup of it (a scalar) or of ``(it * upstream).sum()``."""
+    f, s = feats.clone().requires_grad_(True), sup.clone().requires_grad_(True)
+    loss = loss_fn(f, s)
+    (loss * upstream).sum().backward() if loss.dim() else loss.backward()
+    return loss, f.grad, s.grad
+
+
+def _assert_matches(fused, reference, loss_tol: dict, grad_tol: dict):
+    """(loss, feats grad, sup grad) of the fused loss against those of the transcription."""
+    for got, want, tol in zip(fused, reference, (loss_tol, grad_tol, grad_tol)):
+        torch.testing.assert_close(got, want, **tol)
+
+
 @pytest.mark.parametrize("reduction", ["mean", "none"])
 @pytest.mark.parametrize("cfg", CONFIGS)
 def test_fused_loss_and_gradients_match_autograd_of_the_transcription(cfg, reduction):
@@ -35,20 +49,15 @@ def test_fused_loss_and_gradients_match_autograd_of_the_transcription(cfg, reduc
     hp = dict(alpha=cfg["alpha"], beta=cfg["beta"], gamma=cfg["gamma"], temperature=cfg["T"],
               base_temperature=cfg["Tb"], supt=cfg["supt"], log_prior=prior, smooth=cfg["smooth"])
     upstream = torch.linspace(0.5, 2.0, anchors, dtype=torch.float64)
+    fused = _loss_and_grads(
+        lambda f, s: paco_loss(f, labels, s, cfg["K"], num_anchors=anchors if cfg.get("gpaco") else None,
+                               reduction=reduction, **hp), feats, sup, upstream)
 
-    f1, s1 = feats.clone().requires_grad_(True), sup.clone().requires_grad_(True)
-    loss = paco_loss(f1, labels, s1, cfg["K"], num_anchors=anchors if cfg.get("gpaco") else None,
-                     reduction=reduction, **hp)
-    (loss * upstream).sum().backward() if reduction == "none" else loss.backward()
-
-    f2, s2 = feats.clone().requires_grad_(True), sup.clone().requires_grad_(True)
-    ref = paco_intermediates(f2, labels, s2, anchors, **hp)["per_anchor_loss"]
-    ref = ref.mean() if reduction == "mean" else ref
-    (ref * upstream).sum().backward() if reduction == "none" else ref.backward()
-
-    torch.testing.assert_close(loss, ref, rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(f1.grad, f2.grad, rtol=1e-10, atol=1e-12)
-    torch.testing.assert_close(s1.grad, s2.grad, rtol=1e-10, atol=1e-12)
+    def transcription(f, s):
+        per_anchor = paco_intermediates(f, labels, s, anchors, **hp)["per_anchor_loss"]
+        return per_anchor.mean() if reduction == "mean" else per_anchor
+    _assert_matches(fused, _loss_and_grads(transcription, feats, sup, upstream), dict(rtol=1e-12, atol=1e-12),
+                    dict(rtol=1e-10, atol=1e-12))
 
 
 def test_fused_loss_gradcheck():
@@ -63,16 +72,12 @@ def test_fused_loss_gradcheck():
 def test_fused_loss_float32_close_to_the_transcription_and_keeps_dtypes():
     cfg = CONFIGS[0]
     feats, labels, sup, prior, anchors = _inputs(cfg, dtype=torch.float32)
-    f1, s1 = feats.clone().requires_grad_(True), sup.clone().requires_grad_(True)
-    loss = paco_loss(f1, labels, s1, cfg["K"], 0.05, log_prior=prior)
-    loss.backward()
-    f2, s2 = feats.clone().requires_grad_(True), sup.clone().requires_grad_(True)
-    ref = paco_intermediates(f2, labels, s2, anchors, 0.05, log_prior=prior)["per_anchor_loss"].mean()
-    ref.backward()
-    assert loss.dtype == f1.grad.dtype == s1.grad.dtype == torch.float32
-    torch.testing.assert_close(loss, ref, rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(f1.grad, f2.grad, rtol=1e-4, atol=1e-6)
-    torch.testing.assert_close(s1.grad, s2.grad, rtol=1e-4, atol=1e-6)
+    fused = _loss_and_grads(lambda f, s: paco_loss(f, labels, s, cfg["K"], 0.05, log_prior=prior), feats, sup)
+    reference = _loss_and_grads(
+        lambda f, s: paco_intermediates(f, labels, s, anchors, 0.05, log_prior=prior)["per_anchor_loss"].mean(),
+        feats, sup)
+    assert all(t.dtype == torch.float32 for t in fused)
+    _assert_matches(fused, reference, dict(rtol=1e-5, atol=1e-6), dict(rtol=1e-4, atol=1e-6))
 
 
 def test_only_sup_logits_require_grad():

@@ -7,7 +7,7 @@ import torch
 from common.checkpoint import load_checkpoint
 from common.logger import RunLogger, make_run_dir
 from common.meters import AverageMeter, ProgressMeter
-from common.training import load_model_state, progress
+from common.training import classifier_pass, load_model_state, progress
 from common.utils import UserError
 
 
@@ -128,3 +128,36 @@ def test_save_refuses_non_finite_weights_and_keeps_previous_checkpoint(tmp_path)
         save_checkpoint({"epoch": 2, "state_dict": model.state_dict()}, path)
     assert open(path, "rb").read() == before
     assert load_checkpoint(path)["epoch"] == 1
+
+
+def test_classifier_pass_trains_evaluates_and_counts():
+    torch.manual_seed(0)
+    x, y = torch.randn(10, 4), torch.tensor([0, 1, 2, 3, 4, 5, 0, 1, 2, 3])
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=4)
+    model = torch.nn.Linear(4, 6)
+    reference = torch.nn.Linear(4, 6)
+    reference.load_state_dict(model.state_dict())
+    # evaluation: loss, top-1 and top-5 summed over the samples (batch-size weighted), and their count
+    sums = classifier_pass(model, loader, "cpu")
+    logits = reference(x)
+    top5 = logits.topk(5, 1).indices == y[:, None]
+    expected = [torch.nn.functional.cross_entropy(logits, y, reduction="sum").item(),
+                100.0 * (logits.argmax(1) == y).sum().item(), 100.0 * top5.any(1).sum().item(), 10.0]
+    torch.testing.assert_close(sums, torch.tensor(expected), rtol=1e-5, atol=1e-4)
+    assert all(p.grad is None for p in model.parameters())
+
+    # training: one SGD step per batch (the same steps as a hand-written loop), stopped after max_iters
+    class Run:
+        step = 0
+    run, seen = Run(), []
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    ref_opt = torch.optim.SGD(reference.parameters(), lr=0.5)
+    sums = classifier_pass(model, loader, "cpu", opt, max_iters=2, run=run,
+                           on_batch=lambda i, loss, acc1, acc5, n, s: seen.append((i, n, float(s[3]))))
+    for images, targets in list(loader)[:2]:
+        ref_opt.zero_grad()
+        torch.nn.functional.cross_entropy(reference(images), targets).backward()
+        ref_opt.step()
+    assert run.step == 2 and seen == [(0, 4, 4.0), (1, 4, 8.0)] and float(sums[3]) == 8
+    for a, b in zip(model.parameters(), reference.parameters()):
+        torch.testing.assert_close(a, b)

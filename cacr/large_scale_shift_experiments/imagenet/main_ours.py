@@ -18,13 +18,13 @@ import torch
 
 from common import distributed as cdist
 from common.augment import moco_v1_transform, moco_v2_transform
-from common.backbones import build_backbone, freeze_batchnorm
+from common.backbones import build_backbone
 from common.data import WebVision, build_dataset
 from common.data.seeded import SeededTransformDataset
-from common.engine import fit, original_output_path, publish
+from common.engine import add_run_args, fit, original_output_path, publish
 from common.meters import AverageMeter, ProgressMeter
+from common.training import train_batches
 from common.schedules import cosine_lr, set_lr, step_lr
-from common.training import load_model_state
 from common.utils import (HelpFormatter, MixedPrecision, UserError, add_precision_args, check_finite, run_main,
                           set_visible_gpus)
 
@@ -92,12 +92,7 @@ def get_parser(webvision: bool = False):
                         help="root of runs/cacr/... (default $CL_RUNS_DIR or the working directory; the original "
                              "wrote to ./results)")
     parser.add_argument("--image-size", default=224, type=int, help="crop size (224; small values for smoke tests)")
-    parser.add_argument("--max-iters", default=0, type=int, help="stop each epoch after N iterations (smoke tests)")
-    parser.add_argument("--freeze-bn", action="store_true",
-                        help="BatchNorm in eval mode while training (testing aid: per-process BN and shuffle-BN make "
-                             "a multi-process run differ from one process; see common.backbones.freeze_batchnorm)")
-    parser.add_argument("--device", default=None, type=str, help="cpu / cuda")
-    parser.add_argument("--no-progress", dest="progress", action="store_false")
+    add_run_args(parser, auto_resume=None, freeze_bn="--freeze-bn")
     cdist.add_distributed_args(parser, dist_url="tcp://localhost:10004")
     return parser
 
@@ -190,9 +185,8 @@ def pretrain(run, args):
     start_epoch = args.start_epoch
     # ours (checkpoint.pth.tar) or the original's checkpoint_XXXX.pth.tar: the same keys (module.encoder_q ...)
     state = run.resume_state(args.resume, RESUME_FILE, require=("epoch", "state_dict", "optimizer"))
-    if state is not None:
-        load_training_checkpoint(run, state, model, optimizer, precision.scaler, args.resume)
-        start_epoch = int(state["epoch"])
+    if state is not None:   # the original's file has no scaler / RNG state: the run continues with fresh ones
+        start_epoch = run.restore(state, model, optimizer, precision.scaler)
 
     dataset = build_train_dataset(args)
     if len(dataset) < global_batch:
@@ -225,15 +219,10 @@ def pretrain(run, args):
 def train(loader, model, optimizer, epoch, args, run, precision: MixedPrecision) -> dict:
     meters = [AverageMeter("Time", ":6.3f"), AverageMeter("Loss", ":.4e"), AverageMeter("Loss1", ":.4e"),
               AverageMeter("Loss2", ":.4e")]
-    n_iters = min(len(loader), args.max_iters) if args.max_iters else len(loader)
+    n_iters, batches = train_batches(run, loader, model, args, f"epoch {epoch}")
     prog = ProgressMeter(n_iters, meters, prefix=f"Epoch: [{epoch}]")
-    model.train()
-    if args.freeze_bn:
-        freeze_batchnorm(model)
     end = time.time()
-    for i, (images, _) in enumerate(run.progress(loader, f"epoch {epoch}", total=n_iters, enabled=args.progress)):
-        if args.max_iters and i >= args.max_iters:
-            break
+    for i, (images, _) in batches:
         images = [precision.input(im.to(args.device, non_blocking=True)) for im in images]
         with precision.autocast():
             losses = model(images, epoch)
@@ -266,14 +255,6 @@ def original_publish_path(args, filename: str) -> str | None:
         return os.path.join(args.output_folder, relative)
     script_dir = os.path.join(LARGE_SCALE_DIR, "webvision" if args.webvision else "imagenet")
     return original_output_path(script_dir, os.path.join("results", relative))
-
-
-def load_training_checkpoint(run, state, model, optimizer, scaler, explicit: str) -> None:
-    """Restore a training checkpoint of this script or of the original (``module.``-prefixed keys either way; the
-    original's has no scaler / RNG state: the run then continues with fresh ones)."""
-    source = explicit or os.path.join(run.run_dir, RESUME_FILE)
-    load_model_state(model, state["state_dict"], source=f"checkpoint '{source}'")
-    run.restore(state, optimizer=optimizer, scaler=scaler)
 
 
 if __name__ == "__main__":
