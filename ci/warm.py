@@ -19,8 +19,13 @@ Two ways in:
   standard streams to the zygote and exits with the child's status (a signal it receives is passed on to the
   child); anything else (``-m``, ``-c``, no file) it ``exec``s with the real interpreter.
 
-Not warm: ``python -m ...`` (torchrun), ``-c``, ``mp.spawn``'s worker processes (they are spawned fresh, as in
-production), the tests that kill or time processes themselves, and everything when
+* ``mp.spawn`` inside a warm child: ``multiprocessing.set_executable`` points at the shim, which hands the
+  ``python -c "...spawn_main(tracker_fd=T, pipe_handle=P)" --multiprocessing-fork`` worker, with those two file
+  descriptors, to the zygote as well; the worker then reads its pickled task from that pipe as usual.
+* ``python -m common.<module> ...`` (``runpy.run_module``).
+
+Not warm: torchrun (``python -m torch.distributed.run``: its agent and workers start real interpreters), other
+``-m`` / ``-c`` commands, the tests that start processes themselves, and everything when
 ``CL_TEST_FRESH_INTERPRETER=1`` (same assertions, one real interpreter per command: use it to check the two agree).
 
 Protocol (a Unix socket, one connection per command): the client sends a JSON line ``{"entry", "argv", "cwd",
@@ -41,6 +46,7 @@ import tempfile
 
 FRESH_INTERPRETER_ENV = "CL_TEST_FRESH_INTERPRETER"
 SOCKET_ENV = "CL_WARM_SOCKET"
+SHIM_ENV = "CL_WARM_PYTHON"
 WARM_MODULES = ("numpy", "PIL.Image", "torch", "torchvision", "sklearn.datasets", "sklearn.model_selection",
                 "tensorboardX", "tqdm")
 
@@ -49,12 +55,21 @@ SHIM = '''#!{python} -SE
 import json, os, signal, socket, sys
 REAL, args = {python!r}, sys.argv[1:]
 path = os.environ.get({socket_env!r})
-if not path or not args or not args[0].endswith(".py"):
-    os.execv(REAL, [REAL, *args])
+fds = [0, 1, 2]
+while args[:1] in (["-B"], ["-s"], ["-E"]):   # multiprocessing's interpreter flags before -c
+    args = args[1:]
+if path and args[:1] == ["-c"] and "spawn_main(" in args[1]:   # a multiprocessing 'spawn' worker
+    import re
+    fds += [int(n) for n in re.findall(r"(?:tracker_fd|pipe_handle)=(\\d+)", args[1])]
+    request = {{"code": args[1], "argv": args[2:], "fds": fds}}
+elif path and args and args[0].endswith(".py"):
+    request = {{"entry": args[0], "argv": args[1:]}}
+else:
+    os.execv(REAL, [REAL, *sys.argv[1:]])
 conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 conn.connect(path)
-request = {{"entry": args[0], "argv": args[1:], "cwd": os.getcwd(), "env": dict(os.environ)}}
-socket.send_fds(conn, [json.dumps(request).encode() + b"\\n"], [0, 1, 2])
+request.update(cwd=os.getcwd(), env=dict(os.environ))
+socket.send_fds(conn, [json.dumps(request).encode() + b"\\n"], fds)
 replies = conn.makefile("rb")
 pid = json.loads(replies.readline())["pid"]
 for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -85,22 +100,38 @@ def _child(request: dict, fds: list[int], base_path: list[str]) -> int:
 
     import numpy
     import torch
-    for target, fd in enumerate(fds):
-        os.dup2(fd, target)
-        os.close(fd)
+    targets = request.get("fds") or list(range(len(fds)))
+    for target, fd in zip(targets, fds):
+        if fd != target:
+            os.dup2(fd, target)
+            os.close(fd)
+        if target > 2:
+            os.set_inheritable(target, True)
     for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD):
         signal.signal(sig, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(request["env"])
-    entry = os.path.abspath(os.path.join(request["cwd"], request["entry"]))
     pythonpath = [p for p in request["env"].get("PYTHONPATH", "").split(os.pathsep) if p]
-    sys.path[:] = [os.path.dirname(entry), *pythonpath, *base_path]
-    sys.argv = [request["entry"], *request["argv"]]       # as typed; __file__ absolute, as Python >= 3.9 sets them
     main = types.ModuleType("__main__")
-    main.__file__ = entry
     main.__builtins__ = __builtins__
+    if "module" in request:                               # python -m MODULE ARGS
+        sys.path[:] = [request["cwd"], *pythonpath, *base_path]
+        sys.argv = [request["module"], *request["argv"]]
+        entry, source = "<string>", (f"import runpy; runpy.run_module({request['module']!r}, run_name='__main__', "
+                                     "alter_sys=True)").encode()
+    elif "code" in request:                               # python -c CODE ARGS (a multiprocessing spawn worker)
+        sys.path[:] = ["", *pythonpath, *base_path]
+        sys.argv = ["-c", *request["argv"]]
+        entry, source = "<string>", request["code"].encode()
+    else:
+        entry = os.path.abspath(os.path.join(request["cwd"], request["entry"]))
+        sys.path[:] = [os.path.dirname(entry), *pythonpath, *base_path]
+        sys.argv = [request["entry"], *request["argv"]]   # as typed; __file__ absolute, as Python >= 3.9 sets them
+        main.__file__ = entry
+        with open(entry, "rb") as f:
+            source = f.read()
     sys.modules["__main__"] = main                        # what pickling (mp.spawn's main_worker) looks up
     # a fresh interpreter seeds these three from the OS; a forked child would repeat the zygote's draws
     random.seed()
@@ -108,10 +139,11 @@ def _child(request: dict, fds: list[int], base_path: list[str]) -> int:
     torch.seed()
     torch.set_num_threads(int(request["env"].get("OMP_NUM_THREADS") or os.cpu_count() or 1))
     code = 0
+    if request["env"].get(SHIM_ENV):   # this child's own mp.spawn workers start through the shim as well
+        import multiprocessing
+        multiprocessing.set_executable(request["env"][SHIM_ENV])
     try:
-        with open(entry, "rb") as f:
-            code_object = compile(f.read(), entry, "exec")
-        exec(code_object, main.__dict__)
+        exec(compile(source, entry, "exec"), main.__dict__)
     except SystemExit as e:
         if e.code is None or isinstance(e.code, int):
             code = e.code or 0
@@ -133,7 +165,7 @@ def _child(request: dict, fds: list[int], base_path: list[str]) -> int:
 
 
 def _receive(conn: socket.socket) -> tuple[dict, list[int]]:
-    data, fds, _, _ = socket.recv_fds(conn, 1 << 16, 3)
+    data, fds, _, _ = socket.recv_fds(conn, 1 << 16, 8)
     while not data.endswith(b"\n"):
         more = conn.recv(1 << 16)
         if not more:
@@ -222,9 +254,10 @@ class Zygote:
                 f.write(text)
             os.chmod(os.path.join(self.shims, name), 0o755)
 
-    def run_python(self, entry: str, argv: list, cwd: str, env: dict, timeout: float) -> subprocess.CompletedProcess:
-        """``python <entry> <argv>`` in ``cwd`` with ``env``, like ``subprocess.run(capture_output=True,
-        text=True, timeout=timeout)``."""
+    def run_python(self, entry: str, argv: list, cwd: str, env: dict, timeout: float,
+                   module: bool = False) -> subprocess.CompletedProcess:
+        """``python <entry> <argv>`` (``python -m <entry> <argv>`` with ``module``) in ``cwd`` with ``env``, like
+        ``subprocess.run(capture_output=True, text=True, timeout=timeout)``."""
         self.start()
         with tempfile.TemporaryDirectory(prefix="warm_") as capture:
             paths = [os.devnull, os.path.join(capture, "stdout"), os.path.join(capture, "stderr")]
@@ -232,7 +265,8 @@ class Zygote:
             conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
                 conn.connect(self.socket_path)
-                request = {"entry": entry, "argv": [str(a) for a in argv], "cwd": str(cwd), "env": dict(env)}
+                request = {"module" if module else "entry": entry, "argv": [str(a) for a in argv], "cwd": str(cwd),
+                           "env": self.warm_env(env)}
                 socket.send_fds(conn, [json.dumps(request).encode() + b"\n"], [f.fileno() for f in files])
             finally:
                 for f in files:
@@ -253,12 +287,15 @@ class Zygote:
                     texts.append(f.read())
         return subprocess.CompletedProcess([sys.executable, entry, *argv], code, *texts)
 
+    def warm_env(self, env: dict) -> dict:
+        """``env`` plus what a warm child needs to start its ``mp.spawn`` workers warm too."""
+        return {**env, SOCKET_ENV: self.socket_path, SHIM_ENV: os.path.join(self.shims, "python")}
+
     def shell_env(self, env: dict) -> dict:
         """``env`` for a shell script whose ``python`` (and ``$PYTHON``) should be the shim."""
         self.start()
-        env = dict(env)
+        env = self.warm_env(env)
         env["PATH"] = os.pathsep.join(p for p in (self.shims, env.get("PATH", "")) if p)
-        env[SOCKET_ENV] = self.socket_path
         if env.get("PYTHON") in (sys.executable, "python", "python3"):
             env["PYTHON"] = os.path.join(self.shims, "python")
         return env
@@ -287,6 +324,8 @@ def run(cmd: list, cwd, env: dict, timeout: float) -> subprocess.CompletedProces
     if not os.environ.get(FRESH_INTERPRETER_ENV) and _zygote_usable():
         if len(cmd) > 1 and cmd[0] == sys.executable and cmd[1].endswith(".py"):
             return _zygote.run_python(cmd[1], cmd[2:], str(cwd), env, timeout)
+        if len(cmd) > 2 and cmd[0] == sys.executable and cmd[1] == "-m" and cmd[2].startswith("common."):
+            return _zygote.run_python(cmd[2], cmd[3:], str(cwd), env, timeout, module=True)
         if os.path.basename(cmd[0]) in ("bash", "sh"):
             env = _zygote.shell_env(env)
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)

@@ -5,7 +5,6 @@ networks of a multi-network model, differ), saves it the way the entry point or 
 requires the extracted backbone to give exactly the method's own evaluation feature on a batch of images.
 """
 import copy
-import subprocess
 import sys
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import pytest
 import torch
 import torch.nn as nn
 
+from ci import warm
 from common.backbones import build_backbone
 from common.checkpoint_formats import extract_backbone_state
 from common.evaluate import export_backbone, feature_function, load_backbone, main
@@ -282,13 +282,11 @@ def test_imagefolder_eval_split_lacking_a_class(tmp_path):
 def test_cli_error_is_one_line_and_help_shows_defaults(tmp_path):
     env = {"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
     torch.save({"epoch": 1, "optimizer": {}}, tmp_path / "bad.pth")
-    proc = subprocess.run([sys.executable, "-m", "common.evaluate", str(tmp_path / "bad.pth")], env=env,
-                          capture_output=True, text=True, timeout=120)
+    proc = warm.run([sys.executable, "-m", "common.evaluate", str(tmp_path / "bad.pth")], ROOT, env, 120)
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "['epoch', 'optimizer']" in lines[0]
-    proc = subprocess.run([sys.executable, "-m", "common.evaluate", "--help"], env=env, capture_output=True,
-                          text=True, timeout=120)
+    proc = warm.run([sys.executable, "-m", "common.evaluate", "--help"], ROOT, env, 120)
     assert proc.returncode == 0 and "(default: digits)" in proc.stdout and "(default: 200)" in proc.stdout
 
 
@@ -300,8 +298,7 @@ def test_checkpoint_of_the_mcl_entry_point(tmp_path):
                runs_dir=tmp_path)
     ckpt = next(tmp_path.rglob("resnet32.pth.tar"))
     env = {"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
-    proc = subprocess.run([sys.executable, "-m", "common.evaluate", str(ckpt), "--knn", "--member", "1"], env=env,
-                          capture_output=True, text=True, timeout=300)
+    proc = warm.run([sys.executable, "-m", "common.evaluate", str(ckpt), "--knn", "--member", "1"], ROOT, env, 300)
     assert proc.returncode == 0, proc.stderr
     assert "MCL network 1 of the *_n wrapper" in proc.stdout and "backbone resnet32 " in proc.stdout
     assert "k-NN (k=200, T=0.1) top-1:" in proc.stdout

@@ -95,3 +95,36 @@ def test_shell_scripts_get_the_python_shim(script, monkeypatch):
     monkeypatch.setenv(warm.FRESH_INTERPRETER_ENV, "1")
     fresh = warm.run(["bash", "run.sh"], script, env, 120)
     assert fresh.returncode == 4 and fresh.stderr.count("fresh") == 2, fresh.stderr
+
+
+SPAWNING = textwrap.dedent('''
+    import sys
+    import torch.multiprocessing as mp
+
+    def worker(index, fail):
+        print("worker", index, "preloaded" if "sklearn.datasets" in sys.modules else "fresh", flush=True)
+        if fail and index == 1:
+            sys.exit(3)
+
+    if __name__ == "__main__":
+        try:
+            mp.spawn(worker, args=(sys.argv[1] == "fail",), nprocs=2)
+        except mp.ProcessExitedException as e:
+            print("exit code", e.exit_code)
+            sys.exit(e.exit_code)
+''')
+
+
+@pytest.mark.parametrize("mode", ["ok", "fail"])
+def test_spawn_workers_of_a_warm_child_are_warm(tmp_path, mode):
+    """mp.spawn inside a warm child starts its workers through the shim: forked from the zygote as well, with the
+    pipe multiprocessing hands its workers, and their exit status reaches mp.spawn."""
+    (tmp_path / "spawning.py").write_text(SPAWNING)
+    env = {"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"}
+    proc = warm.run([sys.executable, "spawning.py", mode], tmp_path, env, 120)
+    assert sorted(line for line in proc.stdout.splitlines() if line.startswith("worker")) == \
+        ["worker 0 preloaded", "worker 1 preloaded"], proc.stdout + proc.stderr
+    if mode == "ok":
+        assert proc.returncode == 0, proc.stderr
+    else:
+        assert proc.returncode == 3 and "exit code 3" in proc.stdout, proc.stdout + proc.stderr

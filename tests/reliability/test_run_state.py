@@ -197,11 +197,11 @@ def test_paco_error_path_under_its_default_launch(tmp_path, cifar100_root):
              if f != "--no-multiprocessing-distributed"]
     env = smoke_env(runs, {"PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"})
     env.pop(FAULT_ENV, None)
-    first = subprocess.run(flags, cwd=ROOT / method.folder, env=env, capture_output=True, text=True, timeout=300)
+    first = warm.run(flags, ROOT / method.folder, env, 300)
     assert first.returncode == 0, _show(first)
     (folder,) = _run_folders(runs)
     (folder / method.checkpoint).write_bytes(b"\x00" * 100)
     (folder / "run.json").unlink()
-    proc = subprocess.run(flags, cwd=ROOT / method.folder, env=env, capture_output=True, text=True, timeout=300)
+    proc = warm.run(flags, ROOT / method.folder, env, 300)
     _assert_one_error_line(proc, method.checkpoint)
     assert "handle is closed" not in proc.stderr and "Exception in thread" not in proc.stderr, proc.stderr
