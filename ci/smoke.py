@@ -169,8 +169,8 @@ def run_golden(method: str, timeout: float = 600) -> subprocess.CompletedProcess
     FileNotFoundError: it fails the calling test instead of skipping it."""
     from common.golden import golden_fixtures  # here, not at the top: the smoke helpers do not need torch
     files = [str(p) for p in golden_fixtures(method)]
-    proc = subprocess.run([sys.executable, str(ROOT / "ci" / "golden.py"), "--method", method, *files],
-                          cwd=ROOT, env=smoke_env(), capture_output=True, text=True, timeout=timeout)
+    proc = warm.run([sys.executable, str(ROOT / "ci" / "golden.py"), "--method", method, *files], ROOT, smoke_env(),
+                    timeout)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == f"{len(files)} passed, 0 failed", proc.stdout
     return proc

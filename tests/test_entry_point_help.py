@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 
 import pytest
 
+from ci import warm
 from ci.smoke import ROOT, smoke_env
 
 ENTRY_POINTS = [
@@ -84,9 +84,8 @@ def help_runs(tmp_path_factory) -> dict:
                      "env": {"HELP_RECORD": str(records[(method, entry)])}, "timeout": 120})
     (tmp / "jobs.json").write_text(json.dumps(jobs))
     isolated = ["--isolated"] if os.environ.get("CL_HELP_ISOLATED") == "1" else []
-    proc = subprocess.run([sys.executable, str(ROOT / "ci" / "entry_batch.py"), *isolated, str(tmp / "jobs.json"),
-                           str(tmp / "results.json")], cwd=ROOT, capture_output=True, text=True,
-                          env=smoke_env(tmp), timeout=600)
+    proc = warm.run([sys.executable, str(ROOT / "ci" / "entry_batch.py"), *isolated, str(tmp / "jobs.json"),
+                     str(tmp / "results.json")], ROOT, smoke_env(tmp), 600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     results = json.loads((tmp / "results.json").read_text())
     return {key: (results[str(i)], records[key]) for i, key in enumerate(ENTRY_POINTS)}

@@ -1,25 +1,28 @@
 """The originals' GPU-selecting flags (``--gpu``, ``--gpus``, ``--gpu-id``, ``--gpuid``, ``--gpu-ids``) on a machine
 without CUDA: every entry point prints the same single notice line (``common.utils.gpus_available``) and runs on
-the CPU. Each command is the smallest run of the method's smoke tests, run from the method folder.
+the CPU. Each command is the smallest run of the method's smoke tests, run from the method folder. The flags the
+originals' README commands carry (CACR's ``--gpus 0`` on small-scale training and linear evaluation, ``--gpus 0 1 …
+7`` on large-scale training and lincls, ASCL's ``--gpuid 0``, MoCo-MCL's and its lincls' ``--gpu-ids 0,…,7``) are
+checked, one notice each, on those very command lines by ``tests/test_original_commands.py``; here: the flags no
+README line carries (PaCo's ``--gpu``, MCL's ``--gpu-id``, ASCL's ``--gpuid 1``) and a default that is not typed.
 
-Speed: the nine commands run in one interpreter (``ci/entry_batch.py``: each entry file executed as ``__main__``
+Speed: the commands run in one interpreter (``ci/entry_batch.py``: each entry file executed as ``__main__``
 with its own argv, cwd, environment and captured file descriptors; a command that needs a checkpoint an earlier
-one wrote finds it by glob), so torch is imported once, not nine times. ``CL_GPU_FLAGS_ISOLATED=1`` runs every
+one wrote finds it by glob), so torch is imported once. ``CL_GPU_FLAGS_ISOLATED=1`` runs every
 command in its own ``python`` process instead (same assertions)."""
 from __future__ import annotations
 
 import json
 import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
 
+from ci import warm
 from ci.smoke import ROOT, smoke_env
-from common.data import fake
 from common.utils import gpus_available, set_visible_gpus
 
 pytestmark = [pytest.mark.slow,
@@ -35,23 +38,9 @@ def assert_one_notice(result: dict, flag: str, ids: str) -> None:
 
 
 def _commands(base: Path) -> list:
-    """``(test, id, method, entry, argv, globs)``: each test's commands in order; ``{data}`` is its ImageFolder,
-    ``{NAME}`` a file an earlier command wrote (``globs``, relative to the test's folder)."""
+    """``(test, id, method, entry, argv, globs)``: each test's commands in order; ``{NAME}`` in ``argv`` is a file
+    an earlier command wrote (``globs``, relative to the test's folder)."""
     return [
-        ("cacr_small", "train", "cacr", "small_scale_experiments/main_ours.py",
-         ["--dataset", "digits", "--arch", "resnet20_option_a", "--Ny", "1", "--Ns", "16", "--epochs", "1",
-          "--max-iters", "1", "--monitor", "none", "--num_workers", "0", "--no-progress", "--name", "gpu", "--gpus",
-          "0"], {}),
-        ("cacr_small", "eval", "cacr", "small_scale_experiments/linear_eval.py",
-         ["--dataset", "digits", "--arch", "resnet20_option_a", "--encoder_checkpoint", "{ENCODER}", "--epochs", "1",
-          "--max-iters", "1", "--batch_size", "16", "--num_workers", "0", "--no-progress", "--gpus", "0"],
-         {"ENCODER": "**/cacr/gpu/encoder.pth"}),
-        ("cacr_large", "train", "cacr", "large_scale_shift_experiments/imagenet/main_ours.py",
-         ["{data}", "-a", "resnet18", "--Ns", "4", "--Ny", "1", "--moco-k", "8", "--moco-dim", "16", "--image-size",
-          "32", "--epochs", "1", "--max-iters", "1", "-j", "0", "--no-progress", "--gpus", "0", "1"], {}),
-        ("cacr_large", "lincls", "cacr", "large_scale_shift_experiments/imagenet/main_lincls.py",
-         ["{data}", "-a", "resnet18", "-b", "4", "--image-size", "32", "--epochs", "1", "--max-iters", "1", "-j", "0",
-          "--no-progress", "--pretrained", "{CKPT}", "--gpus", "0"], {"CKPT": "**/cacr/**/checkpoint.pth.tar"}),
         ("paco", "train", "paco", "LT/paco_lt.py",
          ["--dataset", "digits", "-a", "resnet32", "--feat_dim", "64", "--epochs", "1", "-b", "32", "--moco-k", "64",
           "--moco-dim", "16", "--aug", "mocov2_mocov2", "--no-multiprocessing-distributed", "-j", "0", "--seed", "0",
@@ -66,14 +55,6 @@ def _commands(base: Path) -> list:
         ("mcl_default", "train", "mcl", "main_cifar.py",
          ["--dataset", "digits", "--arch", "resnet32", "--image-size", "16", "--epochs", "1", "--max-iters", "1",
           "--batch-size", "8", "--num-workers", "0", "--no-progress"], {}),
-        ("mcl_moco", "train", "mcl", "main_moco_mcl.py",
-         ["-a", "resnet18", "--data", "{data}", "--image-size", "32", "--batch-size", "4", "--moco-k", "16",
-          "--moco-dim", "16", "--epochs", "1", "--max-iters", "1", "--workers", "0", "--no-progress", "--gpu-ids",
-          "0"], {}),
-        ("mcl_moco", "lincls", "mcl", "main_lincls.py",
-         ["-a", "resnet18", "--pretrained", "{CKPT}", "--data", "{data}", "--image-size", "32", "--resize", "36",
-          "--batch-size", "4", "--epochs", "1", "--max-iters", "1", "--workers", "0", "--num-classes", "3",
-          "--no-progress", "--gpu-ids", "0"], {"CKPT": "**/moco_mcl_resnet18_n2*/checkpoint_0000.pth.tar"}),
     ]
 
 
@@ -81,23 +62,21 @@ def _commands(base: Path) -> list:
 def runs(tmp_path_factory) -> dict:
     """``{test: {id: result, "dir": its runs folder}}`` of every command above, run in one batch."""
     base = tmp_path_factory.mktemp("gpu_flags")
-    data = fake.write_imagefolder(base / "imagenet", n_classes=3, n_per_class=4, splits=("train", "val"), size=40)
     jobs = []
     for test, job_id, method, entry, argv, globs in _commands(base):
         folder = base / test
         folder.mkdir(exist_ok=True)
         env = smoke_env(folder)   # CL_RUNS_DIR / CL_ORIGINAL_OUTPUTS of the test's own folder
         jobs.append({"id": f"{test}:{job_id}", "cwd": str(ROOT / method), "entry": entry,
-                     "argv": [a.replace("{data}", str(data)) for a in argv], "timeout": 300,
+                     "argv": argv, "timeout": 300,
                      "env": {k: env[k] for k in ("CL_RUNS_DIR", "CL_ORIGINAL_OUTPUTS")},
                      "globs": {name: str(folder / pattern) for name, pattern in globs.items()}})
     (base / "jobs.json").write_text(json.dumps(jobs))
     isolated = ["--isolated"] if os.environ.get("CL_GPU_FLAGS_ISOLATED") == "1" else []
     env = smoke_env(base)
     env.pop("CUDA_VISIBLE_DEVICES", None)
-    proc = subprocess.run([sys.executable, str(ROOT / "ci" / "entry_batch.py"), *isolated, str(base / "jobs.json"),
-                           str(base / "results.json")], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=1800)
+    proc = warm.run([sys.executable, str(ROOT / "ci" / "entry_batch.py"), *isolated, str(base / "jobs.json"),
+                     str(base / "results.json")], ROOT, env, 1800)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     results = json.loads((base / "results.json").read_text())
     out = {}
@@ -121,25 +100,6 @@ def test_helper(capsys, monkeypatch):
     assert os.environ["CUDA_VISIBLE_DEVICES"] == "0,1"
 
 
-def assert_train_then_evaluate(run, flag, train_ids, checkpoint, evaluation, final):
-    """One notice each from the training command (``flag train_ids``, leaving ``checkpoint``) and the evaluation
-    command run after it (``flag 0``), which prints ``final``."""
-    assert_one_notice(run["train"], flag, train_ids)
-    assert list(run["dir"].rglob(checkpoint))
-    assert_one_notice(run[evaluation], flag, "0")
-    assert final in run[evaluation]["stdout"]
-
-
-def test_cacr_small_scale_train_and_linear_eval(runs):
-    """The README's training and testing commands both end with --gpus (linear_eval.py used to stop)."""
-    assert_train_then_evaluate(runs["cacr_small"], "--gpus", "0", "cacr/gpu/encoder.pth", "eval", "Best acc")
-
-
-def test_cacr_large_scale_train_and_lincls(runs):
-    assert_train_then_evaluate(runs["cacr_large"], "--gpus", "0 1", "cacr/**/checkpoint.pth.tar", "lincls",
-                               "final linear top-1")
-
-
 def test_paco_gpu(runs):
     assert_one_notice(runs["paco"]["train"], "--gpu", "0")
 
@@ -157,8 +117,3 @@ def test_default_gpu_id_is_no_notice(runs):
     result = runs["mcl_default"]["train"]
     assert result["returncode"] == 0, result["stderr"][-2000:]
     assert not NOTICE.findall(result["stdout"] + result["stderr"]), result["stderr"][-1500:]
-
-
-def test_mcl_moco_and_lincls_gpu_ids(runs):
-    assert_train_then_evaluate(runs["mcl_moco"], "--gpu-ids", "0", "moco_mcl_resnet18_n2*/checkpoint_0000.pth.tar",
-                               "lincls", "final top-1:")

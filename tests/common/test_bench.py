@@ -7,6 +7,8 @@ from pathlib import Path
 
 import torch
 
+from ci import warm
+
 ROOT = Path(__file__).resolve().parents[2]
 METHODS = {"paco", "cacr", "ascl", "mcl_memory", "mcl_moco", "attentionce"}
 
@@ -21,8 +23,7 @@ def test_quick_bench_writes_json(tmp_path):
     out = tmp_path / "bench.json"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     # --no-memory: the peak-memory columns start two fresh Python processes per loss case (tested below on one case)
-    proc = subprocess.run([sys.executable, "ci/bench.py", "--quick", "--no-memory", "--out", str(out)], cwd=ROOT,
-                          env=env, capture_output=True, text=True, timeout=240)
+    proc = warm.run([sys.executable, "ci/bench.py", "--quick", "--no-memory", "--out", str(out)], ROOT, env, 240)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     for title in ("== loss cost", "== input pipeline", "== method overhead"):
         assert title in proc.stdout

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -44,6 +43,7 @@ from typing import Callable
 import pytest
 import torch
 
+from ci import warm
 from ci.smoke import ROOT, smoke_env
 
 KINDS = ("missing_data", "wrong_format", "flags", "resume_checkpoint", "eval_checkpoint", "nan_loss")
@@ -726,7 +726,7 @@ def results(data, tmp_path_factory):
         jobs_file.write_text(json.dumps(jobs))
         cmd = [sys.executable, str(ROOT / "ci" / "entry_batch.py"), *(["--isolated"] if ISOLATED else []),
                str(jobs_file), str(results_file)]
-        proc = subprocess.run(cmd, cwd=ROOT, env=smoke_env(), capture_output=True, text=True, timeout=1800)
+        proc = warm.run(cmd, ROOT, smoke_env(), 1800)   # the batch interpreter itself starts warm (ci/warm.py)
         assert proc.returncode == 0, f"entry_batch for {method} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
         done.update(json.loads(results_file.read_text()))
         for job_id, record in done.items():
