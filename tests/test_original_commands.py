@@ -416,3 +416,25 @@ def test_original_command(row: Command, batches):
     for pattern in row.expect:
         pattern = pattern.format(**paths)
         assert glob.glob(pattern, recursive=True), f"{row.line}: nothing at {pattern}\n{output[-1500:]}"
+
+
+def test_cacr_knn_readme_line_under_torch_distributed_launch(data, tmp_path):
+    """CACR's k-NN README line as typed, with its launcher: ``python -m torch.distributed.launch
+    --nproc_per_node=[gpus] main_knn.py --arch ... --pretrained_weights [ckpt] --data_path [imagenet]
+    --dump_features [dir]`` (2 CPU processes; the table's row runs the python line alone). Same change as the
+    row: ``--image-size 32``; the checkpoint is a MoCo-v3 layout of a ResNet-18 (``module.base_encoder.``)."""
+    import torchvision
+    ckpt = tmp_path / "checkpoint_0099.pth.tar"
+    torch.manual_seed(0)
+    torch.save({"epoch": 100, "arch": "resnet18", "state_dict": {
+        f"module.base_encoder.{k}": v for k, v in torchvision.models.resnet18().state_dict().items()}}, ckpt)
+    env = smoke_env(tmp_path / "runs")
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.launch", "--nproc_per_node=2", "main_knn.py",
+                           "--arch", "resnet18", "--pretrained_weights", str(ckpt), "--data_path", data["imagenet"],
+                           "--dump_features", str(tmp_path / "features"), "--image-size", "32"],
+                          cwd=ROOT / "cacr" / "imagenet_pretraining", env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert "20-NN classifier result: Top1:" in proc.stdout and "final knn top-1:" in proc.stdout, proc.stdout[-2000:]
+    assert list((tmp_path / "features").iterdir()), "no features dumped"
