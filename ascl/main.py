@@ -2,7 +2,7 @@
 
     python main.py --epochs 200 --dataset cifar100 --data_path data/CIFAR100 --K 5 --type ascl --t1 0.1 --t2 0.05
 
-``--K`` is the number of neighbours and ``--mem_size`` the queue size (see ``main_simple.py`` for the other naming).
+``--K`` (alias ``--nn_num``) is the number of neighbours and ``--mem_size`` the queue size, as in ``main_simple.py``.
 """
 from common.utils import run_main
 from ascl.pretrain import main

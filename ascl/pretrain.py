@@ -1,9 +1,9 @@
 """Training code shared by ``main.py`` and ``main_simple.py`` (spec §b, §g, §h).
 
 Self-supervised pre-training (MoCo- or BYOL-style ASCL) with a weighted-kNN monitor after every epoch, then a
-linear evaluation of the frozen student backbone.  The two entry points differ only in their flag names:
-``main.py`` calls the neighbour count ``--K`` and the queue ``--mem_size``; ``main_simple.py`` calls the queue
-``--K`` and the neighbour count ``--nn_num`` (quirk 5).
+linear evaluation of the frozen student backbone.  Both entry points read ``--K`` (alias ``--nn_num``) as the
+neighbour count and ``--mem_size`` as the queue, main.py's meaning (quirk 5: the original ``main_simple.py`` read
+``--K`` as its queue); ``main_simple.py`` has no wandb flags and prints one notice when ``--K`` is typed.
 """
 from __future__ import annotations
 
@@ -28,9 +28,22 @@ from ascl.model import ASCL, LinearHead
 from ascl.utils import adjust_learning_rate
 
 CHECKPOINT_NAMES = ("ckpts.pth", "model_last.pth")
+TYPED_NEIGHBOUR_FLAGS = "typed_neighbour_flags"   # namespace attribute of NeighbourCount, removed by parse_args
 
 
 # ----------------------------------------------------------------------------------------------- flags
+
+class NeighbourCount(argparse.Action):
+    """``--K`` / ``--nn_num``: one neighbour count under two names. It also records which of the names were typed
+    with which value, so the two typed with different values can be refused (argparse would silently keep the
+    last) and main_simple.py can tell its original users that ``--K`` is no longer its queue size."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        typed = dict(getattr(namespace, TYPED_NEIGHBOUR_FLAGS, None) or {})
+        typed[option_string] = values
+        setattr(namespace, TYPED_NEIGHBOUR_FLAGS, typed)
+        setattr(namespace, self.dest, values)
+
 
 def build_parser(variant: str = "main") -> argparse.ArgumentParser:
     simple = variant == "main_simple"
@@ -62,21 +75,15 @@ def build_parser(variant: str = "main") -> argparse.ArgumentParser:
     parser.add_argument("--wd", default=5e-4, type=float, help="weight decay of the pre-training")
     parser.add_argument("--m", default=0.99, type=float, help="EMA momentum of the teacher (key) encoder")
     parser.add_argument("--dim", default=128, type=int, help="projection dim")
-    if simple:
-        parser.add_argument("--K", default=4096, type=int, dest="mem_size",
-                            help="QUEUE SIZE in main_simple.py (in main.py --K is the neighbour count; quirk 5)")
-        parser.add_argument("--mem_size", type=int, dest="mem_size",
-                            help="alias of --K (queue size; main.py's name, quirk 5)")
-        parser.add_argument("--nn_num", default=1, type=int, dest="K",
-                            help="number of neighbours k_nn (main.py calls it --K: quirk 5)")
-    else:
-        parser.add_argument("--mem_size", default=4096, type=int,
-                            help="queue size Q (main_simple.py calls it --K: quirk 5)")
-        parser.add_argument("--K", default=1, type=int, dest="K",
-                            help="number of neighbours k_nn (main_simple.py calls it --nn_num and --K is its queue: "
-                                 "quirk 5)")
-        parser.add_argument("--nn_num", type=int, dest="K",
-                            help="alias of --K (main_simple.py's name for the neighbour count, quirk 5)")
+    # one meaning for both entry points (quirk 5 fixed the main.py way): the original main_simple.py's --K was the
+    # queue, so its README line "--K 5" asked for a queue of 5; here --K is the neighbour count everywhere
+    parser.add_argument("--mem_size", default=4096, type=int,
+                        help="queue size Q (the original main_simple.py called it --K: quirk 5)")
+    parser.add_argument("--K", default=1, type=int, dest="K", action=NeighbourCount,
+                        help="number of neighbours k_nn, in main.py and main_simple.py alike (the original "
+                             "main_simple.py read --K as the queue size: quirk 5; the queue is --mem_size)")
+    parser.add_argument("--nn_num", type=int, dest="K", action=NeighbourCount,
+                        help="alias of --K (the original main_simple.py's name for the neighbour count)")
     parser.add_argument("--resume", nargs="?", const="run_dir", default="",
                         help="resume: without a value from <run dir>/ckpts.pth (or model_last.pth), or from the "
                              "given checkpoint file. A run directory holding a checkpoint is resumed "
@@ -145,6 +152,36 @@ def build_parser(variant: str = "main") -> argparse.ArgumentParser:
     return parser
 
 
+def parse_args(variant: str = "main", argv=None) -> tuple[argparse.Namespace, dict]:
+    """``(args, typed)``: the parsed flags and ``{"--K" / "--nn_num": value}`` of the neighbour flags typed (kept
+    out of ``args``, which is stored in run.json and the checkpoints)."""
+    args = build_parser(variant).parse_args(argv)
+    typed = vars(args).pop(TYPED_NEIGHBOUR_FLAGS, None) or {}
+    return args, typed
+
+
+def neighbour_flag_notice(variant: str, typed: dict) -> str | None:
+    """The one line telling an original main_simple.py user who typed ``--K`` that it now counts neighbours."""
+    if variant == "main_simple" and "--K" in typed:
+        return ("notice: main_simple.py reads --K as the number of neighbours, as main.py does (the original's "
+                "main_simple.py read it as the queue size: quirk 5); the queue size is --mem_size")
+    return None
+
+
+def check_neighbour_flags(args, typed: dict) -> None:
+    """--K and --nn_num typed with different values, or main_simple.py's --K at least the whole queue (an original
+    main_simple.py user giving the queue size, e.g. its default --K 4096) → UserError naming the flags to use."""
+    typed_k = typed.get("--K")
+    if args.variant == "main_simple" and typed_k is not None and typed_k >= args.mem_size:
+        raise UserError(f"main_simple.py --K {typed_k} asks for {typed_k} neighbours, at least the whole queue "
+                        f"(--mem_size {args.mem_size}): --K is the number of neighbours here, as in main.py "
+                        "(quirk 5); give the queue size with --mem_size and the neighbours with --K or --nn_num "
+                        "(e.g. --mem_size 4096 --K 5)")
+    if len(set(typed.values())) > 1:
+        raise UserError(f"--K {typed_k} and --nn_num {typed['--nn_num']} disagree: both are the number of "
+                        "neighbours (the queue size is --mem_size); give one of them")
+
+
 def knn_recalibrate_splits(args) -> int:
     return max(1, args.bn_splits) if args.knn_bn_recalibrate else 0
 
@@ -160,18 +197,16 @@ def validate_args(args) -> None:
     if args.batch_size < 2:
         raise UserError("--batch-size must be at least 2")
     if args.mem_size % args.batch_size != 0:
-        hint = (" (in main_simple.py --K is the queue size; the neighbour count is --nn_num)"
-                if args.variant == "main_simple" else "")
-        raise UserError(f"the queue size ({args.mem_size}) must be a multiple of the batch size "
-                        f"({args.batch_size}): every enqueue writes one whole batch{hint}")
+        raise UserError(f"the queue size (--mem_size {args.mem_size}) must be a multiple of the batch size "
+                        f"(--batch-size {args.batch_size}): every enqueue writes one whole batch")
     if args.bn_splits > 1 and args.batch_size % args.bn_splits != 0:
         raise UserError(f"--batch-size {args.batch_size} must be divisible by the {args.bn_splits} SplitBatchNorm "
                         f"groups (change --batch-size or --bn_splits)")
     if args.model == "moco" and args.type in ("ahcl", "hard") and args.K > args.mem_size:
-        raise UserError(f"--type {args.type} takes the top-{args.K} of the queue, which holds only {args.mem_size} "
-                        "keys; lower the neighbour count or enlarge the queue")
+        raise UserError(f"--type {args.type} takes the top-{args.K} of the queue as neighbours (--K / --nn_num), "
+                        f"but the queue holds only {args.mem_size} keys (--mem_size); lower --K or raise --mem_size")
     if args.K < 1:
-        raise UserError("the neighbour count must be >= 1")
+        raise UserError(f"the number of neighbours (--K / --nn_num {args.K}) must be >= 1")
     if args.model == "byol" and args.dim != 128:
         raise UserError("--model byol needs --dim 128 (its predictor always outputs 128 dimensions)")
     if args.model == "byol" and args.type == "ascl" and args.batch_size < 3:
@@ -415,11 +450,16 @@ def _maybe_wandb(args, results_dir: str):
         print("warning: --wandb given but the wandb package is not installed; logging to tensorboardX only",
               file=sys.stderr)
         return None
-    return wandb.init(project=args.run_id or "ascl_project", entity=args.entity, name="train_" + results_dir, config=vars(args))
+    return wandb.init(project=args.run_id or "ascl_project", entity=args.entity, name="train_" + results_dir,
+                      config=vars(args))
 
 
 def main(variant: str = "main", argv=None) -> None:
-    args = build_parser(variant).parse_args(argv)
+    args, typed = parse_args(variant, argv)
+    notice = neighbour_flag_notice(variant, typed)
+    if notice and os.environ.get("RANK", "0") == "0":   # once, not by every process a launcher started
+        print(notice, file=sys.stderr, flush=True)
+    check_neighbour_flags(args, typed)
     if variant == "main_simple":
         args.run_id, args.entity, args.wandb = None, None, False   # quirk 3 fixed
     single_process = not args.multiprocessing_distributed and "LOCAL_RANK" not in os.environ

@@ -6,6 +6,7 @@ iterations, one linear-eval epoch.
 import re
 
 import pytest
+import torch
 
 from ci.smoke import FAST_PATH_FLAGS, assert_fast_path_args, run_python, run_script
 from common.data import fake
@@ -43,15 +44,18 @@ def test_cifar100_main_script(tmp_path):
 
 
 def test_cifar100_main_simple_script(tmp_path):
-    # main_simple.py: --K is the queue size, --nn_num the neighbours (the script passes --nn_num 5)
+    # the script runs the README's main_simple.py line as typed: --K 5 = 5 neighbours (quirk 5: the original read it
+    # as the queue size), the queue is --mem_size (32 here); typing --K prints one notice
     data = fake.write_cifar100(tmp_path / "data", n_train=40, n_test=20)
-    tiny = [a for a in TINY if a not in ("--mem_size", "32")]
-    proc = run_script("ascl", "sh/cifar100_ascl_simple.sh", *tiny, "--K", "32", "--type", "ahcl",
-                      "--arch", "resnet20_option_a",
+    proc = run_script("ascl", "sh/cifar100_ascl_simple.sh", *TINY, "--type", "ahcl", "--arch", "resnet20_option_a",
                       env={"DATA": data}, runs_dir=tmp_path)
     assert "final knn top-1" in proc.stdout
+    assert proc.stderr.count("notice: main_simple.py reads --K as the number of neighbours") == 1, proc.stderr
     # without --run_id the results folder also carries a digest of the result flags (common.engine)
-    assert list((tmp_path / "ascl" / "ascl_project").glob("cifar100_moco_ahcl_1_weak_augment_5_0.1_0.05-*"))
+    (run,) = (tmp_path / "ascl" / "ascl_project").glob("cifar100_moco_ahcl_1_weak_augment_5_0.1_0.05-*")
+    stored = torch.load(run / "model_last.pth", map_location="cpu", weights_only=False)
+    assert (stored["args"]["K"], stored["args"]["mem_size"]) == (5, 32)
+    assert stored["state_dict"]["queue"].shape[1] == 32     # the queue: --mem_size, not --K
 
 
 def test_imagenet_script(tmp_path):
