@@ -193,7 +193,9 @@ ASCL = [
     Command("ascl", "README", ".", f"python main.py {ASCL_LINE}", change=("--batch-size", "8"),
             why="batch 256 of ResNet-18 x 2 views is minutes per CPU step"),
     # README "the same command with main_simple.py": the original's main_simple parser read --K 5 as a queue of 5
-    # and failed its assert (quirk 5); here --K is the neighbour count in both entry points, so it runs as typed
+    # and failed its assert (quirk 5); here --K is the neighbour count in both entry points, so it runs as typed.
+    # Same result-affecting flags as the row above, so it finds that finished run and reports it complete;
+    # ascl/tests/test_smoke.py trains main_simple.py's own script and checks K=5 in its checkpoint
     Command("ascl", "README", ".", f"python main_simple.py {ASCL_LINE}", change=("--batch-size", "8"),
             why="batch 256 of ResNet-18 x 2 views is minutes per CPU step"),
 ]
