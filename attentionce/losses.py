@@ -66,22 +66,44 @@ def non_negative_positions(batch_size: int, n_anchor_views: int = 2, total_batch
     return positions
 
 
+def own_positions(batch_size: int, n_anchor_views: int = 2, total_batch_size: int | None = None,
+                  offset: int = 0, device=None) -> torch.Tensor:
+    """Flat indices into the ``(V * b, V * B_all)`` similarity matrix of each row's own column (anchor view a
+    of image i against itself), one per row; cached."""
+    total = batch_size if total_batch_size is None else total_batch_size
+    key = ("own", batch_size, n_anchor_views, total, offset, str(device))
+    positions = _MASK_CACHE.get(key)
+    if positions is None:
+        rows = torch.arange(n_anchor_views * batch_size, device=device)
+        columns = rows // batch_size * total + rows % batch_size + offset
+        positions = rows * (n_anchor_views * total) + columns
+        if len(_MASK_CACHE) > 64:
+            _MASK_CACHE.clear()
+        _MASK_CACHE[key] = positions
+    return positions
+
+
 def _positive_similarities(anchors: torch.Tensor, positives: torch.Tensor) -> torch.Tensor:
     """s⁺[a, i, k] = ⟨anchor view a of image i, positive view k of image i⟩: ``(V, b, D)``, ``(M, b, D)`` →
     ``(V, b, M)`` (one small batched GEMM per image; einsum's dispatch cost more than the product here)."""
     return torch.bmm(anchors.transpose(0, 1), positives.permute(1, 2, 0)).transpose(0, 1)
 
 
+def _softmax_(matrix: torch.Tensor) -> torch.Tensor:
+    """Row softmax of a 2-D tensor written over it (one fused pass, no second n × n buffer)."""
+    return torch.ops.aten._softmax.out(matrix, 1, False, out=matrix)
+
+
 class _AttentioNCERows(torch.autograd.Function):
     """Per-anchor AttentioNCE losses ``(V * b,)`` with a hand-written gradient.
 
     The negatives are never copied out of the ``(V*b, V*B_all)`` similarity matrix S: the V non-negative
-    entries of each row are set to -inf (a V-per-row fill, no mask pass), β and the negative logits are formed
-    on S itself, so there is no ``masked_select`` / scatter-back and no concatenation with the positive logit
-    (it joins the row's normaliser as one more term). The softmaxes and the log-sum-exp are written out
-    (max, exp in place, sum) on the one matrix; the forward keeps only E ⊙ β/T (E = exp(ℓ⁻ − m)), from which
-    dLoss/dS = G = diag(u / Z) · E ⊙ β/T for upstream per-anchor gradients u and row normalisers Z. With α and
-    β detached:
+    entries of each row are set to -inf (a V-per-row fill, no mask pass) and β and the negative logits are
+    formed on S itself, so there is no ``masked_select`` / scatter-back. The positive logit ℓ⁺ is written into
+    the anchor's own column (a non-negative, so free), which makes the loss's softmax over [ℓ⁺, ℓ⁻] one fused
+    row softmax of that matrix, done in place like β's; log Σ exp is read back from the row's largest weight.
+    The forward keeps w ⊙ β/T (zero in the own column), from which dLoss/dS = G = diag(u) · w ⊙ β/T for
+    upstream per-anchor gradients u. With α and β detached:
         dL_n/dℓ⁺_n = w⁺_n − 1,   dL_n/ds⁻_nj = w_nj β_nj / T,   dℓ⁺_n/ds⁺_nk = α_nk / T,
     w = softmax over [ℓ⁺_n, ℓ⁻_n·] of row n. Single process (columns = rows), dL/drows = (G + Gᵀ) rows: one
     GEMM and a transposed add instead of two GEMMs.
@@ -102,39 +124,44 @@ class _AttentioNCERows(torch.autograd.Function):
 
             n_neg = n_views * total - n_views
             similarity = rows @ columns.t()
+            excluded = non_negative_positions(batch_size, n_views, total, offset, anchors.device)
+            own = own_positions(batch_size, n_views, total, offset, anchors.device)
             # the non-negatives become -inf: weight 0 in both softmaxes (β there is > 0, so ℓ⁻ stays -inf)
-            masked = non_negative_positions(batch_size, n_views, total, offset, anchors.device)
-            similarity.view(-1).index_fill_(0, masked, float("-inf"))
-            # β / T = N (softmax_j(s⁻/d_neg) + 1e-6) / T; the fill again after the division: -inf / d_neg is
-            # NaN for d_neg = inf (uniform β, as in the original)
-            peak = similarity.amax(dim=1, keepdim=True)
-            beta_over_t = torch.add(peak / -d_neg, similarity, alpha=1.0 / d_neg)      # (s - max) / d_neg
-            beta_over_t.view(-1).index_fill_(0, masked, float("-inf")).exp_()
+            similarity.view(-1).index_fill_(0, excluded, float("-inf"))
+            # β / T = N (softmax_j(s⁻/d_neg) + 1e-6) / T, in a second buffer (the only other n × n one); the
+            # fill again after the division: -inf / d_neg is NaN for d_neg = inf (uniform β, as in the original)
+            beta_over_t = torch.div(similarity, d_neg)
+            beta_over_t.view(-1).index_fill_(0, excluded, float("-inf"))
             scale = n_neg / temperature
-            beta_over_t.mul_(scale / beta_over_t.sum(dim=1, keepdim=True)).add_(scale * BETA_EPSILON)
-            logits = similarity.mul_(beta_over_t)                                   # ℓ⁻ = β s⁻ / T
-            peak = torch.maximum(logits.amax(dim=1), pos_logit)
-            scores = logits.sub_(peak[:, None]).exp_()                             # E = exp(ℓ⁻ − m)
-            pos_score = torch.exp(pos_logit - peak)
-            normaliser = scores.sum(dim=1) + pos_score                             # Z = Σ exp(ℓ − m)
-            per_anchor = peak + normaliser.log() - pos_logit
+            _softmax_(beta_over_t).mul_(scale).add_(scale * BETA_EPSILON)
+            logits = similarity.mul_(beta_over_t)                       # ℓ⁻ = β s⁻ / T
+            logits.view(-1).index_copy_(0, own, pos_logit)              # ℓ⁺ in the anchor's own column
+            peak = logits.amax(dim=1)
+            weights = _softmax_(logits)                                 # w over [ℓ⁺, ℓ⁻] of each row
+            # log Σ exp ℓ read back from the row's largest weight exp(max ℓ − log Σ exp ℓ) ≥ 1 / (N + 1): finite
+            # even where w⁺ underflows, so the loss stays finite as with a log-sum-exp
+            log_normaliser = peak - weights.amax(dim=1).log_()
+            per_anchor = log_normaliser - pos_logit
             if any(ctx.needs_input_grad[:3]):
-                slope = scores.mul_(beta_over_t)                                    # E ⊙ β / T
-                pos_slope = (pos_score / normaliser - 1)[:, None] * alpha / temperature
-                ctx.save_for_backward(anchors, positives, all_anchors, slope, normaliser, pos_slope)
+                pos_slope = (weights.view(-1)[own] - 1)[:, None] * alpha / temperature     # (w⁺ − 1) α / T
+                slope = weights.mul_(beta_over_t)                                           # w ⊙ β / T
+                slope.view(-1).index_fill_(0, own, 0.0)                 # the own column is ℓ⁺'s, not a negative
+                ctx.save_for_backward(anchors, positives, all_anchors, slope, pos_slope)
         ctx.single = all_anchors is None
         return per_anchor
 
     @staticmethod
     def backward(ctx, grad_per_anchor):
-        anchors, positives, all_anchors, slope, normaliser, pos_slope = ctx.saved_tensors
+        anchors, positives, all_anchors, slope, pos_slope = ctx.saved_tensors
         n_views, batch_size, dim = anchors.shape
         rows = anchors.reshape(n_views * batch_size, dim)
-        grad_sim = slope.mul_((grad_per_anchor / normaliser)[:, None])          # G, in place (used once)
+        grad_sim = slope.mul_(grad_per_anchor[:, None])                          # G, in place (used once)
         grad_pos_sim = (pos_slope * grad_per_anchor[:, None]).view(n_views, batch_size, -1)
         grad_all = None
         if ctx.single:
-            grad_rows = (grad_sim + grad_sim.t()) @ rows
+            # G + Gᵀ: ``copy_`` of a transposed matrix takes a blocked path, several times faster than an add
+            # that reads one operand column by column
+            grad_rows = torch.empty_like(grad_sim).copy_(grad_sim.t()).add_(grad_sim) @ rows
         else:
             grad_rows = grad_sim @ all_anchors.reshape(-1, dim)
             if ctx.needs_input_grad[2]:
@@ -272,12 +299,17 @@ class AttentioNCE(nn.Module):
         return gathered.transpose(0, 1), dist.get_rank() * batch_size
 
     def forward(self, views) -> torch.Tensor:
-        views = torch.stack(list(views)) if not torch.is_tensor(views) else views
-        anchors = views[: self.n_anchor_views]
+        # anchors and positives stacked apart: slices of one stack would each scatter their gradient into a
+        # zero-filled copy of all six views in the backward
+        if torch.is_tensor(views):
+            anchors, positives = views[: self.n_anchor_views], views[self.n_anchor_views:]
+        else:
+            views = list(views)
+            anchors = torch.stack(views[: self.n_anchor_views])
+            positives = torch.stack(views[self.n_anchor_views:]) if len(views) > self.n_anchor_views else None
         all_anchors, offset = self._gather(anchors)
         if self.loss == "simclr":
             return simclr_loss(anchors, self.temperature, all_anchors, offset)
-        positives = views[self.n_anchor_views:]
-        if positives.shape[0] == 0:
+        if positives is None or positives.shape[0] == 0:
             raise ValueError("AttentioNCE needs at least one positive view besides the anchors")
         return attentionce_loss(anchors, positives, self.temperature, self.d_pos, self.d_neg, all_anchors, offset)

@@ -58,3 +58,22 @@ def test_float32_close_to_float64_and_no_grad_path():
         single = attentionce_loss(z[:2].float(), z[2:].float(), 0.5, 1.0, 10.0)
     assert single.dtype == torch.float32 and not single.requires_grad
     torch.testing.assert_close(single.double(), exact, rtol=1e-6, atol=0)
+
+
+def test_large_loss_stays_finite_in_float32():
+    """Quirk §k.17: where exp(ℓ⁺) / Σ exp ℓ underflows in float32 (a loss near 200 at T = 0.01, positives opposite
+    to their anchors, negatives equal to them) the literal -log(pos / (pos + Σ neg)) is inf; ours stays the
+    float64 value, and so does its gradient."""
+    b, d = 4, 8
+    anchor = F.normalize(torch.randn(b, d, generator=torch.Generator().manual_seed(2), dtype=torch.float64), dim=1)
+    anchor[1:] = anchor[0]                                   # every negative equals the anchor: s⁻ = 1
+    exact_views = torch.stack([anchor, anchor, -anchor, -anchor]).requires_grad_(True)   # s⁺ = -1
+    exact = attentionce_loss(exact_views[:2], exact_views[2:], 0.01, 1.0, 10.0, reduction="none")
+    assert exact.min() > 150
+    single_views = exact_views.detach().float().requires_grad_(True)
+    assert not torch.isfinite(literal_per_anchor(single_views[:2], single_views[2:], 0.01, 1.0, 10.0)).all()
+    single = attentionce_loss(single_views[:2], single_views[2:], 0.01, 1.0, 10.0, reduction="none")
+    torch.testing.assert_close(single.double(), exact.detach(), rtol=1e-6, atol=0)
+    grad_exact = torch.autograd.grad(exact.sum(), exact_views)[0]
+    grad_single = torch.autograd.grad(single.sum(), single_views)[0]
+    torch.testing.assert_close(grad_single.double(), grad_exact, rtol=1e-5, atol=1e-5 * grad_exact.abs().max().item())
