@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 # Added to every negative-attention weight before scaling by N (original value; changes the loss by up to
 # 4e-4 and is checked by the golden fixtures).
