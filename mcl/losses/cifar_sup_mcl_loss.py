@@ -48,19 +48,31 @@ class Embed(nn.Module):
                                        nn.Linear(dim_out, dim_out))
         self.l2norm = Normalize()
 
-    def forward(self, x):
+    def project(self, x):
+        """The head before the L2 normalisation: (B, ...) → (B, D)."""
         if self.flatten:
             x = x.reshape(x.shape[0], -1)
-        return self.l2norm(self.proj_head(x))
+        return self.proj_head(x)
+
+    def forward(self, x):
+        return self.l2norm(self.project(x))
 
 
-def check_same_class_partner(labels: torch.Tensor) -> None:
+def _same_class_partners(labels: torch.Tensor) -> torch.Tensor:
+    """(B, B) bool: b ≠ a has the label of a (the positives P of anchor a)."""
+    positive = labels[:, None] == labels[None, :]
+    return positive.fill_diagonal_(False)
+
+
+def check_same_class_partner(labels: torch.Tensor, positive: torch.Tensor | None = None) -> None:
     """Raise a ``UserError`` if some anchor has no other sample of its class in the batch (quirk 3).
 
-    The original silently returns NaN (0/0) there. Call it on CPU labels (no device sync).
+    The original silently returns NaN (0/0) there. Call it on CPU labels (no device sync); ``positive`` is
+    ``_same_class_partners(labels)`` when the caller has it already.
     """
-    _, inverse, counts = torch.unique(labels, return_inverse=True, return_counts=True)
-    lonely = counts[inverse] < 2
+    if positive is None:
+        positive = _same_class_partners(labels)
+    lonely = ~positive.any(dim=1)
     if bool(lonely.any()):
         raise UserError(
             f"{int(lonely.sum())} sample(s) of the batch have no other sample of the same class "
@@ -69,13 +81,15 @@ def check_same_class_partner(labels: torch.Tensor) -> None:
             "and a batch size that is a multiple of 2.")
 
 
-def sup_mcl_losses(embeddings: torch.Tensor, labels: torch.Tensor, tau: float, kd_T: float):
+def sup_mcl_losses(embeddings: torch.Tensor, labels: torch.Tensor, tau: float, kd_T: float,
+                   check_partners: bool = False):
     """The four in-batch MCL losses.
 
     Args:
         embeddings: (N, B, D) L2-normalised embeddings z_i of the N networks (N ≥ 2).
         labels: (B,) int class labels; every label must occur at least twice.
         tau: contrastive temperature τ; kd_T: KL temperature T of the soft losses.
+        check_partners: raise ``check_same_class_partner``'s error for CPU labels (from the same mask).
     With S^{ij} = z_i z_jᵀ/τ (anchor rows of network i against network j) and
         ℓ(L) = −(1/B) Σ_a (1/|P_a|) Σ_b P_ab (L_ab − log Σ_{c≠a} exp L_ac)
     (P: same class, diagonal excluded; the original exponentiates without max-subtraction, a log-sum-exp
@@ -86,44 +100,48 @@ def sup_mcl_losses(embeddings: torch.Tensor, labels: torch.Tensor, tau: float, k
         soft_icl = Σ_{i≠j} KL_T(S^{ij} ‖ detach S^{ji})
     Returns: (vcl, soft_vcl, icl, soft_icl), each a () tensor (sums over networks, means over anchors).
     """
-    number_net, batch = embeddings.shape[:2]
+    number_net = embeddings.shape[0]
     if number_net < 2:
         raise ValueError("MCL needs at least two networks (quirk 21)")
-    eye = torch.eye(batch, dtype=torch.bool, device=embeddings.device)
-    positive = (labels[:, None] == labels[None, :]) & ~eye
+    positive = _same_class_partners(labels)
+    if check_partners and labels.device.type == "cpu":
+        check_same_class_partner(labels, positive)
     need_grad = torch.is_grad_enabled() and embeddings.requires_grad
     return _SupMCLLoss.apply(embeddings, positive, float(tau), float(kd_T), need_grad)
 
 
-_CONSTANTS: dict = {}
+_SELF_PAIRS: dict = {}
 
 
-def _constants(number_net: int, batch: int, device, dtype):
-    """Cached per (N, B, device, dtype): the (B, B) additive mask 0 / -inf (diagonal: the anchor itself), the
-    (N, N) block masks (diagonal = VCL blocks)."""
-    key = (number_net, batch, str(device), dtype)
-    constants = _CONSTANTS.get(key)
-    if constants is None:
-        self_pair = torch.zeros(batch, batch, dtype=dtype, device=device).fill_diagonal_(float("-inf"))
-        eye = torch.eye(number_net, dtype=torch.bool, device=device)
-        constants = (self_pair, eye, ~eye)
-        if len(_CONSTANTS) > 16:
-            _CONSTANTS.clear()
-        _CONSTANTS[key] = constants
-    return constants
+def _self_pair_mask(batch: int, device, dtype) -> torch.Tensor:
+    """(B, 1, B) additive mask, −inf where b = a (the anchor itself), cached per (B, device, dtype)."""
+    key = (batch, str(device), dtype)
+    mask = _SELF_PAIRS.get(key)
+    if mask is None:
+        mask = torch.zeros(batch, batch, dtype=dtype, device=device).fill_diagonal_(float("-inf"))
+        mask = mask.view(batch, 1, batch)
+        if len(_SELF_PAIRS) > 16:
+            _SELF_PAIRS.clear()
+        _SELF_PAIRS[key] = mask
+    return mask
 
 
 class _SupMCLLoss(torch.autograd.Function):
-    """The four losses from one Gram matrix S = Z Zᵀ/τ of all N·B embeddings (block (i, j) = S^{ij}), with
-    the gradient written by hand: autograd over the (N, N, B, B) blocks recorded ~60 small nodes whose
-    dispatch cost more than the arithmetic at B = 128.
+    """The four losses from one Gram matrix S = Z Zᵀ/τ of all N·B embeddings, with the gradient written by
+    hand: autograd over the N² blocks recorded ~60 small nodes whose dispatch cost more than the arithmetic
+    at B = 128.
+
+    Layout: the (N·B, N·B) Gram matrix viewed as s (N, B, N, B), s[i, a, j, b] = S^{ij}_ab, so every row
+    softmax runs over a contiguous last dimension, block (i, j) is s[i, :, j, :], block weights broadcast as
+    (N, 1, N, 1), the teacher S^{ji} of block (i, j) is s.transpose(0, 2) (rows of B stay contiguous), and
+    G = dLoss/dS is a (N·B, N·B) matrix again without a copy.
 
     Per row a of block (i, j) (weights 1/B):
         dℓ/dS^{ij}_a        = softmax_{c≠a}(S^{ij}_a) − P_a/|P_a|
         d soft_icl/dS^{ij}  = T (softmax(S^{ij}/T) − softmax(S^{ji}/T))              (i ≠ j)
         d soft_vcl/dS^{ii}  = T (N softmax(S^{ii}/T) − Σ_j softmax(S^{jj}/T))
-    and dZ = (G + Gᵀ) Z / τ for G = dLoss/dS. The forward keeps the NCE-type and the KL-type gradient
-    (diagonal blocks: VCL terms, the others: ICL terms), the backward weighs them blockwise.
+    and dZ = (G + Gᵀ) Z / τ. The forward keeps the NCE-type and the KL-type gradient (diagonal blocks: VCL
+    terms, the others: ICL terms), the backward weighs them blockwise.
     """
 
     @staticmethod
@@ -134,35 +152,34 @@ class _SupMCLLoss(torch.autograd.Function):
                 z = z.float()
             n, batch, dim = z.shape
             flat = z.reshape(n * batch, dim)
-            gram = torch.mm(flat, flat.t()).div_(tau)                                   # (N·B, N·B) = S
-            blocks = gram.view(n, batch, n, batch).transpose(1, 2)                      # (N, N, B, B) views
-            self_pair, _, off_diagonal = _constants(n, batch, z.device, z.dtype)
+            s = torch.mm(flat, flat.t()).div_(tau).view(n, batch, n, batch)           # s[i, a, j, b] = S^{ij}_ab
             positive = positive.to(z.dtype)
-            positive_weight = positive / positive.sum(dim=1, keepdim=True)              # P_a / |P_a|
+            positive_weight = (positive / positive.sum(dim=1, keepdim=True)).view(batch, 1, batch)  # P_a/|P_a|
 
             # ℓ: log-sum-exp over c ≠ a (the diagonal of every block is the same image)
-            scores = blocks + self_pair
+            scores = s + _self_pair_mask(batch, z.device, z.dtype)
             peak = scores.amax(dim=-1, keepdim=True)
             scores.sub_(peak).exp_()
             normaliser = scores.sum(dim=-1, keepdim=True)
-            nce_rows = (peak + normaliser.log()).squeeze(-1) - (blocks * positive_weight).sum(dim=-1)
-            nce_blocks = nce_rows.sum(dim=-1)                                           # (N, N)
-            vcl = nce_blocks.diagonal().sum() / batch
-            icl = nce_blocks[off_diagonal].sum() / batch
+            nce_rows = (peak + normaliser.log()).squeeze(-1) - (s * positive_weight).sum(dim=-1)   # (N, B, N)
+            nce_blocks = nce_rows.sum(dim=1)                                            # (N, N)
+            vcl_sum = nce_blocks.trace()
+            vcl = vcl_sum / batch
+            icl = (nce_blocks.sum() - vcl_sum) / batch
 
-            log_q = torch.log_softmax(blocks / kd_T, dim=-1)
+            log_q = torch.log_softmax(s / kd_T, dim=-1)                                 # log softmax(S^{ij}/T)
             q = log_q.exp()
-            q_teacher, log_q_teacher = q.transpose(0, 1), log_q.transpose(0, 1)         # block (i, j) → S^{ji}
+            q_teacher, log_q_teacher = q.transpose(0, 2), log_q.transpose(0, 2)         # block (i, j) → S^{ji}
             soft_icl = (q_teacher * (log_q_teacher - log_q)).sum() * (kd_T * kd_T / batch)  # i = j adds 0
-            q_intra = q.diagonal(dim1=0, dim2=1).permute(2, 0, 1)                        # (N, B, B) = softmax(S^{ii}/T)
-            log_q_intra = log_q.diagonal(dim1=0, dim2=1).permute(2, 0, 1)
+            q_intra = q.diagonal(dim1=0, dim2=2).permute(2, 0, 1)                       # (N, B, B) softmax(S^{ii}/T)
+            log_q_intra = log_q.diagonal(dim1=0, dim2=2).permute(2, 0, 1)
             # [i, j] = KL(S^{ii} ‖ S^{jj}) summands for every pair at once by broadcasting (i = j adds 0)
             soft_vcl = (q_intra[None] * (log_q_intra[None] - log_q_intra[:, None])).sum() * (kd_T * kd_T / batch)
 
             if need_grad:
                 grad_nce = scores.div_(normaliser).sub_(positive_weight)
                 grad_kl = torch.sub(q, q_teacher).mul_(kd_T)
-                grad_kl.diagonal(dim1=0, dim2=1).copy_(
+                grad_kl.diagonal(dim1=0, dim2=2).copy_(
                     (q_intra * n - q_intra.sum(dim=0)).mul_(kd_T).permute(1, 2, 0))
                 ctx.save_for_backward(flat, grad_nce, grad_kl)
         ctx.tau, ctx.z_shape = tau, z.shape
@@ -172,18 +189,22 @@ class _SupMCLLoss(torch.autograd.Function):
     def backward(ctx, grad_vcl, grad_soft_vcl, grad_icl, grad_soft_icl):
         flat, grad_nce, grad_kl = ctx.saved_tensors
         n, batch, _ = ctx.z_shape
+        eye = torch.eye(n, dtype=torch.bool, device=flat.device)
         zero = torch.zeros((), dtype=flat.dtype, device=flat.device)
-        eye = _constants(n, batch, flat.device, flat.dtype)[1]
 
         def weights(on_diagonal, off_diagonal):
+            """(N, 1, N, 1) weight of each block: the VCL-type term's on the diagonal, the ICL-type's off it."""
             on_diagonal = zero if on_diagonal is None else on_diagonal.to(flat.dtype)
             off_diagonal = zero if off_diagonal is None else off_diagonal.to(flat.dtype)
-            return torch.where(eye, on_diagonal, off_diagonal).div_(batch).view(n, n, 1, 1)
+            return torch.where(eye, on_diagonal, off_diagonal).div_(batch).view(n, 1, n, 1)
 
         grad_blocks = grad_nce * weights(grad_vcl, grad_icl)
         grad_blocks.addcmul_(grad_kl, weights(grad_soft_vcl, grad_soft_icl))
-        grad_gram = grad_blocks.transpose(1, 2).reshape(n * batch, n * batch)
-        grad_flat = torch.mm(grad_gram + grad_gram.t(), flat).div_(ctx.tau)
+        grad_gram = grad_blocks.view(n * batch, n * batch)
+        # G + Gᵀ: ``copy_`` of a transposed matrix takes a blocked path, faster than an add that reads one
+        # operand column by column
+        grad_sym = torch.empty_like(grad_gram).copy_(grad_gram.t()).add_(grad_gram)
+        grad_flat = torch.mm(grad_sym, flat).div_(ctx.tau)
         return grad_flat.view(ctx.z_shape).to(ctx.z_dtype), None, None, None, None
 
 
@@ -208,14 +229,14 @@ class SupMCLLoss(nn.Module):
         self.check_partners = check_partners
 
     def embed(self, embeddings: Sequence[torch.Tensor]) -> torch.Tensor:
-        """(N, B, D) normalised head outputs."""
-        return torch.stack([head(e) for head, e in zip(self.embed_list, embeddings)])
+        """(N, B, D) normalised head outputs: the N heads' projections stacked, then one row normalisation of
+        all N·B rows (one op per step instead of N)."""
+        projected = torch.stack([head.project(e) for head, e in zip(self.embed_list, embeddings)])
+        return _RowNormalize.apply(projected.flatten(0, 1)).view(projected.shape)
 
     def contrast(self, z: torch.Tensor, labels: torch.Tensor):
         """The four losses from already-embedded (N, B, D) ``z`` (heads run inside the DDP model)."""
-        if self.check_partners and labels.device.type == "cpu":
-            check_same_class_partner(labels)
-        return sup_mcl_losses(z, labels, self.tau, self.kd_T)
+        return sup_mcl_losses(z, labels, self.tau, self.kd_T, check_partners=self.check_partners)
 
     def forward(self, embeddings: Sequence[torch.Tensor], labels: torch.Tensor):
         return self.contrast(self.embed(embeddings), labels)
