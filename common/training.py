@@ -238,9 +238,13 @@ def linear_classification_sets(data: str, image_size: int, resize: int, seed: in
     from common.augment import linear_train_transform, linear_val_transform
     from common.data import ImageFolder, folder_classes
     from common.data.seeded import SeededTransformDataset
-    train_dir = os.path.join(os.path.expanduser(data), "train")
-    val_set = ImageFolder(os.path.join(data, "val"), linear_val_transform(image_size, resize),
-                          classes=folder_classes(train_dir))
-    if not train:
-        return None, val_set
-    return SeededTransformDataset(ImageFolder(train_dir), linear_train_transform(image_size), seed), val_set
+    root = os.path.expanduser(data)
+    train_dir = os.path.join(root, "train")
+    # train first (its problems are reported first); without it, val is labelled by the class folders' names (the
+    # training images are not listed)
+    train_set = None
+    if train:
+        train_set = SeededTransformDataset(ImageFolder(train_dir), linear_train_transform(image_size), seed)
+    val_set = ImageFolder(os.path.join(root, "val"), linear_val_transform(image_size, resize),
+                          classes=train_set if train else folder_classes(train_dir))
+    return train_set, val_set
