@@ -16,16 +16,16 @@ import time
 import torch
 
 from common.augment import TwoCropsTransform, moco_v1_transform, moco_v2_transform
-from common.backbones import build_backbone, freeze_batchnorm, list_backbones
+from common.backbones import build_backbone, list_backbones
 from common.data import build_dataset
 from common.data.seeded import SeededTransformDataset
-from common.distributed import (add_distributed_args, all_reduce_mean, cleanup, init_distributed,
-                                launch, per_process_batch_size, rank_split_sampler, set_sampler_epoch, wrap_ddp, unwrap_model)
+from common.distributed import (add_distributed_args, all_reduce_mean, cleanup, init_distributed, launch,
+                                module_state_dict, per_process_batch_size, wrap_ddp)
 from common.eval import accuracy
-from common.engine import Run, epoch_range, fit
+from common.engine import Run, fit
 from common.meters import AverageMeter, ProgressMeter
 from common.schedules import cosine_lr, set_lr, step_lr
-from common.training import progress
+from common.training import rank_split_loader, train_batches
 from common.utils import HelpFormatter, MixedPrecision, UserError, add_precision_args, check_finite, seed_everything
 from ascl.imagenet_builder import MoCo
 from ascl.losses import soft_cross_entropy
@@ -89,17 +89,12 @@ def train(train_loader, model, optimizer, epoch: int, args, run: Run, precision:
     batch_time, data_time = AverageMeter("Time", ":6.3f"), AverageMeter("Data", ":6.3f")
     losses, top1, top5 = AverageMeter("Loss", ":.4e"), AverageMeter("Acc@1", ":6.2f"), AverageMeter("Acc@5", ":6.2f")
     confidence, max_weight = AverageMeter("Conf", ":.3f"), AverageMeter("MaxW", ":.3f")
-    iters = len(train_loader) if not args.iters_per_epoch else min(args.iters_per_epoch, len(train_loader))
+    iters, batches = train_batches(run, train_loader, model, args, f"epoch {epoch}", args.iters_per_epoch,
+                                   enabled=not args.no_progress)
     meter = ProgressMeter(iters, [batch_time, data_time, losses, top1, top5, confidence, max_weight],
                           prefix=f"Epoch: [{epoch}]")
-    model.train()
-    if args.freeze_bn:
-        freeze_batchnorm(model)
     end = time.time()
-    for i, (images, target) in enumerate(progress(train_loader, desc=f"epoch {epoch}", total=iters,
-                                                  enabled=not args.no_progress)):
-        if i >= iters:
-            break
+    for i, (images, target) in batches:
         data_time.update(time.time() - end)
         im_q = precision.input(images[0].to(args.device, non_blocking=True))
         im_k = precision.input(images[1].to(args.device, non_blocking=True))
@@ -159,18 +154,11 @@ def train_run(run: Run, args) -> None:
     # the same for any number of processes (rank r takes every W-th sample of each global batch)
     train_dataset = SeededTransformDataset(build_dataset("imagefolder", args.data, "train"),
                                            TwoCropsTransform(augmentation), args.seed)
-    sampler = rank_split_sampler(train_dataset, shuffle=True, drop_last=True, seed=args.seed or 0)
-    train_loader = torch.utils.data.DataLoader(
-        train_dataset, batch_size=batch_size, shuffle=(sampler is None), num_workers=args.workers,
-        pin_memory=torch.cuda.is_available(), sampler=sampler, drop_last=True)
-    if len(train_loader) == 0:
-        raise UserError(f"{args.data}/train has {len(train_dataset)} images, fewer than one batch of {batch_size}; "
-                        "lower --batch-size")
+    train_loader, set_epoch = rank_split_loader(train_dataset, batch_size, args.workers, args)
     last = {}
 
     def train_one_epoch(epoch):
-        set_sampler_epoch(sampler, epoch)
-        train_dataset.set_epoch(epoch)
+        set_epoch(epoch)
         lr = adjust_learning_rate(optimizer, epoch, args)
         last["loss"] = train(train_loader, model, optimizer, epoch, args, run, precision)
         return {"lr": lr, "epoch_loss": last["loss"]}
@@ -178,17 +166,11 @@ def train_run(run: Run, args) -> None:
     def checkpoint(done, metrics, best):
         # MoCo's layout, read by MoCo's main_lincls.py: the DDP model's keys ('module.encoder_q.'), 'arch',
         # 'epoch' = completed epochs, and the file numbered by the 0-based epoch index (checkpoint_0000 after epoch 0)
-        return {"epoch": done, "arch": args.arch, "state_dict": module_prefixed(unwrap_model(model).state_dict()),
+        return {"epoch": done, "arch": args.arch, "state_dict": module_state_dict(model),
                 "optimizer": optimizer.state_dict(), "scaler": precision.scaler.state_dict(), "args": vars(args)}
 
-    for epoch in epoch_range(start_epoch, args.epochs):
-        fit(run, epoch, epoch + 1, train_one_epoch, checkpoint, resume_name=f"checkpoint_{epoch:04d}.pth.tar")
+    fit(run, start_epoch, args.epochs, train_one_epoch, checkpoint, resume_name="checkpoint_{epoch:04d}.pth.tar")
     run.finish("loss", last.get("loss"))
-
-
-def module_prefixed(state_dict: dict) -> dict:
-    """``module.``-prefixed keys, as a DistributedDataParallel model's state dict (what MoCo's code expects)."""
-    return {k if k.startswith("module.") else f"module.{k}": v for k, v in state_dict.items()}
 
 
 def main(argv=None) -> None:

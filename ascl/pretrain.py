@@ -14,12 +14,11 @@ import sys
 import torch
 import torch.nn as nn
 
-from common.backbones import freeze_batchnorm
 from common.distributed import (add_distributed_args, all_reduce_mean, barrier, cleanup, init_distributed,
                                 launch, unwrap_model, wrap_ddp)
 from common.eval import knn_evaluate, recalibrated_copy
 from common.engine import Run, epoch_range, fit
-from common.training import classifier_pass, progress
+from common.training import classifier_pass, progress, train_batches
 from common.augment.on_device import add_augment_arg
 from common.utils import (HelpFormatter, MixedPrecision, UserError, add_precision_args, check_finite, seed_everything,
                           set_visible_gpus)
@@ -287,20 +286,15 @@ def linear_eval(encoder_q, loaders, args, run: Run, tag: str = "eval") -> float:
 def train_one_epoch(model, loader, optimizer, epoch: int, args, precision: MixedPrecision,
                     run: Run) -> tuple[float, float]:
     """One pre-training epoch; returns (mean loss, last lr)."""
-    model.train()
-    if args.freeze_bn:
-        freeze_batchnorm(model)
     device = args.device
-    iters = len(loader) if not args.iters_per_epoch else min(args.iters_per_epoch, len(loader))
+    iters, batches = train_batches(run, loader, model, args, f"Train Epoch [{epoch}/{args.epochs}]",
+                                   args.iters_per_epoch, enabled=not args.no_progress)
     if iters == 0:
         raise UserError(f"the training set has fewer samples than one batch ({args.batch_size}); lower --batch-size")
     loss_sum = torch.zeros((), device=device)
     seen = 0
     lr = 0.0
-    bar = progress(loader, desc=f"Train Epoch [{epoch}/{args.epochs}]", enabled=not args.no_progress, total=iters)
-    for i, ((im_1, im_2), labels) in enumerate(bar):
-        if i >= iters:
-            break
+    for i, ((im_1, im_2), labels) in batches:
         lr = adjust_learning_rate(optimizer, epoch, i, iters, args)
         im_1, im_2, labels = im_1.to(device, non_blocking=True), im_2.to(device, non_blocking=True), labels.to(device)
         with precision.autocast():
@@ -314,10 +308,8 @@ def train_one_epoch(model, loader, optimizer, epoch: int, args, precision: Mixed
         if (i + 1) % args.print_freq == 0 or i + 1 == iters:
             check_finite(loss, f"{i} of epoch {epoch}")
             run.scalar("train/loss", loss)
-            if hasattr(bar, "set_postfix"):
-                bar.set_postfix(loss=f"{float(loss_sum) / seen:.4f}", lr=f"{lr:.5f}")
-    if hasattr(bar, "close"):
-        bar.close()
+            batches.postfix(loss=f"{float(loss_sum) / seen:.4f}", lr=f"{lr:.5f}")
+    batches.close()
     mean_loss = float(all_reduce_mean(loss_sum)) / max(seen, 1)  # the global batches' loss (equal local batches)
     check_finite(mean_loss, f"(epoch {epoch} mean)")
     return mean_loss, lr

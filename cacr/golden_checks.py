@@ -254,12 +254,12 @@ def check_schedules(fixture):
 
 # --------------------------------------------------------------------------------------------- weighted kNN
 def check_knn(fixture):
-    from cacr.imagenet_pretraining.main_knn import knn_classifier
+    from common.eval import knn_accuracy   # what imagenet_pretraining/main_knn.py computes
     h, t = fixture["hparams"], fixture["tensors"]
     res = []
     for k in h["ks"]:
-        top1, top5 = knn_classifier(t["train_features"], t["train_labels"], t["test_features"], t["test_labels"],
-                                    k, h["T"], h["num_classes"])
+        top1, top5 = knn_accuracy(t["test_features"], t["test_labels"], t["train_features"], t["train_labels"],
+                                  h["num_classes"], k, h["T"])
         res.append(compare(f"top1_k{k}", top1, t[f"top1_k{k}"], **F64))
         res.append(compare(f"top5_k{k}", top5, t[f"top5_k{k}"], **F64))
     return res

@@ -16,6 +16,7 @@ Launch paths (all end in ``main_worker(local_index, args)`` calling :func:`init_
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import socket
 import sys
@@ -444,6 +445,18 @@ def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
     """The module inside DDP / DataParallel (for saving state dicts without the ``module.`` prefix)."""
     return model.module if hasattr(model, "module") and isinstance(
         model, (torch.nn.parallel.DistributedDataParallel, torch.nn.DataParallel)) else model
+
+
+def module_state_dict(model: torch.nn.Module) -> dict:
+    """The model's state dict with the ``module.`` keys of a DDP model, whatever the wrapping here: the originals
+    trained under DDP, so their checkpoints (and the scripts reading them, e.g. MoCo's ``main_lincls.py`` selecting
+    ``module.encoder_q.*``) have these keys."""
+    return {"module." + k: v for k, v in unwrap_model(model).state_dict().items()}
+
+
+def per_process_workers(workers: int, args) -> int:
+    """The originals' split of the data-loading workers of one node (``-j``) over its processes, rounded up."""
+    return int(math.ceil(workers / max(getattr(args, "ngpus_per_node", 1) or 1, 1)))
 
 
 def distributed_sampler(dataset, args, shuffle: bool = True, drop_last: bool = False, seed: int = 0):

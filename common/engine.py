@@ -474,6 +474,19 @@ def original_output_path(script_dir: str, relative: str) -> str | None:
     return os.path.normpath(os.path.join(script_dir, relative))
 
 
+def original_input(path: str, script_dir: str) -> str:
+    """A file an original's documented command passes on (``--model_path ../results/...``, ``--pretrained
+    checkpoint/...``): ``path`` as given when it exists (or is absolute), else relative to ``script_dir``, the folder
+    the original ran its scripts in, else where :func:`original_output_path` published it; otherwise ``path``
+    unchanged (the reader then names it in its error)."""
+    if not path or os.path.isabs(path) or os.path.exists(path):
+        return path
+    for candidate in (os.path.join(script_dir, path), original_output_path(script_dir, path)):
+        if candidate and os.path.exists(candidate):
+            return candidate
+    return path
+
+
 def publish(src: str, dest: str | None) -> str | None:
     """Make the finished file ``src`` (in the run folder) also appear at ``dest`` (an original's output path): a hard
     link where the file system allows it, else an atomic copy. Rank 0 only; returns ``dest``."""
@@ -497,6 +510,18 @@ def publish(src: str, dest: str | None) -> str | None:
     return dest
 
 
+def eval_tag(metric: str) -> str:
+    """The schema's tag of an ``initial / final <metric>`` line: 'linear top-1' → 'eval/linear_top1'."""
+    return "eval/" + metric.replace(" top-1", "_top1")
+
+
+def args_record(args) -> dict:
+    """The command's arguments as plain values (the ``args`` entry of a checkpoint; run-time objects such as the
+    device as strings)."""
+    return {k: (v if v is None or isinstance(v, (bool, int, float, str, list, tuple)) else str(v))
+            for k, v in vars(args).items()}
+
+
 def format_duration(seconds: float) -> str:
     """``'2 min 05 s'`` / ``'1 h 02 min'`` / ``'42.0 s'``."""
     if seconds < 60:
@@ -518,12 +543,14 @@ def _agree(decision):
 
 def fit(run: Run, start_epoch: int, epochs: int, train_one_epoch, checkpoint, evaluate=None,
         metric: str = "top1", resume_name: str = "checkpoint.pth.tar", best_name: str | None = None,
-        snapshot_every: int = 0, snapshot_name: str | None = None, best: float | None = None):
+        snapshot_every: int = 0, snapshot_name: str | None = None, best: float | None = None, on_saved=None):
     """The epoch loop every method shares: ``train_one_epoch(epoch) -> dict`` of training scalars (``loss``, ``lr``
     …), ``evaluate(epoch) -> dict | None`` of eval scalars (``metric`` among them for best-checkpoint tracking),
     ``checkpoint(epoch_done, metrics, best) -> dict`` the method's checkpoint in its own layout (``None``, or a
     callback returning ``None`` for an epoch: no checkpoint then, like the originals' linear evaluations). Epochs are 0-based;
-    the checkpoint holds ``epoch_done = epoch + 1``. Returns ``(last eval metrics, best)``."""
+    the checkpoint holds ``epoch_done = epoch + 1``. A ``{epoch}`` in ``resume_name`` is the 0-based epoch (MoCo's
+    ``checkpoint_{epoch:04d}.pth.tar``: one file per epoch); ``on_saved(path, is_best)`` follows each save (the path
+    is None on ranks > 0). Returns ``(last eval metrics, best)``."""
     metrics = None
     for epoch in epoch_range(start_epoch, epochs):   # all of them; the last only under CL_SHORT_RUN=1
         train = train_one_epoch(epoch) or {}
@@ -541,7 +568,10 @@ def fit(run: Run, start_epoch: int, epochs: int, train_one_epoch, checkpoint, ev
         run.info(f"epoch {epoch + 1}/{epochs}: {summary}")
         state = checkpoint(epoch + 1, metrics, best) if checkpoint is not None else None
         if state is not None:
-            run.save(state, resume_name, is_best=is_best and best_name is not None, best_name=best_name)
+            path = run.save(state, resume_name.format(epoch=epoch), is_best=is_best and best_name is not None,
+                            best_name=best_name)
+            if on_saved is not None:
+                on_saved(path, is_best)
             if snapshot_every and snapshot_name and (epoch + 1) % snapshot_every == 0:
                 run.save(state, snapshot_name.format(epoch=epoch + 1))
         dist_utils.barrier()

@@ -56,22 +56,47 @@ def progress(iterable: Iterable, desc: str = "", enabled: bool = True, total: in
     return tqdm(iterable, desc=desc, total=total, **kwargs)
 
 
-def train_batches(run, loader, model, args, desc: str = ""):
-    """Put ``model`` in training mode (its BatchNorm frozen with ``--freeze-bn``) and return ``(iterations, batches)``:
-    ``batches`` yields ``(i, batch)`` of ``loader`` behind the run's progress bar (``--no-progress``) and stops after
-    ``--max-iters`` batches (0: all; like the loops it replaces, it still draws the batch after the last)."""
-    from common.backbones import freeze_batchnorm
-    model.train()
-    if args.freeze_bn:
-        freeze_batchnorm(model)
-    total = min(len(loader), args.max_iters) if args.max_iters else len(loader)
+class TrainBatches:
+    """``(i, batch)`` of a loader behind a progress bar, stopping after ``max_iters`` batches (0: all; like the loops
+    it replaces, it still draws the batch after the last); ``postfix`` / ``describe`` / ``close`` act on the bar (a
+    no-op without one)."""
 
-    def batches():
-        for i, batch in enumerate(run.progress(loader, desc, total=total, enabled=args.progress)):
-            if args.max_iters and i >= args.max_iters:
+    def __init__(self, bar, max_iters: int):
+        self.bar, self.max_iters = bar, max_iters
+
+    def __iter__(self):
+        for i, batch in enumerate(self.bar):
+            if self.max_iters and i >= self.max_iters:
                 break
             yield i, batch
-    return total, batches()
+
+    def postfix(self, **values) -> None:
+        if hasattr(self.bar, "set_postfix"):
+            self.bar.set_postfix(**values)
+
+    def describe(self, text: str) -> None:
+        if hasattr(self.bar, "set_description"):
+            self.bar.set_description(text)
+
+    def close(self) -> None:
+        if hasattr(self.bar, "close"):
+            self.bar.close()
+
+
+def train_batches(run, loader, model, args, desc: str = "", max_iters: int | None = None,
+                  enabled: bool | None = None):
+    """Put ``model`` in training mode (its BatchNorm frozen with ``--freeze-bn``) and return ``(iterations, batches)``:
+    ``batches`` (:class:`TrainBatches`) yields ``(i, batch)`` of ``loader`` behind the run's progress bar
+    (``--no-progress``; ``enabled`` where an entry point spells it otherwise) and stops after ``--max-iters`` batches
+    (``max_iters`` where it spells it otherwise; 0: all)."""
+    from common.backbones import freeze_batchnorm
+    model.train()
+    if getattr(args, "freeze_bn", False):
+        freeze_batchnorm(model)
+    max_iters = args.max_iters if max_iters is None else max_iters
+    total = min(len(loader), max_iters) if max_iters else len(loader)
+    bar = run.progress(loader, desc, total=total, enabled=args.progress if enabled is None else enabled)
+    return total, TrainBatches(bar, max_iters)
 
 
 def classifier_pass(model, loader, device, optimizer=None, max_iters: int = 0, bar=None, on_batch=None,
@@ -105,3 +130,121 @@ def classifier_pass(model, loader, device, optimizer=None, max_iters: int = 0, b
             if on_batch is not None:
                 on_batch(i, loss, acc1, acc5, n, sums)
     return sums
+
+
+def rank_split_loader(dataset, batch_size: int, workers: int, args, drop_last: bool = True,
+                      shuffle_seed_stride: int | None = None, collate_fn=None, batch_flag: str = "--batch-size"):
+    """The training loader of a run whose global batches do not depend on the number of processes: a
+    :func:`common.distributed.rank_split_sampler` (rank r takes every W-th sample of each global batch, the
+    permutation a function of (``--seed``, epoch)). With ``shuffle_seed_stride`` the loader also draws its worker
+    seeds from its own generator, re-seeded with ``seed * stride + epoch`` every epoch (so a resumed run sees what it
+    would have seen); without it they come from the global torch RNG, as a plain loader's do. Returns ``(loader,
+    set_epoch)``; call ``set_epoch(epoch)`` before each epoch (sampler, generator and the dataset's own
+    ``set_epoch``, e.g. :class:`common.data.seeded.SeededTransformDataset`'s). With ``drop_last``, a data set smaller
+    than one global batch is a ``UserError`` naming ``batch_flag``."""
+    from torch.utils.data import DataLoader
+    from common.distributed import rank_split_sampler, set_sampler_epoch
+    seed = args.seed or 0
+    sampler = rank_split_sampler(dataset, shuffle=True, drop_last=drop_last, seed=seed)
+    generator = torch.Generator() if shuffle_seed_stride is not None else None
+    loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, pin_memory=args.device.type == "cuda",
+                        sampler=sampler, drop_last=drop_last, generator=generator, collate_fn=collate_fn)
+    if len(loader) == 0:
+        world = getattr(sampler, "num_replicas", 1)
+        raise UserError(f"the training set has {len(dataset)} images, fewer than one global batch of "
+                        f"{batch_size * world} ({batch_size} per process x {world}); lower {batch_flag}")
+
+    def set_epoch(epoch: int) -> None:
+        if generator is not None:
+            generator.manual_seed(seed * shuffle_seed_stride + epoch)
+        set_sampler_epoch(sampler, epoch)
+        if hasattr(dataset, "set_epoch"):
+            dataset.set_epoch(epoch)
+
+    return loader, set_epoch
+
+
+def train_head_only(model: torch.nn.Module, head: torch.nn.Linear, head_name: str) -> None:
+    """MoCo's linear classification set-up: every parameter but those of the classifier ``head`` (the module
+    ``head_name`` of ``model``) frozen; the head initialised N(0, 0.01²) with a zero bias."""
+    for name, param in model.named_parameters():
+        if not name.startswith(head_name + "."):
+            param.requires_grad = False
+    torch.nn.init.normal_(head.weight, mean=0.0, std=0.01)
+    torch.nn.init.zeros_(head.bias)
+
+
+def frozen_tensors(model: torch.nn.Module, head_name: str) -> dict:
+    """A copy of every tensor of ``model``'s state but the head's, for :func:`check_frozen`."""
+    return {k: v.detach().clone() for k, v in unwrap_model(model).state_dict().items()
+            if not k.startswith(head_name + ".")}
+
+
+def check_frozen(model: torch.nn.Module, reference: dict) -> None:
+    """MoCo's sanity check of a linear classification: no backbone weight or BatchNorm statistic has changed."""
+    state = unwrap_model(model).state_dict()
+    for k, v in reference.items():
+        if not torch.equal(state[k].cpu(), v.cpu()):
+            raise UserError(f"{k} changed during linear classification; the backbone must stay frozen")
+
+
+def classifier_epoch(model, loader, args, optimizer=None, run=None, bar=None, on_batch=None, max_iters: int = 0):
+    """One :func:`classifier_pass` of a linear classification (the frozen backbone in eval mode while the head trains,
+    as MoCo's protocol) whose loader each process walks its share of: the sums are added over the processes.
+    Returns ``(loss, top-1, top-5)`` means."""
+    model.eval()
+    sums = classifier_pass(model, loader, args.device, optimizer, max_iters, bar, on_batch, run)
+    if getattr(args, "distributed", False):
+        torch.distributed.all_reduce(sums)
+    return tuple((sums[:3] / sums[3].clamp_min(1)).tolist())
+
+
+def load_pretrained_encoder(model: torch.nn.Module, path: str, prefix: str | tuple, head_name: str,
+                            flag: str = "--pretrained") -> None:
+    """MoCo's linear classification start: the tensors ``<prefix>*`` of a pre-training checkpoint (its
+    ``state_dict``, or the file itself; ``prefix`` with or without its ``module.``; a tuple: the first one present),
+    minus any classifier or projection head, into ``model``, whose every tensor but its classifier ``head_name``
+    must be among them."""
+    from common.checkpoint import load_checkpoint
+    state = load_checkpoint(path)
+    state_dict = state.get("state_dict", state)
+    if not isinstance(state_dict, dict):
+        raise UserError(f"{flag} '{path}' has no state_dict; pass a pre-training checkpoint")
+    # checkpoints saved without DDP (one process) have no 'module.' prefix
+    prefixes = (prefix,) if isinstance(prefix, str) else tuple(prefix)
+    candidates = [c for p in prefixes for c in ((p, p[len("module."):]) if p.startswith("module.") else (p,))]
+    chosen = next((p for p in candidates if any(k.startswith(p) for k in state_dict)), None)
+    if chosen is None:
+        raise UserError(f"{flag} '{path}' holds no '{prefixes[0]}*' weights; is it a pre-training checkpoint of this "
+                        f"script family? (found keys like {list(state_dict)[:3]})")
+    heads = (head_name + ".", "fc.", "head.", "heads.")
+    backbone = {k[len(chosen):]: v for k, v in state_dict.items()
+                if k.startswith(chosen) and not k[len(chosen):].startswith(heads)}
+    try:
+        missing, unexpected = model.load_state_dict(backbone, strict=False)
+    except RuntimeError as e:   # shapes of another architecture
+        raise UserError(f"{flag} '{path}' does not fit this -a/--arch: {' '.join(str(e).split())[:300]}") from None
+    missing = [k for k in missing if not k.startswith(head_name + ".")]
+    if missing or unexpected:
+        raise UserError(f"{flag} '{path}' does not fit -a/--arch: missing {missing[:4]}, unexpected {unexpected[:4]}")
+
+
+def linear_classification_sets(data: str, image_size: int, resize: int, seed: int | None, train: bool = True):
+    """MoCo's linear classification data, ``(train, val)`` of the ImageFolder root ``data``: ``train/`` with the
+    random crop / flip of each image a function of (``seed``, epoch, index) only (so any number of processes, and a
+    resumed run, see the same global batches; ``None`` without ``train``), ``val/`` resized to ``resize`` and
+    centre-cropped, labelled by class name with train's indices (a val/ lacking a class keeps the other labels)."""
+    import os
+    from common.augment import linear_train_transform, linear_val_transform
+    from common.data import ImageFolder, folder_classes
+    from common.data.seeded import SeededTransformDataset
+    root = os.path.expanduser(data)
+    train_dir = os.path.join(root, "train")
+    # train first (its problems are reported first); without it, val is labelled by the class folders' names (the
+    # training images are not listed)
+    train_set = None
+    if train:
+        train_set = SeededTransformDataset(ImageFolder(train_dir), linear_train_transform(image_size), seed)
+    val_set = ImageFolder(os.path.join(root, "val"), linear_val_transform(image_size, resize),
+                          classes=train_set if train else folder_classes(train_dir))
+    return train_set, val_set

@@ -78,15 +78,6 @@ def original_dir(flag_value: str | None) -> str | None:
     return flag_value if flag_value else original_output_path(MCL_DIR, "checkpoint")
 
 
-def original_input(path: str) -> str:
-    """A file a README command passes on, e.g. ``--pretrained checkpoint/checkpoint_0199.pth.tar``: ``path`` as given,
-    else where the previous command published it (:func:`original_dir` when ``$CL_ORIGINAL_OUTPUTS`` redirects it)."""
-    if not path or os.path.isabs(path) or os.path.exists(path):
-        return path
-    redirected = original_output_path(MCL_DIR, path)
-    return redirected if redirected and os.path.exists(redirected) else path
-
-
 def publish_to(run_path: str | None, directory: str | None) -> None:
     if run_path and directory:
         publish(run_path, os.path.join(directory, os.path.basename(run_path)))

@@ -35,8 +35,9 @@ from common.augment.on_device import DeviceViews, add_augment_arg, uint8_collate
 from common.data import build_dataset
 from common.distributed import add_distributed_args, all_reduce_mean, wrap_ddp
 from common.engine import Run
+from common.training import train_batches
 from common.utils import HelpFormatter, MixedPrecision, UserError, add_precision_args, check_finite, run_main
-from mcl.builder import SupervisedMCL, freeze_batchnorm, gather_batch
+from mcl.builder import SupervisedMCL, gather_batch
 from mcl.dataset.class_sampler import MPerClassSampler
 from mcl.engine import add_supervised_args, launch_run, loss_weights, supervised_worker, train_supervised
 from mcl.losses.cifar_sup_mcl_loss import SupMCLLoss, check_same_class_partner
@@ -159,21 +160,15 @@ def make_train_loader(args, train_set):
 
 def train_one_epoch(epoch, model, criterion, optimizer, loader, args, run: Run, views_of: DeviceViews,
                     precision: MixedPrecision) -> dict:
-    model.train()
-    if args.freeze_bn:
-        freeze_batchnorm(model)
+    total_iters, batches = train_batches(run, loader, model, args, f"epoch {epoch}")
     lr = adjust_lr(optimizer, epoch, args)
     N = args.number_net
     sums = torch.zeros(7, device=args.device)  # total, ce, kd, vcl, soft vcl, icl, soft icl (weighted)
     correct = torch.zeros(N, device=args.device)
     seen = 0
     weights = loss_weights(args)
-    total_iters = len(loader) if not args.max_iters else min(len(loader), args.max_iters)
-    bar = run.progress(loader, desc=f"epoch {epoch}", enabled=args.progress, total=total_iters)
     start = time.time()
-    for step, (inputs, targets) in enumerate(bar):
-        if args.max_iters and step >= args.max_iters:
-            break
+    for step, (inputs, targets) in batches:
         if not args.distributed:
             check_same_class_partner(targets)  # quirk 3: clear error instead of NaN (CPU labels, no sync)
         (inputs,) = views_of(inputs)
@@ -197,8 +192,7 @@ def train_one_epoch(epoch, model, criterion, optimizer, loader, args, run: Run, 
         correct += (logits.argmax(dim=-1) == targets).sum(dim=1)
         if (step + 1) % args.print_freq == 0 or step + 1 == total_iters:
             check_finite(loss, f"{epoch}:{step}", hint="Try a lower --init-lr or a higher --tau.")
-            if hasattr(bar, "set_postfix"):
-                bar.set_postfix(loss=f"{loss.item():.3f}")
+            batches.postfix(loss=f"{loss.item():.3f}")
     # the global batches' values (every process has the same local batch size), not rank 0's halves
     avg = all_reduce_mean(sums / max(seen, 1)).tolist()
     train_acc = all_reduce_mean(correct / max(seen, 1)).tolist()

@@ -22,18 +22,16 @@ if __package__ in (None, ""):
 import torch
 from torch.utils.data import DataLoader
 
-from common.augment import linear_train_transform, linear_val_transform
 from common.backbones import build_backbone
 from common.checkpoint import load_checkpoint
-from common.data import ImageFolder, folder_classes
-from common.data.seeded import SeededTransformDataset
-from common.distributed import (add_distributed_args, all_reduce_mean, barrier, cleanup, get_world_size,
-                                init_distributed, is_main_process, launch, per_process_batch_size, rank_split_sampler,
-                                set_sampler_epoch, unwrap_model, wrap_ddp)
-from common.engine import Run, add_run_args, epoch_range
-from common.training import classifier_pass, load_model_state, progress
+from common.distributed import (add_distributed_args, all_reduce_mean, cleanup, init_distributed,
+                                is_main_process, launch, module_state_dict, per_process_batch_size,
+                                per_process_workers, wrap_ddp)
+from common.engine import Run, add_run_args, fit, original_input
+from common.training import (check_frozen, classifier_epoch, frozen_tensors, linear_classification_sets,
+                             load_model_state, load_pretrained_encoder, progress, rank_split_loader, train_head_only)
 from common.utils import HelpFormatter, UserError, check_finite, run_main, seed_everything, set_visible_gpus
-from mcl.engine import METHOD, original_dir, original_input, publish_to, require_keys
+from mcl.engine import MCL_DIR, METHOD, original_dir, publish_to, require_keys
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,38 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-PREFIX = "module.encoder_q_0."
-
-
-def load_pretrained(model, path):
-    """Network 0's query encoder without its fc; every other key must load."""
-    state = load_checkpoint(path)
-    if "state_dict" not in state:
-        raise UserError(f"--pretrained '{path}' has no 'state_dict'; pass a main_moco_mcl.py checkpoint")
-    state_dict = state["state_dict"]
-    encoder = {k[len(PREFIX):]: v for k, v in state_dict.items()
-               if k.startswith(PREFIX) and not k.startswith(PREFIX + "fc")}
-    if not encoder:
-        raise UserError(f"--pretrained '{path}' holds no '{PREFIX}*' weights; is it a MoCo-MCL checkpoint?")
-    own = model.state_dict()
-    missing = sorted(set(own) - set(encoder))
-    unexpected = sorted(set(encoder) - set(own))
-    if set(missing) != {"fc.weight", "fc.bias"} or unexpected:
-        raise UserError(f"--pretrained '{path}' does not fit -a {model.__class__.__name__}: missing "
-                        f"{missing[:4]}, unexpected {unexpected[:4]}; check -a/--arch")
-    try:
-        model.load_state_dict(encoder, strict=False)
-    except RuntimeError as e:
-        raise UserError(f"--pretrained '{path}' does not fit this -a/--arch: {e}") from None
-    return encoder
-
-
-def sanity_check(state_dict, pretrained_encoder):
-    """Every non-fc tensor must still equal the pre-trained one (the linear protocol freezes them)."""
-    for k, v in pretrained_encoder.items():
-        current = state_dict[k if k in state_dict else "module." + k]
-        if not torch.equal(current.cpu(), v.cpu()):
-            raise UserError(f"{k} changed during linear training; the backbone must stay frozen")
+PREFIX = "module.encoder_q_0."   # network 0's query encoder
 
 
 def adjust_learning_rate(optimizer, epoch, args):
@@ -117,7 +84,6 @@ def run_epoch(loader, model, optimizer, epoch, args, run: Run | None = None):
     """One training pass (``optimizer`` given) or validation pass: (loss, top-1, top-5), batch-size weighted
     (quirk 12 fixed: not by images[0].size(0))."""
     train = optimizer is not None
-    model.eval()  # frozen BN statistics also while training the classifier (the original's protocol)
     total = min(len(loader), args.max_iters) if (train and args.max_iters) else len(loader)
 
     def check(i, loss, *_):
@@ -125,11 +91,8 @@ def run_epoch(loader, model, optimizer, epoch, args, run: Run | None = None):
             check_finite(all_reduce_mean(loss.detach()) if train else loss, f"{epoch}:{i}")
 
     bar = progress(loader, f"{'train' if train else 'val'} {epoch}", args.progress and is_main_process(), total=total)
-    sums = classifier_pass(model, loader, args.device, optimizer, args.max_iters if train else 0, bar, check, run)
-    if train and get_world_size() > 1:
-        # each process trained on its part of the global batches; the validation loader is not split
-        torch.distributed.all_reduce(sums)
-    return tuple((sums[:3] / sums[3].clamp_min(1)).tolist())   # loss, top-1, top-5
+    # frozen BN statistics also while training the classifier (the original's protocol)
+    return classifier_epoch(model, loader, args, optimizer, run, bar, check, args.max_iters if train else 0)
 
 
 CHECKPOINT = "lincls_mcl_checkpoint_{epoch:04d}.pth.tar"   # numbered by the epoch index, as in MoCo
@@ -153,17 +116,15 @@ def linear(run: Run | None, args) -> None:
     if args.evaluate and not args.resume and not args.pretrained:
         raise UserError("-e/--evaluate needs --resume <lincls checkpoint> (or --pretrained to evaluate a fresh fc)")
     args.local_batch_size = per_process_batch_size(args.batch_size, args)
-    workers = int((args.workers + args.ngpus_per_node - 1) / args.ngpus_per_node) if args.distributed else args.workers
+    workers = per_process_workers(args.workers, args)
     try:
         model = build_backbone(args.arch, num_classes=args.num_classes)
     except ValueError as e:
         raise UserError(f"-a/--arch {args.arch}: {e}") from None
-    for name, param in model.named_parameters():
-        if name not in ("fc.weight", "fc.bias"):
-            param.requires_grad = False
-    model.fc.weight.data.normal_(mean=0.0, std=0.01)
-    model.fc.bias.data.zero_()
-    pretrained_encoder = load_pretrained(model, original_input(args.pretrained)) if args.pretrained else None
+    train_head_only(model, model.fc, "fc")
+    if args.pretrained:
+        load_pretrained_encoder(model, original_input(args.pretrained, MCL_DIR), PREFIX, "fc")
+    reference = frozen_tensors(model, "fc")   # what the sanity check after the first epoch compares
     model = wrap_ddp(model, args)
     parameters = [p for p in model.parameters() if p.requires_grad]
     assert len(parameters) == 2  # fc.weight, fc.bias
@@ -182,9 +143,11 @@ def linear(run: Run | None, args) -> None:
         best_acc1 = float(state.get("best_acc1", 0.0))  # quirk 13 fixed: a float, no .to(gpu)
         run.info(f"=> loaded checkpoint '{run.resume_path}' (epoch {state['epoch']})")
 
-    # val labelled by class name with train's indices (a val/ lacking a class keeps the other labels)
-    val_dataset = ImageFolder(os.path.join(args.data, "val"), linear_val_transform(args.image_size, args.resize),
-                              classes=folder_classes(os.path.join(args.data, "train")))
+    # with --seed an image's crop / flip depends on (seed, epoch, index) only, and process r takes samples r, r+W,
+    # ... of each global batch: 1 and W processes train on the same global batches (the last partial batch is split
+    # with the sampler's padding)
+    train_dataset, val_dataset = linear_classification_sets(args.data, args.image_size, args.resize, args.seed,
+                                                            train=run is not None)
     val_loader = DataLoader(val_dataset, batch_size=args.local_batch_size, shuffle=False, num_workers=workers)
     if run is None:
         _, acc1, acc5 = run_epoch(val_loader, model, None, args.start_epoch, args)
@@ -192,41 +155,42 @@ def linear(run: Run | None, args) -> None:
             print(f" * Acc@1 {acc1:.3f} Acc@5 {acc5:.3f}\ntop-1: {acc1:.2f}", flush=True)
         return
 
-    # with --seed an image's crop / flip depends on (seed, epoch, index) only, and process r takes samples r, r+W,
-    # ... of each global batch: 1 and W processes train on the same global batches (the last partial batch is split
-    # with the sampler's padding)
-    train_dataset = SeededTransformDataset(ImageFolder(os.path.join(args.data, "train")),
-                                           linear_train_transform(args.image_size), args.seed)
-    train_sampler = rank_split_sampler(train_dataset, shuffle=True, drop_last=False, seed=args.seed or 0)
-    train_loader = DataLoader(train_dataset, batch_size=args.local_batch_size, num_workers=workers,
-                              pin_memory=args.device.type == "cuda", sampler=train_sampler)
-    for epoch in epoch_range(args.start_epoch, args.epochs):
-        set_sampler_epoch(train_sampler, epoch)
-        train_dataset.set_epoch(epoch)
+    train_loader, set_epoch = rank_split_loader(train_dataset, args.local_batch_size, workers, args, drop_last=False)
+    last = {"best": best_acc1}   # the training pass's numbers and the best top-1, for the log line
+
+    def train_epoch(epoch):
+        set_epoch(epoch)
         lr = adjust_learning_rate(optimizer, epoch, args)
-        train_loss, train_acc1, _ = run_epoch(train_loader, model, optimizer, epoch, args, run)
+        loss, top1, _ = run_epoch(train_loader, model, optimizer, epoch, args, run)
+        if run.main and epoch == args.start_epoch and args.pretrained:
+            check_frozen(model, reference)
+        last.update(lr=lr, loss=loss, top1=top1)
+        return {"loss": loss, "top1": top1, "lr": lr}
+
+    def evaluate(epoch):
         val_loss, acc1, acc5 = run_epoch(val_loader, model, None, epoch, args)
-        is_best = acc1 > best_acc1
-        best_acc1 = max(acc1, best_acc1)
-        line = (f"Epoch:{epoch}\t lr:{lr:.4f}\t train loss:{train_loss:.4f}\t train Acc@1:{train_acc1:.3f}\t "
-                f"val loss:{val_loss:.4f}\t Acc@1:{acc1:.3f}\t Acc@5:{acc5:.3f}\t best Acc@1:{best_acc1:.3f}")
+        last["best"] = max(acc1, last["best"])
+        line = (f"Epoch:{epoch}\t lr:{last['lr']:.4f}\t train loss:{last['loss']:.4f}\t "
+                f"train Acc@1:{last['top1']:.3f}\t val loss:{val_loss:.4f}\t Acc@1:{acc1:.3f}\t Acc@5:{acc5:.3f}\t "
+                f"best Acc@1:{last['best']:.3f}")
         run.info(line)
-        run.scalars({"train/loss": train_loss, "train/top1": train_acc1, "train/lr": lr, "train/epoch": epoch + 1,
-                     "eval/loss": val_loss, "eval/linear_top1": acc1, "eval/top5": acc5})
         if run.main:
             with open(os.path.join(run.run_dir, f"imagenet_mcl_{args.arch}_moco.txt"), "a") as f:
                 f.write(line + "\n")
+        return {"loss": val_loss, "linear_top1": acc1, "top5": acc5}
+
+    def checkpoint(done, metrics, best):
         # the original's keys: DDP state dict ('module.' keys), epoch + 1, arch, best_acc1, optimizer
-        state_dict = {"module." + k: v for k, v in unwrap_model(model).state_dict().items()}
-        path = run.save({"epoch": epoch + 1, "arch": args.arch, "state_dict": state_dict, "best_acc1": best_acc1,
-                         "optimizer": optimizer.state_dict(), "args": vars(args)},
-                        CHECKPOINT.format(epoch=epoch), is_best=is_best, best_name="model_best.pth.tar")
+        return {"epoch": done, "arch": args.arch, "state_dict": module_state_dict(model), "best_acc1": best,
+                "optimizer": optimizer.state_dict(), "args": vars(args)}
+
+    def published(path, is_best):   # also where the original wrote them
         publish_to(path, original_dir(args.checkpoint))
         if is_best:
             publish_to(path and os.path.join(run.run_dir, "model_best.pth.tar"), original_dir(args.checkpoint))
-        if run.main and epoch == args.start_epoch and pretrained_encoder is not None:
-            sanity_check(unwrap_model(model).state_dict(), pretrained_encoder)
-        barrier()
+
+    _, best_acc1 = fit(run, args.start_epoch, args.epochs, train_epoch, checkpoint, evaluate, metric="linear_top1",
+                       resume_name=CHECKPOINT, best_name="model_best.pth.tar", best=best_acc1, on_saved=published)
     run.info(f"final top-1: {best_acc1:.2f}")
     run.finish("top-1", best_acc1)
 

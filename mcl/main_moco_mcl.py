@@ -12,7 +12,6 @@ original's ``./checkpoint/`` (``--checkpoint``) where the README's ``main_lincls
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 import time
@@ -21,7 +20,6 @@ if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch
-from torch.utils.data import DataLoader
 
 from common.augment import moco_v1_transform, moco_v2_transform
 from common.augment.on_device import DeviceViews, add_augment_arg, uint8_collate
@@ -29,11 +27,12 @@ from common.backbones import build_backbone
 from common.data import ImageFolder
 from common.data.seeded import SeededTransformDataset
 from common.eval.metrics import accuracy
-from common.distributed import (add_distributed_args, all_reduce_mean, barrier, cleanup, init_distributed, launch,
-                                per_process_batch_size, rank_split_sampler, set_sampler_epoch, unwrap_model, wrap_ddp)
-from common.engine import Run, add_run_args, epoch_range
+from common.distributed import (add_distributed_args, all_reduce_mean, cleanup, init_distributed, launch,
+                                module_state_dict, per_process_batch_size, per_process_workers, wrap_ddp)
+from common.engine import Run, add_run_args, fit
 from common.meters import AverageMeter, ProgressMeter
-from common.training import train_batches
+from common.schedules import cosine_lr, set_lr, step_lr
+from common.training import rank_split_loader, train_batches
 from common.utils import (HelpFormatter, MixedPrecision, UserError, add_precision_args, check_finite, run_main,
                           seed_everything, set_visible_gpus)
 from mcl.engine import METHOD, original_dir, publish_to, require_keys
@@ -89,15 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def adjust_learning_rate(optimizer, epoch, args) -> float:
-    lr = args.lr
-    if args.cos:
-        lr *= 0.5 * (1.0 + math.cos(math.pi * epoch / args.epochs))
-    else:
-        for milestone in args.schedule:
-            lr *= 0.1 if epoch >= milestone else 1.0
-    for param_group in optimizer.param_groups:
-        param_group["lr"] = lr
-    return lr
+    """Per epoch: half-cosine with ``--cos``, else ×0.1 at each ``--schedule`` milestone (MoCo's rule)."""
+    lr = cosine_lr(args.lr, epoch, args.epochs) if args.cos else step_lr(args.lr, epoch, args.schedule)
+    return set_lr(optimizer, lr)
 
 
 def build_encoder(arch):
@@ -130,7 +123,6 @@ def pretrain(run: Run, args) -> None:
         raise UserError(f"--moco-k {args.moco_k} is not divisible by the global batch size {global_batch} "
                         f"(--batch-size x processes); the queue would be overrun. Pick a multiple, "
                         f"e.g. --moco-k {global_batch * max(1, args.moco_k // global_batch)}")
-    workers = int((args.workers + args.ngpus_per_node - 1) / args.ngpus_per_node) if args.distributed else args.workers
 
     model = MoCo(build_encoder(args.arch), args.number_net, args.moco_dim, args.moco_k, args.moco_m,
                  args.moco_t, args.mlp)
@@ -158,43 +150,39 @@ def pretrain(run: Run, args) -> None:
     # with --seed the views of an image depend on (seed, epoch, index) only and the batches on (seed, epoch), so
     # runs with any number of processes see the same global batches
     train_dataset = SeededTransformDataset(ImageFolder(os.path.join(args.data, "train")), view_transform, args.seed)
-    train_sampler = rank_split_sampler(train_dataset, shuffle=True, drop_last=True, seed=args.seed or 0)
-    train_loader = DataLoader(train_dataset, batch_size=args.local_batch_size, shuffle=train_sampler is None,
-                              num_workers=workers, pin_memory=args.device.type == "cuda", sampler=train_sampler,
-                              drop_last=True, collate_fn=uint8_collate if batched is not None else None)
-    if len(train_loader) == 0:
-        raise UserError(f"{len(train_dataset)} training images give no full batch of {args.local_batch_size}; "
-                        "lower --batch-size")
+    train_loader, set_epoch = rank_split_loader(train_dataset, args.local_batch_size,
+                                                per_process_workers(args.workers, args), args,
+                                                collate_fn=uint8_collate if batched is not None else None)
 
-    loss = None
-    for epoch in epoch_range(args.start_epoch, args.epochs):
-        set_sampler_epoch(train_sampler, epoch)
-        train_dataset.set_epoch(epoch)
+    last = {}
+
+    def train_epoch(epoch):
+        set_epoch(epoch)
         views_of.set_epoch(epoch)
         lr = adjust_learning_rate(optimizer, epoch, args)
         meters = train(train_loader, model, optimizer, epoch, args, run, views_of, precision)
-        loss = meters["Loss"].avg
+        last["loss"] = meters["Loss"].avg
         # quirk 9 fixed: the original referenced undefined top1_avg / top5_avg here
-        line = (f"Epoch:{epoch}\t lr:{lr:.5f}\t loss:{loss:.4f}\t "
+        line = (f"Epoch:{epoch}\t lr:{lr:.5f}\t loss:{last['loss']:.4f}\t "
                 + "\t ".join(f"{n}:{meters[n].avg:.4f}" for n in ("VCL", "SoftVCL", "ICL", "SoftICL"))
                 + f"\t Acc@1:{meters['Acc@1'].avg:.3f}\t Acc@5:{meters['Acc@5'].avg:.3f}")
         run.info(line)
-        run.scalars({tag: meters[name].avg for tag, name in TAGS.items()} | {"lr": lr, "epoch": epoch + 1},
-                    prefix="train/")
         if run.main:
             with open(os.path.join(run.run_dir, f"imagenet_{args.arch}_moco.txt"), "a") as f:
                 f.write(line + "\n")
+        return {tag: meters[name].avg for tag, name in TAGS.items()} | {"lr": lr}
+
+    def checkpoint(done, metrics, best):
         # the original's checkpoint: DDP state dict ('module.' keys, what main_lincls.py reads), epoch + 1, arch,
         # optimizer; plus the AMP loss scale and the arguments (common.engine adds flags, RNG, step, code version)
-        state_dict = {"module." + k: v for k, v in unwrap_model(model).state_dict().items()}
-        path = run.save({"epoch": epoch + 1, "arch": args.arch, "state_dict": state_dict,
-                         "optimizer": optimizer.state_dict(), "scaler": precision.scaler.state_dict(),
-                         "args": vars(args)}, CHECKPOINT.format(epoch=epoch))
-        publish_to(path, original_dir(args.checkpoint))
-        barrier()
-    if loss is not None:
-        run.info(f"final loss: {loss:.4f}")
-    run.finish("loss", loss)
+        return {"epoch": done, "arch": args.arch, "state_dict": module_state_dict(model),
+                "optimizer": optimizer.state_dict(), "scaler": precision.scaler.state_dict(), "args": vars(args)}
+
+    fit(run, args.start_epoch, args.epochs, train_epoch, checkpoint, resume_name=CHECKPOINT,
+        on_saved=lambda path, _: publish_to(path, original_dir(args.checkpoint)))
+    if "loss" in last:
+        run.info(f"final loss: {last['loss']:.4f}")
+    run.finish("loss", last.get("loss"))
 
 
 # training meters -> tags of the logging schema (train/<tag>)

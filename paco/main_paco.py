@@ -9,7 +9,6 @@ variant also accepts ``--dataset digits`` (the embedded scikit-learn digits, 32�
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import time
 
@@ -20,13 +19,14 @@ import torch.nn.functional as F
 from common.augment.on_device import DeviceViews, add_augment_arg, uint8_collate
 from common.checkpoint import load_checkpoint
 from common.data.seeded import SeededTransformDataset
-from common.distributed import (add_distributed_args, all_reduce_mean, find_free_port, init_distributed,
-                                launch, per_process_batch_size, rank_split_sampler,
-                                set_sampler_epoch, unwrap_model, wrap_ddp)
+from common.distributed import (add_distributed_args, all_reduce_mean, find_free_port, init_distributed, launch,
+                                module_state_dict, per_process_batch_size, per_process_workers, unwrap_model,
+                                wrap_ddp)
 from common.engine import Run, fit
 from common.eval import accuracy, shot_accuracy
 from common.meters import AverageMeter
 from common.schedules import paco_cifar_lr, paco_lr, set_lr
+from common.training import rank_split_loader
 from common.utils import (BooleanFlag, HelpFormatter, MixedPrecision, UserError, add_precision_args, autocast,
                           check_finite, seed_everything)
 from paco.augmentations import AUG_ALIASES, AUG_CHOICES, batched_train_views, test_transform, train_transform
@@ -353,7 +353,7 @@ def adjust_learning_rate(optimizer, epoch: int, args) -> float:
     return set_lr(optimizer, lr)
 
 
-def train_one_epoch(loader, model, criterion, optimizer, scaler, epoch, args, run, views_of: DeviceViews):
+def train_one_epoch(loader, model, criterion, optimizer, precision, epoch, args, run, views_of: DeviceViews):
     model.train()
     losses, top1 = AverageMeter("Loss", ":.4e"), AverageMeter("Acc@1", ":6.2f")
     batch_time, end = AverageMeter("Time", ":6.3f"), time.time()
@@ -370,9 +370,7 @@ def train_one_epoch(loader, model, criterion, optimizer, scaler, epoch, args, ru
         check_finite(loss_value, f"epoch {epoch} iteration {i}",
                      hint="lower --lr, or check the data / --moco-t")
         optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
+        precision.backward_step(loss, optimizer)
         run.step += 1
         acc1 = accuracy(sup_logits.detach(), target, topk=(1,))[0]
         losses.update(loss_value, im_q.size(0))
@@ -408,12 +406,6 @@ def validate(loader, model, cls_num_list, args):
     shots = shot_accuracy(preds, labels, cls_num_list)
     return {"top1": float(shots["top1"]), "top5": 100.0 * top5_correct / max(count, 1),
             "loss": loss_sum / max(count, 1), "many": shots["many"], "medium": shots["medium"], "few": shots["few"]}
-
-
-def original_layout(model) -> dict:
-    """The model's state dict with the keys the original saved: it trained under DDP only, so every key is
-    ``module.``-prefixed (spec §g; the released models too, quirk §k.30) — what its ``--reload`` / resume match."""
-    return {"module." + k: v for k, v in unwrap_model(model).state_dict().items()}
 
 
 def build_optimizer(model, args) -> torch.optim.SGD:
@@ -495,16 +487,12 @@ def _main(run, device, args):
         raise UserError(f"--moco-k {args.moco_k} is not a multiple of the global batch {global_batch} "
                         f"(= floor(b / processes per node) x processes); the queue is written one global batch "
                         f"at a time. Choose --moco-k as a multiple of {global_batch}")
-    workers = int(math.ceil(args.workers / max(getattr(args, "ngpus_per_node", 1), 1)))
-    # the same global batches for any number of processes (rank r takes every W-th sample of each)
-    sampler = rank_split_sampler(train_set, shuffle=True, drop_last=True, seed=args.seed or 0)
-    generator = torch.Generator()
-    generator.manual_seed(args.seed if args.seed is not None else torch.initial_seed() % 2 ** 31)
-    train_loader = torch.utils.data.DataLoader(train_set, batch_size=batch, shuffle=sampler is None,
-                                               num_workers=workers, pin_memory=device.type == "cuda",
-                                               sampler=sampler, drop_last=True, generator=generator,
-                                               persistent_workers=False,
-                                               collate_fn=uint8_collate if args.augment == "batched" else None)
+    workers = per_process_workers(args.workers, args)
+    # the same global batches for any number of processes (rank r takes every W-th sample of each); the loader
+    # shuffles from its own generator, re-seeded per epoch so a resumed run sees the same order
+    train_loader, set_epoch = rank_split_loader(train_set, batch, workers, args, shuffle_seed_stride=1000,
+                                                collate_fn=uint8_collate if args.augment == "batched" else None,
+                                                batch_flag="-b/--batch-size")
     views_of = DeviceViews(batched_train_views(args.aug, args.variant, NORMALIZATION.get(args.dataset, "imagenet"),
                                                args.image_size, args.aug_plus) if args.augment == "batched" else None,
                            device, args.seed, args.rank, args.channels_last)
@@ -512,9 +500,6 @@ def _main(run, device, args):
     # resumed run skips the initial evaluation and must draw the same ones)
     test_loader = torch.utils.data.DataLoader(test_set, batch_size=batch, shuffle=False, num_workers=workers,
                                               pin_memory=device.type == "cuda", generator=torch.Generator())
-    if len(train_loader) == 0:
-        raise UserError(f"the training set has {len(train_set)} images, fewer than one per-process batch ({batch}); "
-                        "lower -b/--batch-size")
 
     if args.evaluate:
         metrics = validate(test_loader, model, cls_num_list, args)
@@ -528,13 +513,10 @@ def _main(run, device, args):
         run.info(f"initial top-1: {metrics['top1']:.2f}")
 
     def train_epoch(epoch):
-        # the loader shuffles from its own generator, re-seeded per epoch so a resumed run sees the same order
-        generator.manual_seed((args.seed or 0) * 1000 + epoch)
-        set_sampler_epoch(sampler, epoch)
-        train_set.set_epoch(epoch)
+        set_epoch(epoch)
         views_of.set_epoch(epoch)
         lr = adjust_learning_rate(optimizer, epoch, args)
-        loss, train_acc = train_one_epoch(train_loader, model, criterion, optimizer, scaler, epoch, args, run,
+        loss, train_acc = train_one_epoch(train_loader, model, criterion, optimizer, precision, epoch, args, run,
                                           views_of)
         run.info(f"epoch {epoch}: lr {lr:.5f} loss {loss:.4f} train acc@1 {train_acc:.2f}")
         return {"lr": lr}   # loss and top-1 are logged per --print-freq steps
@@ -547,7 +529,7 @@ def _main(run, device, args):
     def checkpoint(epoch_done, metrics, best):
         # the original's keys (spec §g) — its acc is this epoch's top-1 (the best one in Full-ImageNet) — then ours
         acc = best if args.variant == "imagenet" else metrics["top1"]
-        return {"epoch": epoch_done, "arch": args.arch, "acc": acc, "state_dict": original_layout(model),
+        return {"epoch": epoch_done, "arch": args.arch, "acc": acc, "state_dict": module_state_dict(model),
                 "optimizer": optimizer.state_dict(), "best_acc": best, "scaler": scaler.state_dict(),
                 "args": vars(args).copy()}
 

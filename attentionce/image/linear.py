@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader
 from attentionce.image.model import Model, strip_module_prefix
 from attentionce.image.utils import DATASETS, build_split, canonical_dataset_name, test_transform, train_transform
 from common.checkpoint import load_checkpoint
-from common.engine import Run, add_run_args, fit
+from common.engine import Run, add_run_args, fit, original_input
 from common.training import classifier_pass
 from common.utils import HelpFormatter, UserError, check_finite, get_device, run_main, seed_everything
 
@@ -98,24 +98,6 @@ def extract_features(model: Model, dataset_name: str, root: str, device, workers
     return tuple(out)
 
 
-def probe_top1(kind: str, train_x, train_y, test_x, test_y, epochs: int = 100, k: int = 200, seed=None):
-    """(metric name, top-1 %) on fixed features (no augmentation): ``kind='linear'``: a linear classifier on
-    the standardised un-normalised features (``common.eval.train_linear_probe``: SGD, cosine schedule, last
-    epoch); ``'knn'``: weighted kNN (k, T = 0.1) on L2-normalised features.  A fast stand-in for
-    ``linear.py``'s full protocol, used for the ``initial`` / ``final`` lines of ``main.py --eval``."""
-    import torch.nn.functional as F
-    from common.eval.knn import knn_accuracy
-    from common.eval.linear import train_linear_probe
-    num_classes = int(max(train_y.max(), test_y.max())) + 1
-    if kind == "knn":
-        top1 = knn_accuracy(F.normalize(test_x, dim=1), test_y, F.normalize(train_x, dim=1), train_y,
-                            num_classes, k=k, topk=(1,))[0]
-        return "knn top-1", float(top1)
-    top1 = train_linear_probe(train_x, train_y, test_x, test_y, epochs=epochs, num_classes=num_classes,
-                              standardize=True, seed=0 if seed is None else seed)
-    return "linear top-1", float(top1)
-
-
 def get_parser(variant: str = "image") -> argparse.ArgumentParser:
     d = VARIANT_DEFAULTS[variant]
     parser = argparse.ArgumentParser(description="Linear Evaluation", formatter_class=HelpFormatter)
@@ -173,23 +155,14 @@ def main(argv=None, variant: str = "image"):
         raise UserError("--batch_size and --epochs must be positive")
     device = get_device(args.device)
     seed_everything(args.seed)
-    args.model_path = resolve_model_path(args.model_path)
+    # the original ran its scripts from image/, so its README's ``--model_path ../results/<dataset>/<file>.pth`` is
+    # relative to that folder (main.py writes the file there)
+    args.model_path = original_input(args.model_path, os.path.dirname(os.path.abspath(__file__)))
+    if os.path.exists(args.model_path):
+        args.model_path = os.path.abspath(args.model_path)
     with Run.open(METHOD, args, readable=f"linear_{args.dataset_name}", name=args.name,
                   overwrite_flag="--no-auto_resume") as run:
         linear_evaluation(run, args, device)
-
-
-def resolve_model_path(path: str) -> str:
-    """``path`` as given, else relative to ``image/`` (the original ran its scripts from there, so its README's
-    ``--model_path ../results/<dataset>/<file>.pth`` is relative to that folder; main.py writes the file there)."""
-    if os.path.exists(path) or os.path.isabs(path):
-        return os.path.abspath(path)
-    beside = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), path))
-    if os.path.exists(beside):
-        return beside
-    from common.engine import original_output_path
-    redirected = original_output_path(os.path.dirname(os.path.abspath(__file__)), path)
-    return redirected if redirected and os.path.exists(redirected) else path
 
 
 def linear_evaluation(run, args, device) -> None:

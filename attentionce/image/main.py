@@ -14,14 +14,15 @@ import math
 import os
 
 import torch
-from torch.utils.data import DataLoader, DistributedSampler
 
 from attentionce.image.model import Model, add_module_prefix, strip_module_prefix
 from attentionce.image.utils import DATASETS, N_VIEWS, build_split, canonical_dataset_name, get_pretrain_dataset
 from attentionce.losses import AttentioNCE
 from common import distributed as dist_utils
 from common.augment.on_device import DeviceViews, add_augment_arg
-from common.engine import Run, add_run_args, fit, original_output_path, publish
+from common.eval import feature_probe
+from common.engine import Run, add_run_args, args_record, eval_tag, fit, original_output_path, publish
+from common.training import rank_split_loader, train_batches
 from common.utils import (HelpFormatter, MixedPrecision, UserError, add_precision_args, check_finite, get_device,
                           run_main, seed_everything)
 
@@ -136,30 +137,18 @@ def view_order(args) -> list[int]:
     return list(range(N_VIEWS))
 
 
-def set_bn_eval(module: torch.nn.Module) -> None:
-    for m in module.modules():
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            m.eval()
-
-
 def run_epoch(net, criterion, loader, optimizer, args, epoch, run: Run, views_of: DeviceViews,
               precision: MixedPrecision) -> float:
     """One epoch (the original ``train``): per step one forward pass per view (BatchNorm statistics are per
     view batch, as in the original), the loss on the normalised projections, Adam step.  Returns the mean
     loss weighted by the batch size (over all processes)."""
-    net.train()
-    if args.freeze_bn:
-        set_bn_eval(net)
     order = view_order(args)
-    total_steps = len(loader) if args.steps_per_epoch <= 0 else min(len(loader), args.steps_per_epoch)
+    total_steps, batches = train_batches(run, loader, net, args, max_iters=max(args.steps_per_epoch, 0), enabled=True)
     loss_sum = torch.zeros((), device=args.device)
     seen = 0
-    bar = run.progress(loader, total=total_steps)
     # the batched views depend only on (seed, epoch, rank, step): a resumed run sees the same views
     views_of.set_epoch(epoch)
-    for step, (images, _) in enumerate(bar):
-        if step >= total_steps:
-            break
+    for step, (images, _) in batches:
         # list of the view batches (V x (b, 3, S, S)); the PIL path collates them as (b, V, 3, S, S)
         views = views_of(images)
         with precision.autocast():
@@ -174,22 +163,21 @@ def run_epoch(net, criterion, loader, optimizer, args, epoch, run: Run, views_of
         if (step + 1) % args.print_freq == 0 or step + 1 == total_steps:
             check_finite(loss_sum, run.step, "(AttentioNCE: also try a larger --d_neg or --temperature)")
             mean = loss_sum.item() / seen
-            if hasattr(bar, "set_description"):
-                bar.set_description(f"Train Epoch: [{epoch}/{args.epochs}] Loss: {mean:.4f}")
+            batches.describe(f"Train Epoch: [{epoch}/{args.epochs}] Loss: {mean:.4f}")
             run.scalar("train/loss", loss.item())
-    if hasattr(bar, "close"):
-        bar.close()
+    batches.close()
     mean = dist_utils.all_reduce_mean(loss_sum / max(seen, 1)).item()
     check_finite(mean, run.step)
     return mean
 
 
 def evaluate(model, args) -> tuple[str, float]:
-    """The initial / final evaluation: (metric name, top-1 in %) of the frozen encoder."""
-    from attentionce.image.linear import extract_features, probe_top1
-    train_x, train_y, test_x, test_y = extract_features(model, args.dataset_name, args.root, args.device,
-                                                         workers=args.workers)
-    return probe_top1(args.eval, train_x, train_y, test_x, test_y, epochs=args.eval_epochs, k=args.k, seed=args.seed)
+    """The initial / final evaluation: (metric name, top-1 in %) of the frozen encoder; a fast stand-in for
+    ``linear.py``'s full protocol (``--eval linear``: SGD, cosine schedule, last epoch)."""
+    from attentionce.image.linear import extract_features
+    features = extract_features(model, args.dataset_name, args.root, args.device, workers=args.workers)
+    return feature_probe(args.eval, *features, k=args.k, epochs=args.eval_epochs,
+                         seed=0 if args.seed is None else args.seed)
 
 
 def main_worker(local_rank, args):
@@ -220,12 +208,9 @@ def train(run: Run, args, local_batch: int) -> None:
     if len(dataset) < args.batch_size:
         raise UserError(f"the {args.dataset_name} pre-training split has {len(dataset)} images, fewer than "
                         f"--batch_size {args.batch_size} (the last incomplete batch is dropped); lower --batch_size")
-    # one sampler for every case: with world size 1 it is a seeded shuffle whose order the 2-process split
-    # reproduces (rank r takes every W-th index of the same permutation)
-    sampler = DistributedSampler(dataset, num_replicas=args.world_size, rank=args.rank, shuffle=True,
-                                 seed=args.data_seed, drop_last=True)
-    loader = DataLoader(dataset, batch_size=local_batch, sampler=sampler, num_workers=args.workers,
-                        pin_memory=args.device.type == "cuda", drop_last=True)
+    # one sampler for every case: with world size 1 it is a seeded shuffle (seed: --seed, else 0) whose order the
+    # 2-process split reproduces (rank r takes every W-th index of the same permutation)
+    loader, set_epoch = rank_split_loader(dataset, local_batch, args.workers, args, batch_flag="--batch_size")
     views_of = DeviceViews(batched_views, args.device, args.seed, args.rank, args.channels_last)
 
     precision = MixedPrecision(args.device, args.amp, args.channels_last)
@@ -259,9 +244,7 @@ def train(run: Run, args, local_batch: int) -> None:
 
     def train_one_epoch(index):
         epoch = index + 1
-        sampler.set_epoch(epoch)
-        if hasattr(dataset, "set_epoch"):
-            dataset.set_epoch(epoch)
+        set_epoch(epoch)
         last["loss"] = run_epoch(net, criterion, loader, optimizer, args, epoch, run, views_of, precision)
         return {"epoch_loss": last["loss"]}
 
@@ -274,7 +257,7 @@ def train(run: Run, args, local_batch: int) -> None:
             publish(path, original_output_path(SCRIPT_DIR, os.path.join("..", "results", args.dataset_name,
                                                                         original_checkpoint_name(args, done))))
         return {"epoch": done, "state_dict": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scaler": precision.scaler.state_dict(), "args": args_for_saving(args), "initial_eval": initial}
+                "scaler": precision.scaler.state_dict(), "args": args_record(args), "initial_eval": initial}
 
     fit(run, start_epoch - 1, args.epochs, train_one_epoch, checkpoint, resume_name=RESUME_FILE)
 
@@ -291,19 +274,11 @@ def train(run: Run, args, local_batch: int) -> None:
     run.finish(*(final or (None, None)))
 
 
-def eval_tag(metric_name: str) -> str:
-    """'linear top-1' → 'eval/linear_top1' (the logging schema)."""
-    return "eval/" + metric_name.replace(" top-1", "_top1")
-
-
-def args_for_saving(args) -> dict:
-    return {k: (str(v) if isinstance(v, torch.device) else v) for k, v in vars(args).items()}
-
-
 def main(argv=None, variant: str = "image"):
     args = get_parser(variant).parse_args(argv)
     check_args(args)
-    # the data order's seed must agree between processes (and survive a resume): fixed by --seed, else 0
+    # the data order's seed must agree between processes (and survive a resume): --seed, else 0, the rule of
+    # rank_split_loader; kept among the recorded flags (the run folders' digests include it)
     args.data_seed = args.seed if args.seed is not None else 0
     if args.device is not None:
         args.device = str(get_device(args.device))  # UserError for cuda without CUDA

@@ -23,8 +23,9 @@ from common.augment import normalize_transform
 from common.backbones import build_backbone
 from common.checkpoint import load_checkpoint, save_checkpoint
 from common.data import build_dataset
-from common.eval.knn import weighted_knn_predict
+from common.eval.knn import knn_accuracy
 from common.logger import make_run_dir
+from common.training import load_pretrained_encoder
 from common.utils import HelpFormatter, UserError, get_device, run_main
 
 from cacr.imagenet_pretraining import vits
@@ -79,21 +80,6 @@ def build_feature_model(arch, image_size):
     return model
 
 
-def load_backbone_weights(model, path):
-    state = load_checkpoint(path)
-    state_dict = state.get("state_dict", state)
-    for prefix in ("module.base_encoder.", "base_encoder.", "module.encoder_q.", "encoder_q."):
-        if any(k.startswith(prefix) for k in state_dict):
-            break
-    else:
-        raise UserError(f"'{path}' holds no 'module.base_encoder.*' weights; pass a pre-training checkpoint")
-    sd = {k[len(prefix):]: v for k, v in state_dict.items()
-          if k.startswith(prefix) and not k[len(prefix):].startswith(("fc.", "head.", "heads."))}
-    missing, unexpected = model.load_state_dict(sd, strict=False)
-    if missing or unexpected:
-        raise UserError(f"'{path}' does not fit --arch: missing {missing[:4]}, unexpected {unexpected[:4]}")
-
-
 class IndexedDataset(torch.utils.data.Dataset):
     def __init__(self, dataset):
         self.dataset = dataset
@@ -125,15 +111,6 @@ def extract_features(model, dataset, args):
     return bank
 
 
-def knn_classifier(train_features, train_labels, test_features, test_labels, k, T, num_classes=1000):
-    """Top-1 / top-5 (%) of the exp(sim/T)-weighted vote of the k nearest train features."""
-    _, predictions = weighted_knn_predict(test_features, train_features, train_labels, num_classes, k, T)
-    correct = predictions.eq(test_labels.view(-1, 1).to(predictions.device))
-    top1 = correct[:, :1].sum().item() * 100.0 / max(test_labels.numel(), 1)
-    top5 = correct[:, :min(5, k, num_classes)].sum().item() * 100.0 / max(test_labels.numel(), 1)
-    return top1, top5
-
-
 def main(argv=None):
     args = get_parser().parse_args(argv)
     if args.zip_mode:
@@ -159,7 +136,8 @@ def main(argv=None):
         torch.manual_seed(args.seed)
         model = build_feature_model(args.arch, args.image_size)
         if args.pretrained_weights:
-            load_backbone_weights(model, args.pretrained_weights)
+            load_pretrained_encoder(model, args.pretrained_weights, ("module.base_encoder.", "module.encoder_q."), "fc",
+                                    flag="--pretrained_weights")
             cdist.rank0_print(f"=> loaded '{args.pretrained_weights}'")
         else:
             cdist.rank0_print("no --pretrained_weights: evaluating a randomly initialised network")
@@ -178,8 +156,9 @@ def main(argv=None):
         num_classes = int(max(train_labels.max(), test_labels.max())) + 1
         os.makedirs(out_dir, exist_ok=True)
         for k in args.nb_knn:
-            top1, top5 = knn_classifier(train_features, train_labels, test_features, test_labels, k,
-                                        args.temperature, num_classes)
+            # the exp(sim/T)-weighted vote of the k nearest train features
+            top1, top5 = knn_accuracy(test_features, test_labels, train_features, train_labels, num_classes, k,
+                                      args.temperature)
             print(f"{k}-NN classifier result: Top1: {top1}, Top5: {top5}")
             with open(os.path.join(out_dir, "log.txt"), "a") as f:
                 f.write(json.dumps({"k": k, "top1": top1, "top5": top5, "argv": sys.argv[1:]}) + "\n")

@@ -11,27 +11,22 @@ mode; top-1 / top-5 on ``val`` each epoch; a sanity check that no backbone weigh
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import time
 
 import torch
-import torch.nn as nn
 
 from common import distributed as cdist
-from common.augment import linear_train_transform, linear_val_transform
 from common.backbones import build_backbone
-from common.checkpoint import load_checkpoint
-from common.data import build_dataset
-from common.data.seeded import SeededTransformDataset
-from common.engine import add_run_args, fit
+from common.engine import add_run_args, args_record, fit
 from common.meters import AverageMeter, ProgressMeter
 from common.schedules import cosine_lr, set_lr, step_lr
-from common.training import classifier_pass
+from common.training import (check_frozen, classifier_epoch, frozen_tensors, linear_classification_sets,
+                             load_pretrained_encoder, rank_split_loader, train_head_only)
 from common.utils import HelpFormatter, UserError, check_finite, run_main, set_visible_gpus
 
 from cacr.imagenet_pretraining import vits
-from cacr.worker import args_record, ddp_state_dict, open_run
+from cacr.worker import open_run
 
 RESUME_FILE = "checkpoint.pth.tar"
 
@@ -90,28 +85,6 @@ def build_classifier_model(arch, num_classes, image_size):
     return model, model.fc, "fc"
 
 
-def load_pretrained(model, path, prefix, head_name):
-    """Copy ``<prefix>*`` minus the classifier into ``model``; every other key must be present."""
-    state = load_checkpoint(path)
-    state_dict = state.get("state_dict", state)
-    if not isinstance(state_dict, dict):
-        raise UserError(f"'{path}' has no state_dict")
-    # checkpoints saved without DDP (one process) have no 'module.' prefix
-    candidates = [prefix, prefix[len("module."):]]
-    chosen = next((p for p in candidates if any(k.startswith(p) for k in state_dict)), None)
-    if chosen is None:
-        raise UserError(f"'{path}' holds no '{prefix}*' weights; is it a pre-training checkpoint of this script "
-                        f"family? (found keys like {list(state_dict)[:3]})")
-    heads = (head_name + ".", "fc.", "head.", "heads.")
-    backbone = {k[len(chosen):]: v for k, v in state_dict.items()
-                if k.startswith(chosen) and not k[len(chosen):].startswith(heads)}
-    missing, unexpected = model.load_state_dict(backbone, strict=False)
-    missing = [k for k in missing if not k.startswith(head_name + ".")]
-    if missing or unexpected:
-        raise UserError(f"'{path}' does not fit -a/--arch: missing {missing[:4]}, unexpected {unexpected[:4]}")
-    return state
-
-
 def main(argv=None, variant: str = "v3"):
     args = get_parser(variant).parse_args(argv)
     args.variant = variant
@@ -151,30 +124,22 @@ def main_worker(local_rank, args):
 def linear_classification(run, args):
     # with --seed, an image's crop / flip depends on (seed, epoch, index) only: any number of processes sees the
     # same global batches (and a resumed run the batches it would have seen)
-    train_images = build_dataset("imagefolder", args.data, "train")
-    train_set = SeededTransformDataset(train_images, linear_train_transform(args.image_size), args.seed)
-    resize = max(args.image_size * 256 // 224, args.image_size)
-    # val labelled by class name with train's indices (a val/ lacking a class keeps the other labels)
-    val_set = build_dataset("imagefolder", args.data, "val", linear_val_transform(args.image_size, resize),
-                            classes=train_images)
+    train_set, val_set = linear_classification_sets(args.data, args.image_size,
+                                                     max(args.image_size * 256 // 224, args.image_size), args.seed)
     num_classes = len(train_set.classes)
     model, head, head_name = build_classifier_model(args.arch, num_classes, args.image_size)
-    for name, param in model.named_parameters():
-        if not name.startswith(head_name + "."):
-            param.requires_grad = False
-    nn.init.normal_(head.weight, mean=0.0, std=0.01)
-    nn.init.zeros_(head.bias)
+    train_head_only(model, head, head_name)
     if args.pretrained:
-        load_pretrained(model, args.pretrained, VARIANTS[args.variant]["prefix"], head_name)
+        load_pretrained_encoder(model, args.pretrained, VARIANTS[args.variant]["prefix"], head_name)
         run.info(f"=> loaded pre-trained model '{args.pretrained}'")
-    reference = {k: v.detach().clone() for k, v in model.state_dict().items() if not k.startswith(head_name + ".")}
+    reference = frozen_tensors(model, head_name)
 
     if args.variant == "v3":
         args.lr = args.lr * args.batch_size / 256
         batch_size = args.batch_size // args.world_size
     else:
         batch_size = cdist.per_process_batch_size(args.batch_size, args)
-    workers = int(math.ceil(args.workers / max(args.ngpus_per_node, 1))) if args.distributed else args.workers
+    workers = cdist.per_process_workers(args.workers, args)
     model = cdist.wrap_ddp(model, args)
     parameters = [p for p in model.parameters() if p.requires_grad]
     assert len(parameters) == 2  # weight, bias of the classifier
@@ -188,9 +153,7 @@ def linear_classification(run, args):
 
     # one sampler for any number of processes: process r takes samples r, r+W, ... of each global batch, so 1 and
     # W processes train on the same global batches (the last partial batch is split with the sampler's padding)
-    sampler = cdist.rank_split_sampler(train_set, shuffle=True, drop_last=False, seed=args.seed or 0)
-    train_loader = torch.utils.data.DataLoader(train_set, batch_size=batch_size, num_workers=workers,
-                                               pin_memory=args.device.type == "cuda", sampler=sampler)
+    train_loader, set_epoch = rank_split_loader(train_set, batch_size, workers, args, drop_last=False)
     val_loader = torch.utils.data.DataLoader(val_set, batch_size=256, shuffle=False, num_workers=workers,
                                              pin_memory=args.device.type == "cuda")
     if args.evaluate:
@@ -199,12 +162,11 @@ def linear_classification(run, args):
         return
 
     def one_epoch(epoch):
-        cdist.set_sampler_epoch(sampler, epoch)
-        train_set.set_epoch(epoch)
+        set_epoch(epoch)
         lr = adjust_learning_rate(optimizer, epoch, args)
         train(train_loader, model, optimizer, epoch, args, run)
         if epoch == start_epoch and args.pretrained:
-            sanity_check(cdist.unwrap_model(model).state_dict(), reference, head_name)
+            check_frozen(model, reference)
         return {"lr": lr}
 
     def evaluate(epoch):
@@ -213,7 +175,7 @@ def linear_classification(run, args):
 
     def checkpoint(done, metrics, best):
         # the original's layout: DDP keys (module.fc... / module.heads.head...), best_acc1; model_best.pth.tar
-        return {"epoch": done, "arch": args.arch, "state_dict": ddp_state_dict(model), "best_acc1": best,
+        return {"epoch": done, "arch": args.arch, "state_dict": cdist.module_state_dict(model), "best_acc1": best,
                 "optimizer": optimizer.state_dict(), "acc1": metrics["linear_top1"], "acc5": metrics["top5"],
                 "args": args_record(args)}
 
@@ -244,26 +206,15 @@ def train(loader, model, optimizer, epoch, args, run):
             run.info(prog.format(i))
         end[0] = time.time()
 
-    model.eval()   # the frozen backbone stays in eval mode (BN statistics are not updated)
-    classifier_pass(model, loader, args.device, optimizer, args.max_iters, on_batch=log, run=run,
-                    bar=run.progress(loader, f"lincls {epoch}", total=n_iters, enabled=args.progress))
+    # the frozen backbone stays in eval mode (BN statistics are not updated)
+    classifier_epoch(model, loader, args, optimizer, run, on_batch=log, max_iters=args.max_iters,
+                     bar=run.progress(loader, f"lincls {epoch}", total=n_iters, enabled=args.progress))
 
 
 def validate(loader, model, args, run):
-    model.eval()
-    sums = classifier_pass(model, loader, args.device, max_iters=args.max_iters)
-    if args.distributed:
-        torch.distributed.all_reduce(sums)
-    acc1, acc5 = (sums[1:3] / sums[3].clamp_min(1)).tolist()
+    _, acc1, acc5 = classifier_epoch(model, loader, args, max_iters=args.max_iters)
     run.info(f" * Acc@1 {acc1:.3f} Acc@5 {acc5:.3f}")
     return acc1, acc5
-
-
-def sanity_check(state_dict, reference, head_name):
-    """The linear classifier must not have changed any backbone weight or BN statistic."""
-    for k, v in reference.items():
-        if not torch.equal(state_dict[k].cpu(), v.cpu()):
-            raise RuntimeError(f"{k} changed during linear classification; the backbone must stay frozen")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ rbf CACR loss is exactly half the MoCo-v3 loss; the paper's numbers used the lig
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import time
 
@@ -22,9 +21,9 @@ from common import distributed as cdist
 from common.backbones import build_backbone
 from common.data import build_dataset
 from common.data.seeded import SeededTransformDataset
-from common.engine import add_run_args, fit
+from common.engine import add_run_args, args_record, fit
 from common.meters import AverageMeter, ProgressMeter
-from common.training import train_batches
+from common.training import rank_split_loader, train_batches
 from common.schedules import cosine_momentum, set_lr, warmup_cosine_lr
 from common.utils import (HelpFormatter, MixedPrecision, UserError, add_precision_args, autocast, check_finite,
                           run_main, to_channels_last)
@@ -33,7 +32,7 @@ from cacr.imagenet_pretraining import vits
 from cacr.imagenet_pretraining.moco import builder as moco_builder
 from cacr.imagenet_pretraining.moco.loader import MulCropsTransform, global_transforms, local_transform
 from cacr.imagenet_pretraining.moco.optimizer import LARS
-from cacr.worker import args_record, ddp_state_dict, open_run, seeded_loader
+from cacr.worker import open_run
 
 RESUME_FILE = "checkpoint.pth.tar"
 
@@ -153,7 +152,6 @@ def pretrain(run, args):
     if batch_size < 2:
         raise UserError(f"--batch-size {args.batch_size} over {args.world_size} processes leaves {batch_size} "
                         "image(s) per process; BatchNorm needs at least 2")
-    workers = int(math.ceil(args.workers / max(args.ngpus_per_node, 1))) if args.distributed else args.workers
 
     if args.optimizer == "lars":
         optimizer = LARS(model.parameters(), args.lr, weight_decay=args.weight_decay, momentum=args.momentum)
@@ -174,10 +172,8 @@ def pretrain(run, args):
         transform = MulCropsTransform(t1, t2)
     # with --seed the crops of an image depend on (seed, epoch, index) only, whatever the number of processes
     dataset = SeededTransformDataset(build_dataset("imagefolder", args.data, "train"), transform, args.seed)
-    if len(dataset) < args.batch_size:
-        raise UserError(f"the dataset has {len(dataset)} images, fewer than one batch ({args.batch_size}); "
-                        "lower --batch-size")
-    loader, set_epoch = seeded_loader(dataset, batch_size, workers, args)
+    loader, set_epoch = rank_split_loader(dataset, batch_size, cdist.per_process_workers(args.workers, args), args,
+                                          shuffle_seed_stride=100003)
     last = {}     # the last epoch's training scalars: the run's final number (no evaluation in pre-training)
 
     def one_epoch(epoch):
@@ -187,7 +183,7 @@ def pretrain(run, args):
 
     def checkpoint(done, metrics, best):
         # the original's layout: DDP keys (module.base_encoder..., module.momentum_encoder..., module.predictor...)
-        state = {"epoch": done, "arch": args.arch, "state_dict": ddp_state_dict(model),
+        state = {"epoch": done, "arch": args.arch, "state_dict": cdist.module_state_dict(model),
                  "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(), "args": args_record(args)}
         if done % args.save_freq == 0 or done == args.epochs:
             # the original's file name: checkpoint_%04d % the 0-based epoch just trained (last of 100: 0099)

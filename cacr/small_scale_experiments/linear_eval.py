@@ -17,7 +17,7 @@ import torch.nn as nn
 
 from common.checkpoint import load_checkpoint
 from common.data import build_dataset
-from common.engine import Run, add_run_args, fit, original_output_path
+from common.engine import Run, add_run_args, fit, original_input
 from common.training import classifier_pass, load_model_state
 from common.utils import HelpFormatter, UserError, check_finite, get_device, gpus_available, run_main, seed_everything
 
@@ -90,23 +90,14 @@ def category_accuracy(preds, labels, num_classes, group: int = 1) -> dict:
 def main(argv=None, dataset_default: str = "cifar10"):
     args = parse_option(argv, dataset_default)
     args.device = get_device(args.device)
-    args.encoder_checkpoint = resolve_encoder_path(args.encoder_checkpoint, args.dataset)
+    # the original ran in small_scale_experiments/<dataset>/, so its ./results/ours/.../encoder.pth is relative to
+    # that folder (main_ours.py publishes the file there)
+    args.encoder_checkpoint = original_input(args.encoder_checkpoint,
+                                             os.path.join(os.path.dirname(os.path.abspath(__file__)), args.dataset))
     seed_everything(args.seed)
     with Run.open("cacr", args, readable=f"lincls_{args.dataset}", name=args.name,
                   ignore=("log_interval", "print_category_acc")) as run:
         return linear_evaluation(run, args)
-
-
-def resolve_encoder_path(path: str, dataset: str) -> str:
-    """``path`` as given, else relative to ``small_scale_experiments/<dataset>/`` (the original ran there, so its
-    ``./results/ours/.../encoder.pth`` is relative to that folder; main_ours.py publishes the file there)."""
-    if os.path.exists(path) or os.path.isabs(path):
-        return path
-    folder = os.path.join(os.path.dirname(os.path.abspath(__file__)), dataset)
-    for candidate in (os.path.join(folder, path), original_output_path(folder, path)):
-        if candidate and os.path.exists(candidate):
-            return candidate
-    return path
 
 
 def linear_evaluation(run, args) -> float:

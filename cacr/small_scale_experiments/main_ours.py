@@ -17,9 +17,9 @@ import torch
 import torch.nn as nn
 
 from common.augment.on_device import DeviceViews, add_augment_arg, uint8_collate
-from common.engine import Run, add_run_args, fit, original_output_path, publish
+from common.engine import Run, add_run_args, args_record, eval_tag, fit, original_output_path, publish
 from common.meters import AverageMeter
-from common.training import load_model_state
+from common.training import load_model_state, train_batches
 from common.utils import (HelpFormatter, MixedPrecision, UserError, add_precision_args, check_finite, get_device,
                           gpus_available, run_main, seed_everything)
 
@@ -27,7 +27,6 @@ from cacr.small_scale_experiments import util
 from cacr.small_scale_experiments.encoder import build_encoder
 from cacr.small_scale_experiments.losses import CHOICES, CACRLoss, SimCLRBaseline
 from cacr.small_scale_experiments.monitor import monitor_accuracy
-from cacr.worker import args_record
 
 RESUME_FILE = "checkpoint.pth.tar"
 SMALL_SCALE_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -166,15 +165,11 @@ def set_loader(args):
 
 def train_one_epoch(encoder, loader, criterion, optimizer, epoch, args, run: Run, views_of: DeviceViews,
                     precision: MixedPrecision) -> dict:
-    encoder.train()
     meters = {k: AverageMeter(k) for k in ("loss1", "loss2", "loss", "time")}
     loss2_iter_mean = AverageMeter("loss2_plain")
     end = time.time()
-    bar = run.progress(loader, desc=f"epoch {epoch}", enabled=args.progress,
-                       total=min(len(loader), args.max_iters) if args.max_iters else len(loader))
-    for it, batch in enumerate(bar):
-        if args.max_iters and it >= args.max_iters:
-            break
+    _, batches = train_batches(run, loader, encoder, args, f"epoch {epoch}")
+    for it, batch in batches:
         views = views_of(batch[0] if args.augment == "batched" else batch)     # batched: (uint8 images, target)
         with precision.autocast():
             # each view is a separate pass so BN statistics are per view (as in the original)
@@ -193,8 +188,7 @@ def train_one_epoch(encoder, loader, criterion, optimizer, epoch, args, run: Run
         meters["loss"].update(values[2], batch)
         meters["time"].update(time.time() - end)
         end = time.time()
-        if hasattr(bar, "set_postfix"):
-            bar.set_postfix(loss=f"{values[2]:.4f}")
+        batches.postfix(loss=f"{values[2]:.4f}")
         if (it + 1) % args.log_interval == 0:
             run.info(f"Epoch {epoch} [{it + 1}/{len(loader)}] loss1 {values[0]:.4f} ({meters['loss1'].avg:.4f}) "
                      f"loss2 {values[1]:.4f} ({meters['loss2'].avg:.4f}) loss {values[2]:.4f} "
@@ -299,11 +293,6 @@ def train(run: Run, args):
         run.info(f"final {metric}: {value:.4f}" if metric == "loss" else f"final {metric}: {value:.2f}")
     run.finish(metric, value)
     return encoder
-
-
-def eval_tag(metric: str) -> str:
-    """'linear top-1' → 'eval/linear_top1', 'knn top-1' → 'eval/knn_top1' (the logging schema)."""
-    return "eval/" + metric.replace(" top-1", "_top1")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import torch
 
 from common.data import build_dataset
 from common.eval.features import eval_mode, extract_features, recalibrated_copy
-from common.eval.linear import train_linear_probe
+from common.eval.linear import feature_probe
 
 from cacr.small_scale_experiments import util
 
@@ -52,30 +52,12 @@ def monitor_features(encoder, args):
             *encoder_features(encoder, test, args.device, args.monitor_layer))
 
 
-def linear_probe_accuracy(encoder, args) -> float:
-    """Top-1 (%) of a linear classifier on frozen features (train split → test split of ``args.dataset``)."""
-    rng_state = torch.get_rng_state()  # the monitor must not change the training run's random stream
-    train_x, train_y, test_x, test_y = monitor_features(encoder, args)
-    acc = train_linear_probe(train_x, train_y, test_x, test_y, epochs=args.monitor_epochs, lr=1e-3,
-                             batch_size=256, optimizer="adam", schedule="none", standardize=True, seed=args.seed)
-    torch.set_rng_state(rng_state)
-    return float(acc)
-
-
-def knn_accuracy(encoder, args) -> float:
-    """Weighted kNN top-1 (%) on L2-normalised ``--monitor-layer`` features (train split as the bank)."""
-    from common.eval.knn import knn_accuracy as _knn
-    rng_state = torch.get_rng_state()
-    train_x, train_y, test_x, test_y = monitor_features(encoder, args)
-    train_x, test_x = torch.nn.functional.normalize(train_x, dim=1), torch.nn.functional.normalize(test_x, dim=1)
-    num_classes = int(max(train_y.max(), test_y.max())) + 1
-    acc = _knn(test_x, test_y, train_x, train_y, num_classes, k=args.monitor_knn_k, temperature=0.1, topk=(1,))[0]
-    torch.set_rng_state(rng_state)
-    return float(acc)
-
-
 def monitor_accuracy(encoder, args):
-    """(metric name, value in %) of the monitor selected by ``--monitor``."""
-    if args.monitor == "knn":
-        return "knn top-1", knn_accuracy(encoder, args)
-    return "linear top-1", linear_probe_accuracy(encoder, args)
+    """(metric name, value in %) of the monitor selected by ``--monitor``: a linear classifier trained with Adam on
+    the standardised features, or a weighted kNN (k ``--monitor-knn-k``, T 0.1) on the L2-normalised ones."""
+    rng_state = torch.get_rng_state()  # the monitor must not change the training run's random stream
+    result = feature_probe(args.monitor, *monitor_features(encoder, args), k=args.monitor_knn_k,
+                           epochs=args.monitor_epochs, lr=1e-3, batch_size=256, optimizer="adam", schedule="none",
+                           seed=args.seed)
+    torch.set_rng_state(rng_state)
+    return result

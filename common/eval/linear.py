@@ -92,3 +92,17 @@ def evaluate_linear(classifier, feats: torch.Tensor, labels: torch.Tensor, batch
         out = classifier(feats[start: start + batch_size])
         correct += float(accuracy(out, labels[start: start + batch_size])[0]) * out.shape[0] / 100.0
     return correct * 100.0 / max(feats.shape[0], 1)
+
+
+def feature_probe(kind: str, train_x, train_y, test_x, test_y, k: int = 200, **linear) -> tuple[str, float]:
+    """``(metric name, top-1 %)`` of a probe on fixed features, the ``initial / final <metric>`` of the pre-training
+    entry points: ``kind='knn'``: weighted kNN (``k``, T = 0.1) on the L2-normalised features; else a linear
+    classifier on the standardised features (:func:`train_linear_probe` with the keywords ``linear``)."""
+    from common.eval.knn import knn_accuracy
+    num_classes = int(max(train_y.max(), test_y.max())) + 1
+    if kind == "knn":
+        top1 = knn_accuracy(F.normalize(test_x, dim=1), test_y, F.normalize(train_x, dim=1), train_y,
+                            num_classes, k=k, temperature=0.1, topk=(1,))[0]
+        return "knn top-1", float(top1)
+    top1 = train_linear_probe(train_x, train_y, test_x, test_y, num_classes=num_classes, standardize=True, **linear)
+    return "linear top-1", float(top1)

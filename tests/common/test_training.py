@@ -161,3 +161,132 @@ def test_classifier_pass_trains_evaluates_and_counts():
     assert run.step == 2 and seen == [(0, 4, 4.0), (1, 4, 8.0)] and float(sums[3]) == 8
     for a, b in zip(model.parameters(), reference.parameters()):
         torch.testing.assert_close(a, b)
+
+
+def _ns(**kw):
+    return argparse.Namespace(**{"seed": 0, "device": torch.device("cpu"), **kw})
+
+
+class _Epoched(torch.utils.data.Dataset):
+    """Items that record the epoch the loader's ``set_epoch`` gave them."""
+
+    def __init__(self, n):
+        self.n, self.epoch = n, -1
+
+    def set_epoch(self, epoch):
+        self.epoch = epoch
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        return torch.tensor([i, self.epoch])
+
+
+def test_rank_split_loader_orders_by_seed_and_epoch_and_refuses_too_small_data():
+    from common.training import rank_split_loader
+    data = _Epoched(10)
+    loader, set_epoch = rank_split_loader(data, 4, 0, _ns(seed=3), shuffle_seed_stride=1000)
+    set_epoch(1)
+    first = torch.cat(list(loader))
+    assert first.shape == (8, 2) and (first[:, 1] == 1).all()       # drop_last: 2 full batches, epoch passed on
+    again, _ = rank_split_loader(_Epoched(10), 4, 0, _ns(seed=3))
+    again.sampler.set_epoch(1)
+    assert torch.equal(torch.cat(list(again))[:, 0], first[:, 0])   # the order depends on (seed, epoch) only
+    set_epoch(2)
+    assert not torch.equal(torch.cat(list(loader))[:, 0], first[:, 0])
+    with pytest.raises(UserError, match="fewer than one global batch.*--Ns"):
+        rank_split_loader(_Epoched(3), 4, 0, _ns(), batch_flag="--Ns")
+    loader, _ = rank_split_loader(_Epoched(3), 4, 0, _ns(), drop_last=False)   # a partial batch is kept
+    assert len(loader) == 1
+
+
+def test_train_batches_stops_after_max_iters_and_sets_modes():
+    from common.training import train_batches
+
+    class NoBar:
+        def progress(self, loader, desc, total, enabled):
+            return loader
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2)).eval()
+    args = _ns(max_iters=2, progress=False, freeze_bn=True)
+    total, batches = train_batches(NoBar(), list(range(5)), model, args)
+    assert total == 2 and [i for i, _ in batches] == [0, 1]
+    assert model.training and not model[1].training          # --freeze-bn: BatchNorm stays in eval mode
+    batches.postfix(loss="1")                                  # no bar: a no-op
+    batches.close()
+    total, batches = train_batches(NoBar(), list(range(5)), model, _ns(), max_iters=0, enabled=False)
+    assert total == 5 and len(list(batches)) == 5
+
+
+def _moco_checkpoint(path, model, prefix, extra=None):
+    state = {prefix + k: v.clone() for k, v in model.state_dict().items()}
+    state.update(extra or {})
+    torch.save({"epoch": 1, "state_dict": state}, path)
+
+
+def test_linear_classification_helpers(tmp_path):
+    """MoCo's protocol: head-only training, the pre-trained encoder loaded by prefix (with or without ``module.``;
+    heads of the checkpoint dropped), the frozen-backbone sanity check, and one error line for a foreign file."""
+    from common.training import check_frozen, frozen_tensors, load_pretrained_encoder, train_head_only
+    torch.manual_seed(0)
+    pretrained = torch.nn.Sequential()
+    pretrained.add_module("body", torch.nn.Linear(3, 4))
+    pretrained.add_module("fc", torch.nn.Linear(4, 7))            # a projection head: not loaded
+    _moco_checkpoint(tmp_path / "ckpt.pth.tar", pretrained, "encoder_q.")
+    model = torch.nn.Sequential()
+    model.add_module("body", torch.nn.Linear(3, 4))
+    model.add_module("fc", torch.nn.Linear(4, 2))
+    train_head_only(model, model.fc, "fc")
+    assert [n for n, p in model.named_parameters() if p.requires_grad] == ["fc.weight", "fc.bias"]
+    assert torch.equal(model.fc.bias, torch.zeros(2)) and 0 < model.fc.weight.std() < 0.05
+    load_pretrained_encoder(model, str(tmp_path / "ckpt.pth.tar"), "module.encoder_q.", "fc")
+    assert torch.equal(model.body.weight, pretrained.body.weight)
+    reference = frozen_tensors(model, "fc")
+    assert sorted(reference) == ["body.bias", "body.weight"]
+    with torch.no_grad():
+        model.fc.weight.add_(1.0)
+    check_frozen(model, reference)                                 # the head may change
+    with torch.no_grad():
+        model.body.bias.add_(1.0)
+    with pytest.raises(UserError, match="body.bias changed"):
+        check_frozen(model, reference)
+    with pytest.raises(UserError, match="holds no 'module.base_encoder.\\*' weights"):
+        load_pretrained_encoder(model, str(tmp_path / "ckpt.pth.tar"), "module.base_encoder.", "fc")
+    other = torch.nn.Sequential()
+    other.add_module("body", torch.nn.Linear(5, 4))
+    _moco_checkpoint(tmp_path / "other.pth.tar", other, "module.encoder_q.")
+    with pytest.raises(UserError, match="does not fit"):
+        load_pretrained_encoder(model, str(tmp_path / "other.pth.tar"), ("module.base_encoder.", "module.encoder_q."),
+                                "fc")
+
+
+def test_feature_probe_knn_and_linear():
+    from common.eval import feature_probe
+    torch.manual_seed(0)
+    train_y, test_y = torch.arange(40) % 2, torch.arange(20) % 2
+    centres = torch.tensor([[3.0, 0.0], [0.0, 3.0]])
+    train_x, test_x = centres[train_y] + 0.1 * torch.randn(40, 2), centres[test_y] + 0.1 * torch.randn(20, 2)
+    assert feature_probe("knn", train_x, train_y, test_x, test_y, k=5) == ("knn top-1", 100.0)
+    name, top1 = feature_probe("linear", train_x, train_y, test_x, test_y, epochs=20, seed=0)
+    assert name == "linear top-1" and top1 == 100.0
+    _, chance = feature_probe("knn", train_x, train_y, test_x, 1 - test_y, k=5)
+    assert chance == 0.0
+
+
+def test_original_input_finds_the_file_where_the_original_ran(tmp_path, monkeypatch):
+    from common.engine import original_input
+    script_dir = tmp_path / "image"
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "x.pth").write_bytes(b"")
+    monkeypatch.chdir(tmp_path / "results")
+    monkeypatch.delenv("CL_ORIGINAL_OUTPUTS", raising=False)
+    assert original_input("x.pth", str(script_dir)) == "x.pth"                     # as given when it exists
+    assert original_input("../results/x.pth", str(script_dir)) == "../results/x.pth"
+    assert original_input("../results/missing.pth", str(script_dir)) == "../results/missing.pth"
+    monkeypatch.chdir(tmp_path)
+    found = original_input("../results/x.pth", str(script_dir))                   # beside image/, as the original ran
+    assert os.path.samefile(found, tmp_path / "results" / "x.pth")
+    monkeypatch.setenv("CL_ORIGINAL_OUTPUTS", str(tmp_path / "outputs"))
+    (tmp_path / "outputs" / "image").mkdir(parents=True)
+    (tmp_path / "outputs" / "image" / "y.pth").write_bytes(b"")
+    assert os.path.samefile(original_input("y.pth", str(script_dir)), tmp_path / "outputs" / "image" / "y.pth")

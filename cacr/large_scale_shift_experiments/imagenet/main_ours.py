@@ -10,7 +10,6 @@ the WebVision-v1 file lists.  The README command:
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import time
 
@@ -21,16 +20,16 @@ from common.augment import moco_v1_transform, moco_v2_transform
 from common.backbones import build_backbone
 from common.data import WebVision, build_dataset
 from common.data.seeded import SeededTransformDataset
-from common.engine import add_run_args, fit, original_output_path, publish
+from common.engine import add_run_args, args_record, fit, original_output_path, publish
 from common.meters import AverageMeter, ProgressMeter
-from common.training import train_batches
+from common.training import rank_split_loader, train_batches
 from common.schedules import cosine_lr, set_lr, step_lr
 from common.utils import (HelpFormatter, MixedPrecision, UserError, add_precision_args, check_finite, run_main,
                           set_visible_gpus)
 
 from cacr.large_scale_shift_experiments.imagenet.ours.builder import MoCo
 from cacr.large_scale_shift_experiments.imagenet.ours.loader import MultiCropsTransform
-from cacr.worker import args_record, ddp_state_dict, open_run, seeded_loader
+from cacr.worker import open_run
 
 RESUME_FILE = "checkpoint.pth.tar"
 LARGE_SCALE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -174,7 +173,6 @@ def pretrain(run, args):
         raise UserError(f"--moco-k {args.moco_k} is not divisible by the global batch {global_batch} "
                         f"(--Ns {args.Ns} per node x {args.world_size // max(args.ngpus_per_node, 1)} nodes); "
                         "the queue is filled in whole batches: choose --moco-k as a multiple of it")
-    workers = int(math.ceil(args.workers / max(args.ngpus_per_node, 1))) if args.distributed else args.workers
 
     model = MoCo(lambda num_classes: build_backbone(args.arch, num_classes=num_classes), args.moco_dim,
                  args.moco_k, args.moco_m, args.mlp, args.Ny, args.tau_pos, args.tau_neg, args.alpha, args.beta,
@@ -189,10 +187,8 @@ def pretrain(run, args):
         start_epoch = run.restore(state, model, optimizer, precision.scaler)
 
     dataset = build_train_dataset(args)
-    if len(dataset) < global_batch:
-        raise UserError(f"the dataset has {len(dataset)} images, fewer than one global batch ({global_batch}); "
-                        "lower --Ns")
-    loader, set_epoch = seeded_loader(dataset, batch_size, workers, args)
+    loader, set_epoch = rank_split_loader(dataset, batch_size, cdist.per_process_workers(args.workers, args), args,
+                                          shuffle_seed_stride=100003, batch_flag="--Ns")
 
     last = {}     # the last epoch's training scalars: the run's final number (no evaluation in pre-training)
 
@@ -204,7 +200,7 @@ def pretrain(run, args):
 
     def checkpoint(done, metrics, best):
         # the original's layout: DDP keys (module.encoder_q..., module.queue), epoch = the next epoch
-        state = {"epoch": done, "arch": args.arch, "state_dict": ddp_state_dict(model),
+        state = {"epoch": done, "arch": args.arch, "state_dict": cdist.module_state_dict(model),
                  "optimizer": optimizer.state_dict(), "scaler": precision.scaler.state_dict(),
                  "args": args_record(args)}
         if done % args.interval == 0:   # the original's kept file, numbered by the 0-based epoch just trained
