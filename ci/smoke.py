@@ -12,7 +12,9 @@ Also a command line: ``python ci/smoke.py paco sh/train.sh -- --epochs 1``.
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +22,19 @@ from pathlib import Path
 from ci import warm
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+@contextlib.contextmanager
+def scratch_dir(request, tmp_path_factory, name: str):
+    """A ``tmp_path_factory`` folder for a module- or session-scoped fixture, deleted when the fixture ends unless
+    a test failed meanwhile (then kept to be read, as pytest's ``tmp_path_retention_policy = "failed"`` keeps a
+    failed test's ``tmp_path``). The original commands' runs write ResNet-50..200 checkpoints of 0.4-0.8 GB
+    each: kept to the session's end, the suite would hold ~20 GB of disk at once."""
+    path = tmp_path_factory.mktemp(name)
+    failed = request.session.testsfailed
+    yield path
+    if request.session.testsfailed == failed:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def smoke_env(runs_dir: str | os.PathLike | None = None, extra: dict | None = None) -> dict:

@@ -178,12 +178,47 @@ def save_checkpoint(state, path: str, is_best: bool = False, best_name: str = "m
     refuse_non_finite(state if isinstance(state, dict) else {"": state}, path, epoch)
     state = to_plain(state)
     atomic_torch_save(state, path)
-    if is_best:
-        def copy(f):
+    if is_best:   # a real copy, as the originals make it: a file copied over the latest one in place (``cp``)
+        def copy(f):  # must not change the best one too, as it would through a hard link
             with open(path, "rb") as source:
                 shutil.copyfileobj(source, f)
         _atomic_write(os.path.join(os.path.dirname(os.path.abspath(path)), best_name), copy)
     return path
+
+
+def link_or_copy(source: str, dest: str) -> str:
+    """Make the finished file ``source`` also appear at ``dest``, atomically: a hard link where the file system
+    allows it (no second copy of a checkpoint on disk, no time spent writing it), else a copy written like every
+    checkpoint (temp file, fsync, ``os.replace``). The next save of ``source`` replaces its directory entry with a
+    new file (checkpoints are never written in place), so ``dest`` keeps the content it linked.
+    A full disk / unwritable folder is one ``UserError`` that keeps the previous ``dest``. Returns ``dest``."""
+    directory = os.path.dirname(os.path.abspath(dest))
+    try:
+        os.makedirs(directory, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(dest) + ".", suffix=".tmp", dir=directory)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as e:
+        raise (write_error(dest, e) if _is_write_failure(e) else e) from None
+    try:
+        os.link(source, tmp)
+    except OSError:   # no hard links here (another device, a file system without them): copy
+
+        def copy(f):
+            with open(source, "rb") as original:
+                shutil.copyfileobj(original, f)
+        _atomic_write(dest, copy)
+        return dest
+    try:
+        os.replace(tmp, dest)
+    except OSError as e:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise write_error(dest, e) from None
+    _fsync_dir(directory)
+    return dest
 
 
 def load_checkpoint(path: str, map_location="cpu", require_dict: bool = True):

@@ -47,8 +47,8 @@ from typing import Iterable
 import torch
 
 from common import distributed as dist_utils
-from common.checkpoint import (capture_rng_state, code_version, load_checkpoint, remove_stale_temp_files,
-                               restore_rng_state, save_checkpoint, write_error)
+from common.checkpoint import (capture_rng_state, code_version, link_or_copy, load_checkpoint,
+                               remove_stale_temp_files, restore_rng_state, save_checkpoint, write_error)
 from common.faults import epoch_range  # noqa: F401  (the loops outside fit import it from here)
 from common.logger import RunLogger, runs_root
 from common.utils import UserError
@@ -489,25 +489,11 @@ def original_input(path: str, script_dir: str) -> str:
 
 def publish(src: str, dest: str | None) -> str | None:
     """Make the finished file ``src`` (in the run folder) also appear at ``dest`` (an original's output path): a hard
-    link where the file system allows it, else an atomic copy. Rank 0 only; returns ``dest``."""
+    link where the file system allows it, else an atomic copy (:func:`common.checkpoint.link_or_copy`). Rank 0
+    only; returns ``dest``."""
     if dest is None or not dist_utils.is_main_process():
         return None
-    import shutil
-    import tempfile
-    directory = os.path.dirname(dest)
-    try:
-        os.makedirs(directory, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(dest) + ".", suffix=".tmp", dir=directory)
-        os.close(fd)
-        os.unlink(tmp)
-        try:
-            os.link(src, tmp)
-        except OSError:
-            shutil.copyfile(src, tmp)
-        os.replace(tmp, dest)
-    except OSError as e:
-        raise write_error(dest, e) from None
-    return dest
+    return link_or_copy(src, dest)
 
 
 def eval_tag(metric: str) -> str:

@@ -22,7 +22,7 @@ import pytest
 import torch
 
 from ci import warm
-from ci.smoke import ROOT, smoke_env
+from ci.smoke import ROOT, scratch_dir, smoke_env
 from common.utils import gpus_available, set_visible_gpus
 
 pytestmark = [pytest.mark.slow,
@@ -59,9 +59,13 @@ def _commands(base: Path) -> list:
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory) -> dict:
+def runs(request, tmp_path_factory) -> dict:
     """``{test: {id: result, "dir": its runs folder}}`` of every command above, run in one batch."""
-    base = tmp_path_factory.mktemp("gpu_flags")
+    with scratch_dir(request, tmp_path_factory, "gpu_flags") as base:
+        yield _run_all(base)
+
+
+def _run_all(base) -> dict:
     jobs = []
     for test, job_id, method, entry, argv, globs in _commands(base):
         folder = base / test

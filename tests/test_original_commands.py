@@ -31,6 +31,7 @@ own ``python`` process instead (same assertions). ``-s`` prints each row's time.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -43,7 +44,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ci.smoke import ROOT, smoke_env
+from ci.smoke import ROOT, scratch_dir, smoke_env
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(torch.cuda.is_available(), reason="the CPU fallback notice needs a machine without CUDA")]
@@ -355,8 +356,9 @@ def batches(request, data, tmp_path_factory) -> dict:
     selected = {item.callspec.params["row"].method for item in request.session.items
                 if getattr(item, "callspec", None) and "row" in item.callspec.params}
     started = {}
+    scratch = contextlib.ExitStack()   # each method's runs (GBs of ResNet checkpoints) are deleted at module end
     for method in (m for m in METHODS if m in selected):
-        tmp = tmp_path_factory.mktemp(f"commands_{method}")
+        tmp = scratch.enter_context(scratch_dir(request, tmp_path_factory, f"commands_{method}"))
         paths = {**data, "runs": str(tmp / "runs"), "outputs": str(tmp / "runs" / "original_outputs"),
                  "port": str(find_free_port())}   # the scripts' $((10000 + RANDOM))
         jobs = []
@@ -376,6 +378,7 @@ def batches(request, data, tmp_path_factory) -> dict:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+    scratch.close()
 
 
 _results: dict = {}

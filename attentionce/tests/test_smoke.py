@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from ci.smoke import FAST_PATH_FLAGS, assert_fast_path_args, run_script
+from ci.smoke import FAST_PATH_FLAGS, assert_fast_path_args, run_script, scratch_dir
 from attentionce.tests.helpers import TINY, load_state, run_dir, write_all
 
 pytestmark = pytest.mark.slow
@@ -16,8 +16,9 @@ def data(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    return tmp_path_factory.mktemp("runs")
+def runs(request, tmp_path_factory):
+    with scratch_dir(request, tmp_path_factory, "runs") as path:
+        yield path
 
 
 @pytest.mark.parametrize("script, dataset, d_pos, d_neg", [

@@ -1,3 +1,4 @@
+import errno
 import os
 import random
 import time
@@ -27,6 +28,24 @@ def test_save_and_load_round_trip_and_best(tmp_path):
     assert loaded["args"] == {"lr": 0.1, "arch": "resnet18"}
     assert load_checkpoint(str(tmp_path / "sub" / "model_best.pth.tar"))["epoch"] == 3
     assert sorted(os.listdir(path.parent)) == ["checkpoint.pth.tar", "model_best.pth.tar"]
+
+
+def test_link_or_copy_links_and_falls_back_to_a_copy(tmp_path, monkeypatch):
+    """An original's output path gets the run folder's file as a hard link (no second ~800 MB file for a ResNet-200
+    checkpoint); the next save of the source replaces it without touching the link; where links fail, a copy."""
+    path, dest = tmp_path / "checkpoint.pth.tar", tmp_path / "out" / "checkpoint.pth.tar"
+    save_checkpoint(_state(1), str(path))
+    ckpt.link_or_copy(str(path), str(dest))
+    assert os.stat(path).st_ino == os.stat(dest).st_ino
+    save_checkpoint(_state(2), str(path))
+    assert load_checkpoint(str(path))["epoch"] == 2 and load_checkpoint(str(dest))["epoch"] == 1
+
+    def no_links(*args):
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+    monkeypatch.setattr(os, "link", no_links)
+    ckpt.link_or_copy(str(path), str(dest))
+    assert os.stat(path).st_ino != os.stat(dest).st_ino and load_checkpoint(str(dest))["epoch"] == 2
+    assert os.listdir(dest.parent) == ["checkpoint.pth.tar"]
 
 
 def test_crash_mid_save_keeps_previous_checkpoint(tmp_path, monkeypatch):

@@ -44,7 +44,7 @@ import pytest
 import torch
 
 from ci import warm
-from ci.smoke import ROOT, smoke_env
+from ci.smoke import ROOT, scratch_dir, smoke_env
 
 KINDS = ("missing_data", "wrong_format", "flags", "resume_checkpoint", "eval_checkpoint", "nan_loss")
 CHECKPOINT_SUFFIXES = (".pth", ".pth.tar", ".pt", ".tmp")
@@ -700,10 +700,14 @@ def _is_checkpoint(path: str) -> bool:
 
 
 @pytest.fixture(scope="module")
-def results(data, tmp_path_factory):
+def results(request, data, tmp_path_factory):
     """``results(case)`` → the entry_batch record of the row (and of its setup), running the row's method batch
     on first use."""
-    base = tmp_path_factory.mktemp("bad_input_cases")
+    with scratch_dir(request, tmp_path_factory, "bad_input_cases") as base:
+        yield from _results(data, base)
+
+
+def _results(data, base):
     done: dict = {}
     timings: dict = {}
     walls: dict = {}
