@@ -94,22 +94,25 @@ def _softmax_(matrix: torch.Tensor) -> torch.Tensor:
 
 
 class _AttentioNCERows(torch.autograd.Function):
-    """Per-anchor AttentioNCE losses ``(V * b,)`` with a hand-written gradient.
+    """Per-anchor AttentioNCE losses ``(V * b,)`` (or their mean, ``mean=True``) with a hand-written gradient.
 
     The negatives are never copied out of the ``(V*b, V*B_all)`` similarity matrix S: the V non-negative
     entries of each row are set to -inf (a V-per-row fill, no mask pass) and β and the negative logits are
     formed on S itself, so there is no ``masked_select`` / scatter-back. The positive logit ℓ⁺ is written into
     the anchor's own column (a non-negative, so free), which makes the loss's softmax over [ℓ⁺, ℓ⁻] one fused
     row softmax of that matrix, done in place like β's; log Σ exp is read back from the row's largest weight.
-    The forward keeps w ⊙ β/T (zero in the own column), from which dLoss/dS = G = diag(u) · w ⊙ β/T for
-    upstream per-anchor gradients u. With α and β detached:
+    S is formed as the GEMM of the anchors pre-scaled by N/T (a pass over ``V*b × D``, not ``V*b × V*B_all``):
+    then ℓ⁻ = (softmax + 1e-6) ⊙ S needs no scaling pass, and β/T = (N/T)(softmax + 1e-6). The forward keeps
+    W = w ⊙ (softmax + 1e-6) (zero in the own column), from which dLoss/dS = G = diag(u) · (N/T) W for upstream
+    per-anchor gradients u; under ``mean=True`` u is one number, folded into the ``V*b × D`` operand of the
+    backward GEMM instead of a pass over W. With α and β detached:
         dL_n/dℓ⁺_n = w⁺_n − 1,   dL_n/ds⁻_nj = w_nj β_nj / T,   dℓ⁺_n/ds⁺_nk = α_nk / T,
     w = softmax over [ℓ⁺_n, ℓ⁻_n·] of row n. Single process (columns = rows), dL/drows = (G + Gᵀ) rows: one
     GEMM and a transposed add instead of two GEMMs.
     """
 
     @staticmethod
-    def forward(ctx, anchors, positives, all_anchors, offset, temperature, d_pos, d_neg):
+    def forward(ctx, anchors, positives, all_anchors, offset, temperature, d_pos, d_neg, mean):
         with torch.autocast(anchors.device.type, enabled=False):
             n_views, batch_size, dim = anchors.shape
             columns_source = anchors if all_anchors is None else all_anchors
@@ -122,18 +125,18 @@ class _AttentioNCERows(torch.autograd.Function):
             pos_logit = (alpha * pos_sim).sum(dim=1) / temperature
 
             n_neg = n_views * total - n_views
-            similarity = rows @ columns.t()
+            scale = n_neg / temperature
+            similarity = (rows * scale) @ columns.t()                  # S = (N/T) s
             excluded = non_negative_positions(batch_size, n_views, total, offset, anchors.device)
             own = own_positions(batch_size, n_views, total, offset, anchors.device)
             # the non-negatives become -inf: weight 0 in both softmaxes (β there is > 0, so ℓ⁻ stays -inf)
             similarity.view(-1).index_fill_(0, excluded, float("-inf"))
-            # β / T = N (softmax_j(s⁻/d_neg) + 1e-6) / T, in a second buffer (the only other n × n one); the
-            # fill again after the division: -inf / d_neg is NaN for d_neg = inf (uniform β, as in the original)
-            beta_over_t = torch.div(similarity, d_neg)
-            beta_over_t.view(-1).index_fill_(0, excluded, float("-inf"))
-            scale = n_neg / temperature
-            _softmax_(beta_over_t).mul_(scale).add_(scale * BETA_EPSILON)
-            logits = similarity.mul_(beta_over_t)                       # ℓ⁻ = β s⁻ / T
+            # β T / N = softmax_j(s⁻/d_neg) + 1e-6, in a second buffer (the only other n × n one); the fill
+            # again after the division: -inf / d_neg is NaN for d_neg = inf (uniform β, as in the original)
+            attention = torch.div(similarity, scale * d_neg)
+            attention.view(-1).index_fill_(0, excluded, float("-inf"))
+            _softmax_(attention).add_(BETA_EPSILON)
+            logits = similarity.mul_(attention)                        # ℓ⁻ = β s⁻ / T
             logits.view(-1).index_copy_(0, own, pos_logit)              # ℓ⁺ in the anchor's own column
             peak = logits.amax(dim=1)
             weights = _softmax_(logits)                                 # w over [ℓ⁺, ℓ⁻] of each row
@@ -143,28 +146,33 @@ class _AttentioNCERows(torch.autograd.Function):
             per_anchor = log_normaliser - pos_logit
             if any(ctx.needs_input_grad[:3]):
                 pos_slope = (weights.view(-1)[own] - 1)[:, None] * alpha / temperature     # (w⁺ − 1) α / T
-                slope = weights.mul_(beta_over_t)                                           # w ⊙ β / T
+                slope = weights.mul_(attention)                                             # W; G = u (N/T) W
                 slope.view(-1).index_fill_(0, own, 0.0)                 # the own column is ℓ⁺'s, not a negative
                 ctx.save_for_backward(anchors, positives, all_anchors, slope, pos_slope)
-        ctx.single = all_anchors is None
-        return per_anchor
+        ctx.single, ctx.mean, ctx.scale = all_anchors is None, mean, scale
+        return per_anchor.mean() if mean else per_anchor
 
     @staticmethod
     def backward(ctx, grad_per_anchor):
         anchors, positives, all_anchors, slope, pos_slope = ctx.saved_tensors
         n_views, batch_size, dim = anchors.shape
         rows = anchors.reshape(n_views * batch_size, dim)
-        grad_sim = slope.mul_(grad_per_anchor[:, None])                          # G, in place (used once)
-        grad_pos_sim = (pos_slope * grad_per_anchor[:, None]).view(n_views, batch_size, -1)
+        if ctx.mean:   # u = grad / (V b) for every anchor: G = c W, with c folded into the other GEMM operand
+            upstream = grad_per_anchor / (n_views * batch_size)
+            grad_sim, row_weight = slope, upstream * ctx.scale
+        else:
+            upstream = grad_per_anchor[:, None]
+            grad_sim, row_weight = slope.mul_(upstream * ctx.scale), 1.0   # G, in place (used once)
+        grad_pos_sim = (pos_slope * upstream).view(n_views, batch_size, -1)
         grad_all = None
         if ctx.single:
             # G + Gᵀ: ``copy_`` of a transposed matrix takes a blocked path, several times faster than an add
             # that reads one operand column by column
-            grad_rows = torch.empty_like(grad_sim).copy_(grad_sim.t()).add_(grad_sim) @ rows
+            grad_rows = torch.empty_like(grad_sim).copy_(grad_sim.t()).add_(grad_sim) @ (rows * row_weight)
         else:
-            grad_rows = grad_sim @ all_anchors.reshape(-1, dim)
+            grad_rows = grad_sim @ (all_anchors.reshape(-1, dim) * row_weight)
             if ctx.needs_input_grad[2]:
-                grad_all = (grad_sim.t() @ rows).view(all_anchors.shape)
+                grad_all = (grad_sim.t() @ (rows * row_weight)).view(all_anchors.shape)
         # s⁺ = bmm over images: d/danchors[:, i] = g⁺_i P_iᵀ, d/dpositives[:, i] = g⁺_iᵀ A_i
         grad_pos_by_image = grad_pos_sim.transpose(0, 1)                          # (b, V, M)
         grad_anchors = grad_rows.view_as(anchors)
@@ -172,7 +180,7 @@ class _AttentioNCERows(torch.autograd.Function):
         grad_positives = None
         if ctx.needs_input_grad[1]:
             grad_positives = torch.bmm(grad_pos_by_image.transpose(1, 2), anchors.transpose(0, 1)).transpose(0, 1)
-        return grad_anchors, grad_positives, grad_all, None, None, None, None
+        return grad_anchors, grad_positives, grad_all, None, None, None, None, None
 
 
 def _negative_similarities(anchors: torch.Tensor, all_anchors: torch.Tensor | None, offset: int):
@@ -221,7 +229,9 @@ def attentionce_loss(anchors: torch.Tensor, positives: torch.Tensor, temperature
     n_views, batch_size, dim = anchors.shape
     if positives.shape[1:] != (batch_size, dim):
         raise ValueError(f"positives {tuple(positives.shape)} do not match anchors {tuple(anchors.shape)}")
-    per_anchor = _AttentioNCERows.apply(anchors, positives, all_anchors, offset, temperature, d_pos, d_neg)
+    if reduction == "mean" and not return_intermediates:
+        return _AttentioNCERows.apply(anchors, positives, all_anchors, offset, temperature, d_pos, d_neg, True)
+    per_anchor = _AttentioNCERows.apply(anchors, positives, all_anchors, offset, temperature, d_pos, d_neg, False)
     loss = per_anchor.mean() if reduction == "mean" else per_anchor
     if not return_intermediates:
         return loss

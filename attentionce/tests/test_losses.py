@@ -39,6 +39,21 @@ def test_hand_written_gradient_matches_autograd(T, d_pos, d_neg, n_anchor):
                                rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("T,d_pos,d_neg", [(0.5, 1.0, 10.0), (0.5, 1.0, float("inf"))])
+def test_mean_reduction_gradient_matches_autograd(T, d_pos, d_neg):
+    """reduction='mean' returns the mean from inside the autograd function, whose backward then folds the one
+    upstream number into the GEMM operand: same value and gradient as the literal formula, twice in a row."""
+    z = views(7, b=6).requires_grad_(True)
+    ours = attentionce_loss(z[:2], z[2:], T, d_pos, d_neg)
+    ref = literal_per_anchor(z[:2], z[2:], T, d_pos, d_neg).mean()
+    assert ours.dim() == 0
+    torch.testing.assert_close(ours, ref, rtol=1e-12, atol=1e-12)
+    expected = torch.autograd.grad(3.0 * ref, z)[0]
+    first = torch.autograd.grad(3.0 * ours, z, retain_graph=True)[0]
+    torch.testing.assert_close(first, expected, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(torch.autograd.grad(3.0 * ours, z)[0], expected, rtol=1e-10, atol=1e-12)
+
+
 def test_gradient_into_gathered_anchors_and_offset():
     """Distributed form: local anchors are images 4..7 of the gathered batch, which gets its own gradient."""
     z = views(3, b=8)
