@@ -12,7 +12,7 @@ import re
 import pytest
 import torch
 
-from ci.smoke import FAST_PATH_FLAGS, assert_fast_path_args
+from ci.smoke import FAST_PATH_FLAGS, assert_fast_path_args, scratch_dir
 
 pytestmark = pytest.mark.slow
 
@@ -100,39 +100,39 @@ def test_pretrain_resnet50_sh(cacr_run, fake_data, tmp_path, port):
     assert (out_dir / "checkpoint.pth.tar").is_file()
 
 
-def test_pretrain_vit_base_sh_local_crops(cacr_run, fake_data, tmp_path):
-    out_dir = tmp_path / "vit"
-    cacr_run(["bash", "sh/pretrain_vit_base.sh", "-a", "vit_tiny", *PRETRAIN, "--use-local-crops",
-              "--local_crops_number", "2", "--local-crop-size", "16", "--use-full-mode"],
-             env={"DATA": fake_data["imagenet"], "OUT": str(out_dir), "MASTER_PORT": str(__import__("random").randint(20000, 60000))})
-    STATE["vit_ckpt"] = str(out_dir / "checkpoint.pth.tar")
-    assert os.path.isfile(STATE["vit_ckpt"])
+@pytest.fixture(scope="module")
+def vit_checkpoint(request, cacr_run, fake_data, tmp_path_factory):
+    """The ViT pre-training script's checkpoint (local crops), which the lincls, kNN and DeiT-export scripts read."""
+    with scratch_dir(request, tmp_path_factory, "vit") as out_dir:
+        cacr_run(["bash", "sh/pretrain_vit_base.sh", "-a", "vit_tiny", *PRETRAIN, "--use-local-crops",
+                  "--local_crops_number", "2", "--local-crop-size", "16", "--use-full-mode"],
+                 env={"DATA": fake_data["imagenet"], "OUT": str(out_dir),
+                      "MASTER_PORT": str(__import__("random").randint(20000, 60000))})
+        yield str(out_dir / "checkpoint.pth.tar")
 
 
-def test_lincls_sh_vit(cacr_run, fake_data, tmp_path, port):
-    if "vit_ckpt" not in STATE:
-        pytest.skip("needs the ViT pre-training smoke run")
+def test_pretrain_vit_base_sh_local_crops(vit_checkpoint):
+    assert os.path.isfile(vit_checkpoint)
+
+
+def test_lincls_sh_vit(cacr_run, fake_data, tmp_path, port, vit_checkpoint):
     out = cacr_run(["bash", "sh/lincls.sh", "-b", "4", "--image-size", "32", "--epochs", "1", "--max-iters", "1",
                     "-j", "0", "--no-progress"],
-                   env={"DATA": fake_data["imagenet"], "ARCH": "vit_tiny", "PRETRAINED": STATE["vit_ckpt"],
+                   env={"DATA": fake_data["imagenet"], "ARCH": "vit_tiny", "PRETRAINED": vit_checkpoint,
                         "OUT": str(tmp_path / "lincls"), "PORT": str(port)}).stdout
     assert "final linear top-1" in out
 
 
-def test_knn_sh_vit(cacr_run, fake_data, tmp_path):
-    if "vit_ckpt" not in STATE:
-        pytest.skip("needs the ViT pre-training smoke run")
+def test_knn_sh_vit(cacr_run, fake_data, tmp_path, vit_checkpoint):
     out = cacr_run(["bash", "sh/knn.sh", "--image-size", "32", "--nb_knn", "2", "4", "--num_workers", "0",
                     "--batch_size_per_gpu", "8"],
-                   env={"DATA": fake_data["imagenet"], "ARCH": "vit_tiny", "PRETRAINED": STATE["vit_ckpt"],
+                   env={"DATA": fake_data["imagenet"], "ARCH": "vit_tiny", "PRETRAINED": vit_checkpoint,
                         "DUMP": str(tmp_path / "knn")}).stdout
     assert "final knn top-1" in out and (tmp_path / "knn" / "log.txt").is_file()
 
 
-def test_convert_to_deit_sh(cacr_run, tmp_path):
-    if "vit_ckpt" not in STATE:
-        pytest.skip("needs the ViT pre-training smoke run")
+def test_convert_to_deit_sh(cacr_run, tmp_path, vit_checkpoint):
     out_path = tmp_path / "deit" / "vit.pth"
-    cacr_run(["bash", "sh/convert_to_deit.sh"], env={"INPUT": STATE["vit_ckpt"], "OUTPUT": str(out_path)})
+    cacr_run(["bash", "sh/convert_to_deit.sh"], env={"INPUT": vit_checkpoint, "OUTPUT": str(out_path)})
     model = torch.load(out_path, map_location="cpu", weights_only=False)["model"]
     assert "cls_token" in model and not any(k.startswith("head") for k in model)  # timm names (test_convert_to_deit)
