@@ -18,7 +18,7 @@ from common.distributed import (add_distributed_args, all_reduce_mean, barrier, 
                                 launch, unwrap_model, wrap_ddp)
 from common.eval import knn_evaluate, recalibrated_copy
 from common.engine import Run, epoch_range, fit
-from common.training import classifier_pass, progress, train_batches
+from common.training import classifier_pass, loss_epoch, progress, train_batches
 from common.augment.on_device import add_augment_arg
 from common.utils import (HelpFormatter, MixedPrecision, UserError, add_precision_args, check_finite, seed_everything,
                           set_visible_gpus)
@@ -291,25 +291,23 @@ def train_one_epoch(model, loader, optimizer, epoch: int, args, precision: Mixed
                                    args.iters_per_epoch, enabled=not args.no_progress)
     if iters == 0:
         raise UserError(f"the training set has fewer samples than one batch ({args.batch_size}); lower --batch-size")
-    loss_sum = torch.zeros((), device=device)
-    seen = 0
     lr = 0.0
-    for i, ((im_1, im_2), labels) in batches:
+
+    def step(i, batch):
+        nonlocal lr
+        (im_1, im_2), labels = batch
         lr = adjust_learning_rate(optimizer, epoch, i, iters, args)
         im_1, im_2, labels = im_1.to(device, non_blocking=True), im_2.to(device, non_blocking=True), labels.to(device)
         with precision.autocast():
-            loss = model(im_1, im_2, labels).loss
-        optimizer.zero_grad()
-        precision.backward_step(loss, optimizer)
-        run.step += 1
-        # quirk 7 fixed: accumulate a detached value, read it only at print time
-        loss_sum += loss.detach() * labels.shape[0]
-        seen += labels.shape[0]
-        if (i + 1) % args.print_freq == 0 or i + 1 == iters:
-            check_finite(loss, f"{i} of epoch {epoch}")
-            run.scalar("train/loss", loss)
-            batches.postfix(loss=f"{float(loss_sum) / seen:.4f}", lr=f"{lr:.5f}")
-    batches.close()
+            return model(im_1, im_2, labels).loss, labels.shape[0]
+
+    def on_print(i, loss, loss_sum, seen):   # quirk 7 fixed: the summed loss is read only here
+        check_finite(loss, f"{i} of epoch {epoch}")
+        run.scalar("train/loss", loss)
+        batches.postfix(loss=f"{float(loss_sum) / seen:.4f}", lr=f"{lr:.5f}")
+
+    loss_sum, seen = loss_epoch(run, iters, batches, step, optimizer, precision.backward_step, args.print_freq,
+                                on_print, device)
     mean_loss = float(all_reduce_mean(loss_sum)) / max(seen, 1)  # the global batches' loss (equal local batches)
     check_finite(mean_loss, f"(epoch {epoch} mean)")
     return mean_loss, lr

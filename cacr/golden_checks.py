@@ -220,7 +220,7 @@ def _multistep_values(lr, milestones, gamma, epochs):
 
 def check_schedules(fixture):
     from cacr.imagenet_pretraining import main_lincls, main_pretrain
-    from cacr.large_scale_shift_experiments.imagenet import main_ours as large_main
+    from common.schedules import moco_epoch_lr   # the per-epoch rule of large_scale_shift_experiments/*/main_ours.py
     h, t = fixture["hparams"], fixture["tensors"]
     opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.0)
     res = []
@@ -242,7 +242,7 @@ def check_schedules(fixture):
             values = [main_lincls.adjust_learning_rate(opt, e, args) for e in range(cfg["epochs"])]
         elif key.startswith("large_lr"):
             args = argparse.Namespace(lr=cfg["lr"], epochs=cfg["epochs"], cos=cfg["cos"], schedule=cfg["schedule"])
-            values = [large_main.adjust_learning_rate(opt, e, args) for e in range(cfg["epochs"])]
+            values = [moco_epoch_lr(opt, e, args) for e in range(cfg["epochs"])]
         elif key.startswith("small_lr"):
             lr = cfg["lr"] if cfg["lr"] is not None else 0.12 * cfg["Ns"] / 256
             values = _multistep_values(lr, cfg["milestones"], cfg["gamma"], cfg["epochs"])

@@ -398,6 +398,13 @@ class Run:
         self.info(f"run folder: {self.run_dir}")
         self.info(f"wall time: {format_duration(time.time() - self.started)}")
 
+    def report(self, when: str, metric: str, value: float, step: int | None = None) -> None:
+        """The ``<when> <metric>: <value>`` line of a run's initial / final number (two decimals, a loss four) and,
+        for an evaluation, its scalar (``eval_tag(metric)`` at ``step``)."""
+        self.info(f"{when} {metric}: {value:.4f}" if metric == "loss" else f"{when} {metric}: {value:.2f}")
+        if metric != "loss":
+            self.scalar(eval_tag(metric), value, step)
+
     # ------------------------------------------------------------------------------------------------ logging
     def info(self, msg: str = "") -> None:
         if self.logger is not None:

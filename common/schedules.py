@@ -30,6 +30,13 @@ def set_lr(optimizer, lr: float) -> float:
     return lr
 
 
+def moco_epoch_lr(optimizer, epoch: int, args, cos: bool | None = None) -> float:
+    """MoCo's per-epoch rule, set in ``optimizer``: half-cosine over ``args.epochs`` with ``cos`` (default
+    ``args.cos``), else ×0.1 at each ``args.schedule`` milestone; returns the lr."""
+    cos = args.cos if cos is None else cos
+    return set_lr(optimizer, cosine_lr(args.lr, epoch, args.epochs) if cos else step_lr(args.lr, epoch, args.schedule))
+
+
 def get_lr(optimizer) -> float:
     return optimizer.param_groups[0]["lr"]
 

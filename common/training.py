@@ -1,7 +1,8 @@
 """Helpers under common.engine: loading a state dict into a (DDP) model with one clear error, progress bars, the
-linear-probe pass the linear evaluations share."""
+linear-probe pass the linear evaluations share, the flags of MoCo's ``main_moco.py`` / ``main_lincls.py``."""
 from __future__ import annotations
 
+import os
 from typing import Iterable
 
 import torch
@@ -99,6 +100,67 @@ def train_batches(run, loader, model, args, desc: str = "", max_iters: int | Non
     return total, TrainBatches(bar, max_iters)
 
 
+def meter_epoch(run, loader, model, args, epoch: int, step, optimizer, backward_step, meters, max_iters=None,
+                enabled=None, every_step: bool = False, data_time: bool = True, show: bool = True,
+                where: str = "epoch {epoch} iteration {i}", hint: str = "") -> dict:
+    """One training epoch of the MoCo family with MoCo's ``ProgressMeter`` line. ``step(i, batch)`` runs the forward
+    pass and returns ``(loss, n, report)``; the loss is back-propagated (``optimizer.zero_grad``, then
+    ``backward_step(loss, optimizer)``, one ``run.step``). On the print steps (every ``-p`` iterations and the last;
+    with ``every_step`` every step) ``report()`` gives the values of ``meters`` (``[(name, fmt)]``, the loss first)
+    as one tensor, which is averaged over the processes (the global batch's values, not rank 0's share), checked
+    finite (``where`` / ``hint`` name the step) and added with weight ``n``; the loss goes to ``train/loss`` and the
+    meter line to the log (``show``). ``max_iters`` / ``enabled`` as in :func:`train_batches`. Returns the
+    meters by name (``Time``, ``Data`` with ``data_time``, then ``meters``)."""
+    import time
+    from common.distributed import all_reduce_mean
+    from common.meters import AverageMeter, ProgressMeter
+    from common.utils import check_finite
+    timing = [AverageMeter("Time", ":6.3f")] + ([AverageMeter("Data", ":6.3f")] if data_time else [])
+    values_of = [AverageMeter(name, fmt) for name, fmt in meters]
+    total, batches = train_batches(run, loader, model, args, f"epoch {epoch}", max_iters, enabled)
+    line = ProgressMeter(total, timing + values_of, prefix=f"Epoch: [{epoch}]")
+    end = time.time()
+    for i, batch in batches:
+        if data_time:
+            timing[1].update(time.time() - end)
+        loss, n, report = step(i, batch)
+        optimizer.zero_grad(set_to_none=True)
+        backward_step(loss, optimizer)
+        run.step += 1
+        if every_step or i % args.print_freq == 0 or i + 1 == total:
+            values = all_reduce_mean(report().detach().float()).tolist()
+            check_finite(values[0], where.format(epoch=epoch, i=i), hint)
+            for meter, value in zip(values_of, values):
+                meter.update(value, n)
+        timing[0].update(time.time() - end)
+        end = time.time()
+        if i % args.print_freq == 0 or i + 1 == total:
+            run.scalar("train/loss", values[0])
+            if show:
+                run.info(line.format(i))
+    return {m.name: m for m in timing + values_of}
+
+
+def loss_epoch(run, total: int, batches, step, optimizer, backward_step, print_freq: int, on_print, device):
+    """The plain pre-training epoch (a loss, no meters): for each batch ``step(i, batch) -> (loss, n)``, one optimizer
+    step (``optimizer.zero_grad``, ``backward_step(loss, optimizer)``, one ``run.step``) and the loss added with
+    weight ``n``; ``on_print(i, loss, loss_sum, seen)`` every ``print_freq`` steps and after the last of the
+    ``total`` (where the loop already reads the loss: NaN checks, the progress bar). ``batches`` as from
+    :func:`train_batches`. Returns this process's ``(loss_sum, seen)``."""
+    loss_sum, seen = torch.zeros((), device=device), 0
+    for i, batch in batches:
+        loss, n = step(i, batch)
+        optimizer.zero_grad(set_to_none=True)
+        backward_step(loss, optimizer)
+        run.step += 1
+        loss_sum += loss.detach() * n
+        seen += n
+        if (i + 1) % print_freq == 0 or i + 1 == total:
+            on_print(i, loss, loss_sum, seen)
+    batches.close()
+    return loss_sum, seen
+
+
 def classifier_pass(model, loader, device, optimizer=None, max_iters: int = 0, bar=None, on_batch=None,
                     run=None) -> torch.Tensor:
     """One pass of a classifier (a linear probe over a frozen encoder) over ``loader``, the model in the mode the
@@ -188,6 +250,24 @@ def check_frozen(model: torch.nn.Module, reference: dict) -> None:
             raise UserError(f"{k} changed during linear classification; the backbone must stay frozen")
 
 
+def linear_head_training(model: torch.nn.Module, head: torch.nn.Linear, head_name: str, args, pretrained: str = "",
+                         prefix: str | tuple = "module.encoder_q."):
+    """MoCo's linear classification start, in the originals' order: only ``head`` trainable (:func:`train_head_only`),
+    the backbone of the pre-training checkpoint ``pretrained`` (if given) loaded, the frozen tensors copied for
+    :func:`check_frozen`, the model wrapped for DDP and SGD over the head's weight and bias (``args.lr``,
+    ``--momentum``, ``--wd``). Returns ``(wrapped model, optimizer, frozen tensors)``."""
+    from common.distributed import wrap_ddp
+    train_head_only(model, head, head_name)
+    if pretrained:
+        load_pretrained_encoder(model, pretrained, prefix, head_name)
+    reference = frozen_tensors(model, head_name)
+    model = wrap_ddp(model, args)
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    assert len(parameters) == 2  # the head's weight and bias
+    optimizer = torch.optim.SGD(parameters, args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
+    return model, optimizer, reference
+
+
 def classifier_epoch(model, loader, args, optimizer=None, run=None, bar=None, on_batch=None, max_iters: int = 0):
     """One :func:`classifier_pass` of a linear classification (the frozen backbone in eval mode while the head trains,
     as MoCo's protocol) whose loader each process walks its share of: the sums are added over the processes.
@@ -248,3 +328,70 @@ def linear_classification_sets(data: str, image_size: int, resize: int, seed: in
     val_set = ImageFolder(os.path.join(root, "val"), linear_val_transform(image_size, resize),
                           classes=train_set if train else folder_classes(train_dir))
     return train_set, val_set
+
+
+# the help of MoCo's main_moco.py / main_lincls.py flags; an entry point passes its own where the meaning differs
+MOCO_HELP = {
+    "arch": "model architecture (a common.backbones name)", "workers": "number of data loading workers",
+    "epochs": "number of total epochs to run", "start_epoch": "manual epoch number (useful on restarts)",
+    "batch_size": "total mini-batch size of all processes of this node", "lr": "initial learning rate",
+    "schedule": "learning rate schedule (when to drop lr by 10x)",
+    "momentum": "momentum of SGD solver", "weight_decay": "weight decay", "print_freq": "print frequency",
+    "resume": "path to latest checkpoint (default: the run folder's checkpoint)",
+    "seed": "seed for initializing training",
+    "evaluate": "evaluate model on validation set", "moco_dim": "feature dimension",
+    "moco_k": "queue size; number of negative keys", "moco_m": "moco momentum of updating key encoder",
+    "moco_t": "softmax temperature", "mlp": "use mlp head", "aug_plus": "use moco v2 data augmentation",
+    "cos": "use cosine lr schedule",
+}
+
+
+def add_moco_args(parser, data: str | None = None, epochs: int = 200, batch_size: int | None = 256,
+                  lr: float = 0.03, schedule: list | None = (120, 160), weight_decay: float = 1e-4,
+                  print_freq: int = 10, workers: int = 32, evaluate: bool = False, data_help: str | None = None,
+                  helps: dict | None = None) -> None:
+    """The optimisation flags of MoCo's ``main_moco.py`` / ``main_lincls.py``, which several entry points keep:
+    the dataset root (``data`` None: the positional ``DIR``, default ``$DATA``; else ``--data`` with this default),
+    ``-a``, ``-j``, ``--epochs``, ``--start-epoch``, ``-b`` (``batch_size`` None: not added), ``--lr``,
+    ``--schedule`` (None: not added), ``--momentum``, ``--wd``, ``-p``, ``--resume``, ``--seed`` and with
+    ``evaluate`` ``-e``. ``data_help`` / ``helps``: this entry point's help of the dataset root / of a flag (by dest)
+    where it says more than :data:`MOCO_HELP`."""
+    h = {**MOCO_HELP, **(helps or {})}
+    if data is None:
+        parser.add_argument("data", metavar="DIR", nargs="?", default=os.environ.get("DATA"),
+                            help=data_help or "path to the dataset; default $DATA")
+    else:
+        parser.add_argument("--data", metavar="DIR", default=data, help=data_help or "dataset root")
+    parser.add_argument("-a", "--arch", metavar="ARCH", default="resnet50", help=h["arch"])
+    parser.add_argument("-j", "--workers", default=workers, type=int, metavar="N", help=h["workers"])
+    parser.add_argument("--epochs", default=epochs, type=int, metavar="N", help=h["epochs"])
+    parser.add_argument("--start-epoch", default=0, type=int, metavar="N", help=h["start_epoch"])
+    if batch_size is not None:
+        parser.add_argument("-b", "--batch-size", default=batch_size, type=int, metavar="N", help=h["batch_size"])
+    parser.add_argument("--lr", "--learning-rate", default=lr, type=float, metavar="LR", dest="lr", help=h["lr"])
+    if schedule is not None:
+        parser.add_argument("--schedule", default=list(schedule), nargs="*", type=int, help=h["schedule"])
+    parser.add_argument("--momentum", default=0.9, type=float, metavar="M", help=h["momentum"])
+    parser.add_argument("--wd", "--weight-decay", default=weight_decay, type=float, metavar="W", dest="weight_decay",
+                        help=h["weight_decay"])
+    parser.add_argument("-p", "--print-freq", default=print_freq, type=int, metavar="N", help=h["print_freq"])
+    parser.add_argument("--resume", default="", type=str, metavar="PATH", help=h["resume"])
+    if evaluate:
+        parser.add_argument("-e", "--evaluate", dest="evaluate", action="store_true", help=h["evaluate"])
+    parser.add_argument("--seed", default=None, type=int, help=h["seed"])
+
+
+def add_moco_model_args(parser, k: int = 65536, t: float | None = 0.07, switches: bool = True,
+                        helps: dict | None = None) -> None:
+    """MoCo's model flags: ``--moco-dim`` 128, ``--moco-k``, ``--moco-m`` 0.999, ``--moco-t`` (``t`` None: not
+    added) and with ``switches`` the ``--mlp`` / ``--aug-plus`` / ``--cos`` switches; ``helps`` as in
+    :func:`add_moco_args`."""
+    h = {**MOCO_HELP, **(helps or {})}
+    parser.add_argument("--moco-dim", default=128, type=int, help=h["moco_dim"])
+    parser.add_argument("--moco-k", default=k, type=int, help=h["moco_k"])
+    parser.add_argument("--moco-m", default=0.999, type=float, help=h["moco_m"])
+    if t is not None:
+        parser.add_argument("--moco-t", default=t, type=float, help=h["moco_t"])
+    if switches:
+        for flag in ("--mlp", "--aug-plus", "--cos"):
+            parser.add_argument(flag, action="store_true", help=h[flag[2:].replace("-", "_")])

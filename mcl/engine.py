@@ -1,19 +1,23 @@
 """What MCL's entry points share beyond ``common.engine``: the launch (``--gpu-id``), the original's output folder
 (``./checkpoint/``), and for the two supervised ones (``main_cifar.py``, ``main_imagenet.py``) the loss-weight flags,
-evaluation of N networks + ensemble and the run itself in the original's checkpoint layout
-(``<arch>.pth.tar`` = {net, acc, epoch (index of the finished epoch), optimizer} + ``<arch>_best.pth.tar``)."""
+the training epoch (CE + distillation + weighted MCL terms), evaluation of N networks + ensemble and the run itself in
+the original's checkpoint layout (``<arch>.pth.tar`` = {net, acc, epoch (index of the finished epoch), optimizer} +
+``<arch>_best.pth.tar``)."""
 from __future__ import annotations
 
 import os
+import time
 
 import torch
 import torch.nn.functional as F
 
 from common.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state
-from common.distributed import barrier, init_distributed, is_main_process, launch
+from common.distributed import all_reduce_mean, barrier, init_distributed, is_main_process, launch
 from common.engine import Run, add_run_args, fit, original_output_path, publish
-from common.training import load_model_state
-from common.utils import UserError, seed_everything, set_visible_gpus
+from common.training import load_model_state, train_batches
+from common.utils import UserError, check_finite, seed_everything, set_visible_gpus
+from mcl.losses.kd import logit_distillation
+from mcl.utils import adjust_lr
 
 METHOD = "mcl"
 MCL_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -63,6 +67,47 @@ def run_tag(args) -> str:
     """'baseline' (every MCL weight 0) or 'mcl', plus '_kd' with --logit-distill: the readable part of the default
     run name (the digest of the flags makes it unique)."""
     return ("mcl" if any(loss_weights(args)) else "baseline") + ("_kd" if args.logit_distill else "")
+
+
+LOSS_NAMES = ("loss", "loss_ce", "loss_kd", "loss_vcl", "loss_soft_vcl", "loss_icl", "loss_soft_icl")
+
+
+def supervised_epoch(run: Run, loader, model, args, epoch: int, optimizer, precision, step, correct, correct_of,
+                     summary, kd_rule: str, hint: str) -> dict:
+    """One training epoch of ``main_cifar.py`` / ``main_imagenet.py``. ``step(batch) -> (logits (N, B, C) float32,
+    targets, MCL terms, after)``; the loss Σ_i CE · N + the logit distillation (``kd_rule``, with
+    ``--logit-distill``) + the weighted MCL terms takes one optimizer step, then ``after()`` (if not None) runs.
+    ``correct_of(logits, targets)`` is added to ``correct`` (zeros of its shape); ``summary(acc)`` of the epoch's
+    ``correct / seen`` (the global batches', every process having the same local batch) → (end of the epoch's log
+    line, training scalars). Returns the training scalars: the terms (:data:`LOSS_NAMES`), lr and accuracies."""
+    total, batches = train_batches(run, loader, model, args, f"epoch {epoch}")
+    lr = adjust_lr(optimizer, epoch, args)
+    N, weights = args.number_net, loss_weights(args)
+    sums = torch.zeros(len(LOSS_NAMES), device=args.device)  # total, ce, kd, vcl, soft vcl, icl, soft icl (weighted)
+    seen, start = 0, time.time()
+    for i, batch in batches:
+        logits, targets, terms, after = step(batch)
+        loss_cls = F.cross_entropy(logits.flatten(0, 1), targets.repeat(N)) * N
+        loss_kd = logit_distillation(logits, args.kd_T, kd_rule) if args.logit_distill else logits.new_zeros(())
+        weighted = [w * t for w, t in zip(weights, terms)]
+        loss = loss_cls + loss_kd + sum(weighted)
+        optimizer.zero_grad(set_to_none=True)
+        precision.backward_step(loss, optimizer)
+        run.step += 1
+        if after is not None:
+            after()
+        seen += targets.shape[0]
+        sums += torch.stack([loss, loss_cls, loss_kd, *weighted]).detach() * targets.shape[0]
+        correct += correct_of(logits.detach(), targets)
+        if (i + 1) % args.print_freq == 0 or i + 1 == total:
+            check_finite(loss, f"{epoch}:{i}", hint=hint)
+            batches.postfix(loss=f"{loss.item():.3f}")
+    # the global batches' values (every process has the same local batch size), not rank 0's halves
+    avg = all_reduce_mean(sums / max(seen, 1)).tolist()
+    line_end, scalars = summary(all_reduce_mean(correct / max(seen, 1)).tolist())
+    run.info(f"Epoch:{epoch}\t lr:{lr:.5f}\t duration:{time.time() - start:.3f}\t "
+             + "\t ".join(f"{n}:{v:.5f}" for n, v in zip(LOSS_NAMES, avg)) + line_end)
+    return {**dict(zip(LOSS_NAMES, avg)), "lr": lr, **scalars}
 
 
 def launch_run(main_worker, args) -> None:

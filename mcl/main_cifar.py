@@ -19,31 +19,27 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 
 if __package__ in (None, ""):  # run as a script from inside mcl/: make the package importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 import torchvision.transforms as T
 from torch.utils.data import BatchSampler, DataLoader
 
 from common.augment import cifar_train_transform, test_transform
 from common.augment.on_device import DeviceViews, add_augment_arg, uint8_collate
 from common.data import build_dataset
-from common.distributed import add_distributed_args, all_reduce_mean, wrap_ddp
+from common.distributed import add_distributed_args, wrap_ddp
 from common.engine import Run
-from common.training import train_batches
-from common.utils import HelpFormatter, MixedPrecision, UserError, add_precision_args, check_finite, run_main
+from common.utils import HelpFormatter, MixedPrecision, UserError, add_precision_args, run_main
 from mcl.builder import SupervisedMCL, gather_batch
 from mcl.dataset.class_sampler import MPerClassSampler
-from mcl.engine import add_supervised_args, launch_run, loss_weights, supervised_worker, train_supervised
+from mcl.engine import add_supervised_args, launch_run, supervised_epoch, supervised_worker, train_supervised
 from mcl.losses.cifar_sup_mcl_loss import SupMCLLoss, check_same_class_partner
-from mcl.losses.kd import logit_distillation
 from mcl.models import CIFAR_ARCHS, get_model
-from mcl.utils import adjust_lr, cal_multi_adds, cal_param_size
+from mcl.utils import cal_multi_adds, cal_param_size
 
 DATASETS = {"cifar100": "cifar100", "cifar10": "cifar10", "digits": "digits"}  # name -> NORMALIZE key
 
@@ -160,49 +156,25 @@ def make_train_loader(args, train_set):
 
 def train_one_epoch(epoch, model, criterion, optimizer, loader, args, run: Run, views_of: DeviceViews,
                     precision: MixedPrecision) -> dict:
-    total_iters, batches = train_batches(run, loader, model, args, f"epoch {epoch}")
-    lr = adjust_lr(optimizer, epoch, args)
-    N = args.number_net
-    sums = torch.zeros(7, device=args.device)  # total, ce, kd, vcl, soft vcl, icl, soft icl (weighted)
-    correct = torch.zeros(N, device=args.device)
-    seen = 0
-    weights = loss_weights(args)
-    start = time.time()
-    for step, (inputs, targets) in batches:
+    def step(batch):
+        inputs, targets = batch
         if not args.distributed:
             check_same_class_partner(targets)  # quirk 3: clear error instead of NaN (CPU labels, no sync)
         (inputs,) = views_of(inputs)
         targets = targets.to(args.device, non_blocking=True)
         with precision.autocast():
             logits, z = model(inputs)
-        logits = logits.float()
-        loss_cls = F.cross_entropy(logits.flatten(0, 1), targets.repeat(N)) * N
-        loss_kd = logit_distillation(logits, args.kd_T, "cifar") if args.logit_distill else logits.new_zeros(())
-        z_all, targets_all = gather_batch(z.float(), targets)
-        terms = criterion.contrast(z_all, targets_all)
-        weighted = [w * t for w, t in zip(weights, terms)]
-        loss = loss_cls + loss_kd + sum(weighted)
-        optimizer.zero_grad(set_to_none=True)
-        precision.backward_step(loss, optimizer)
-        run.step += 1
+        z_all, targets_all = gather_batch(z.float(), targets)   # the in-batch loss sees the global batch
+        return logits.float(), targets, criterion.contrast(z_all, targets_all), None
 
-        batch = targets.shape[0]
-        seen += batch
-        sums += torch.stack([loss, loss_cls, loss_kd, *weighted]).detach() * batch
-        correct += (logits.argmax(dim=-1) == targets).sum(dim=1)
-        if (step + 1) % args.print_freq == 0 or step + 1 == total_iters:
-            check_finite(loss, f"{epoch}:{step}", hint="Try a lower --init-lr or a higher --tau.")
-            batches.postfix(loss=f"{loss.item():.3f}")
-    # the global batches' values (every process has the same local batch size), not rank 0's halves
-    avg = all_reduce_mean(sums / max(seen, 1)).tolist()
-    train_acc = all_reduce_mean(correct / max(seen, 1)).tolist()
-    names = ("loss", "loss_ce", "loss_kd", "loss_vcl", "loss_soft_vcl", "loss_icl", "loss_soft_icl")
-    run.info(f"Epoch:{epoch}\t lr:{lr:.5f}\t duration:{time.time() - start:.3f}\t "
-             + "\t ".join(f"{n}:{v:.5f}" for n, v in zip(names, avg))
-             + f"\t Train Acc:{[round(a, 4) for a in train_acc]}")
-    # train/top1 = the best single network (as eval/top1), per network train/top1_net<i>, in %
-    return {**dict(zip(names, avg)), "lr": lr, "top1": 100 * max(train_acc),
-            **{f"top1_net{i}": 100 * a for i, a in enumerate(train_acc)}}
+    def summary(train_acc):   # fractions per network; train/top1 = the best single network (as eval/top1), in %
+        return (f"\t Train Acc:{[round(a, 4) for a in train_acc]}",
+                {"top1": 100 * max(train_acc), **{f"top1_net{i}": 100 * a for i, a in enumerate(train_acc)}})
+
+    return supervised_epoch(run, loader, model, args, epoch, optimizer, precision, step,
+                            torch.zeros(args.number_net, device=args.device),
+                            lambda logits, targets: (logits.argmax(dim=-1) == targets).sum(dim=1), summary, "cifar",
+                            "Try a lower --init-lr or a higher --tau.")
 
 
 def main_worker(local_rank, args):

@@ -14,26 +14,22 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 
 if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch
-import torch.nn.functional as F
 
-from common.distributed import (add_distributed_args, all_reduce_mean, concat_all_gather, per_process_batch_size,
+from common.distributed import (add_distributed_args, concat_all_gather, per_process_batch_size,
                                 rank_split_sampler, set_sampler_epoch, wrap_ddp)
 from common.engine import Run
-from common.training import train_batches
-from common.utils import HelpFormatter, MixedPrecision, UserError, add_precision_args, check_finite, run_main
+from common.utils import HelpFormatter, MixedPrecision, UserError, add_precision_args, run_main
 from mcl.builder import SupervisedMCL
 from mcl.dataset.imagenet import get_imagenet_dataloader_sample
-from mcl.engine import add_supervised_args, launch_run, loss_weights, supervised_worker, train_supervised
+from mcl.engine import add_supervised_args, launch_run, supervised_epoch, supervised_worker, train_supervised
 from mcl.losses.imagenet_sup_mcl_loss import SupMCLLoss
-from mcl.losses.kd import logit_distillation
 from mcl.models import IMAGENET_ARCHS, get_model
-from mcl.utils import adjust_lr, cal_param_size
+from mcl.utils import cal_param_size
 
 WEIGHT_DECAY = 1e-4  # hard-coded in the original (quirk 17)
 
@@ -68,52 +64,32 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def train_one_epoch(epoch, model, criterion, optimizer, loader, args, run: Run, precision: MixedPrecision) -> dict:
-    total, batches = train_batches(run, loader, model, args, f"epoch {epoch}")
-    lr = adjust_lr(optimizer, epoch, args)
     N = args.number_net
-    weights = loss_weights(args)
-    sums = torch.zeros(7, device=args.device)
-    correct = torch.zeros(2, N + 1, device=args.device)  # top-1 / top-5 of each network and the ensemble
-    seen = 0
-    start = time.time()
-    for step, (inputs, targets, pos_idx, neg_idx) in batches:
-        inputs, targets = inputs.to(args.device, non_blocking=True), targets.to(args.device, non_blocking=True)
-        pos_idx, neg_idx = pos_idx.to(args.device, non_blocking=True), neg_idx.to(args.device, non_blocking=True)
+
+    def step(batch):
+        inputs, targets, pos_idx, neg_idx = (t.to(args.device, non_blocking=True) for t in batch)
         with precision.autocast():
             logits, z = model(precision.input(inputs))
-        logits = logits.float()
-        loss_cls = F.cross_entropy(logits.flatten(0, 1), targets.repeat(N)) * N
-        loss_kd = logit_distillation(logits, args.kd_T, "imagenet") if args.logit_distill else logits.new_zeros(())
-        terms = criterion.contrast(z.float(), pos_idx, neg_idx)
-        weighted = [w * t for w, t in zip(weights, terms)]
-        loss = loss_cls + loss_kd + sum(weighted)
-        optimizer.zero_grad(set_to_none=True)
-        precision.backward_step(loss, optimizer)
-        run.step += 1
-        # memory update with every rank's anchors (indices are distinct across ranks)
-        criterion.contrast_memory.update(concat_all_gather(z.detach().float().transpose(0, 1).contiguous())
-                                         .transpose(0, 1), concat_all_gather(pos_idx[:, 0].contiguous()))
 
-        batch = targets.shape[0]
-        seen += batch
-        sums += torch.stack([loss, loss_cls, loss_kd, *weighted]).detach() * batch
-        all_logits = torch.cat([logits, logits.mean(dim=0, keepdim=True)]).detach()
+        def update_memory():   # with every rank's anchors (indices are distinct across ranks)
+            criterion.contrast_memory.update(concat_all_gather(z.detach().float().transpose(0, 1).contiguous())
+                                             .transpose(0, 1), concat_all_gather(pos_idx[:, 0].contiguous()))
+        return logits.float(), targets, criterion.contrast(z.float(), pos_idx, neg_idx), update_memory
+
+    def correct_of(logits, targets):   # top-1 / top-5 of each network and of the ensemble (mean of logits), in %
+        all_logits = torch.cat([logits, logits.mean(dim=0, keepdim=True)])
         top5 = all_logits.topk(min(5, all_logits.shape[-1]), dim=-1).indices == targets[None, :, None]
-        correct[0] += top5[..., :1].any(-1).sum(1)
-        correct[1] += top5.any(-1).sum(1)
-        if (step + 1) % args.print_freq == 0 or step + 1 == total:
-            check_finite(loss, f"{epoch}:{step}", hint="Try a lower --init-lr.")
-    # the global batches' values (every process has the same local batch size), not rank 0's halves
-    avg = all_reduce_mean(sums / max(seen, 1)).tolist()
-    acc = all_reduce_mean(100 * correct / max(seen, 1)).tolist()
-    names = ("loss", "loss_ce", "loss_kd", "loss_vcl", "loss_soft_vcl", "loss_icl", "loss_soft_icl")
-    run.info(f"Epoch:{epoch}\t lr:{lr:.5f}\t duration:{time.time() - start:.3f}\t "
-             + "\t ".join(f"{n}:{v:.5f}" for n, v in zip(names, avg))
-             + f"\t Train top-1 (nets + ensemble):{[round(a, 2) for a in acc[0]]}"
-             + f"\t top-5:{[round(a, 2) for a in acc[1]]}")
-    N = args.number_net
-    return {**dict(zip(names, avg)), "lr": lr, "top1": max(acc[0][:N]), "top1_ensemble": acc[0][N],
-            **{f"top1_net{i}": a for i, a in enumerate(acc[0][:N])}}
+        return 100 * torch.stack([top5[..., :1].any(-1).sum(1), top5.any(-1).sum(1)])
+
+    def summary(acc):
+        line_end = (f"\t Train top-1 (nets + ensemble):{[round(a, 2) for a in acc[0]]}"
+                    f"\t top-5:{[round(a, 2) for a in acc[1]]}")
+        return line_end, {"top1": max(acc[0][:N]), "top1_ensemble": acc[0][N],
+                          **{f"top1_net{i}": a for i, a in enumerate(acc[0][:N])}}
+
+    return supervised_epoch(run, loader, model, args, epoch, optimizer, precision, step,
+                            torch.zeros(2, N + 1, device=args.device), correct_of, summary, "imagenet",
+                            "Try a lower --init-lr.")
 
 
 def main_worker(local_rank, args):

@@ -19,17 +19,17 @@ import sys
 if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import torch
 from torch.utils.data import DataLoader
 
 from common.backbones import build_backbone
 from common.checkpoint import load_checkpoint
 from common.distributed import (add_distributed_args, all_reduce_mean, cleanup, init_distributed,
                                 is_main_process, launch, module_state_dict, per_process_batch_size,
-                                per_process_workers, wrap_ddp)
+                                per_process_workers)
 from common.engine import Run, add_run_args, fit, original_input
-from common.training import (check_frozen, classifier_epoch, frozen_tensors, linear_classification_sets,
-                             load_model_state, load_pretrained_encoder, progress, rank_split_loader, train_head_only)
+from common.schedules import set_lr
+from common.training import (add_moco_args, check_frozen, classifier_epoch, linear_classification_sets,
+                             linear_head_training, load_model_state, progress, rank_split_loader)
 from common.utils import HelpFormatter, UserError, check_finite, run_main, seed_everything, set_visible_gpus
 from mcl.engine import MCL_DIR, METHOD, original_dir, publish_to, require_keys
 
@@ -37,23 +37,13 @@ from mcl.engine import MCL_DIR, METHOD, original_dir, publish_to, require_keys
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Linear evaluation of MoCo-MCL (main_lincls.py)",
                                 formatter_class=HelpFormatter)
-    p.add_argument("--data", metavar="DIR", default="./data/ImageNet/", help="dataset root holding train/ and val/")
-    p.add_argument("-a", "--arch", metavar="ARCH", default="resnet50", help="encoder name (common.backbones)")
-    p.add_argument("-j", "--workers", default=32, type=int, help="data loading workers (total)")
-    p.add_argument("--epochs", default=100, type=int)
-    p.add_argument("--start-epoch", default=0, type=int)
-    p.add_argument("-b", "--batch-size", default=256, type=int, help="total batch size of this node")
-    p.add_argument("--lr", "--learning-rate", default=30.0, type=float, dest="lr")
-    p.add_argument("--schedule", default=[60, 80], nargs="*", type=int, help="epochs of x0.1")
-    p.add_argument("--momentum", default=0.9, type=float)
-    p.add_argument("--wd", "--weight-decay", default=0.0, type=float, dest="weight_decay")
-    p.add_argument("-p", "--print-freq", default=10, type=int)
-    p.add_argument("--resume", default="", type=str, metavar="PATH",
-                   help="lincls checkpoint to resume (FIXED: crashed in the original, quirk 13; default: newest "
-                        "checkpoint of the run directory)")
-    p.add_argument("-e", "--evaluate", action="store_true",
-                   help="only evaluate --resume on the validation set (FIXED: crashed in the original, quirk 11)")
-    p.add_argument("--seed", default=None, type=int)
+    add_moco_args(p, data="./data/ImageNet/", data_help="dataset root holding train/ and val/", epochs=100, lr=30.0,
+                  schedule=[60, 80], weight_decay=0.0, evaluate=True, helps={
+                      "arch": "encoder name (common.backbones)", "workers": "data loading workers (total)",
+                      "resume": "lincls checkpoint to resume (FIXED: crashed in the original, quirk 13; default: "
+                                "newest checkpoint of the run directory)",
+                      "evaluate": "only evaluate --resume on the validation set (FIXED: crashed in the original, "
+                                  "quirk 11)"})
     p.add_argument("--gpu-ids", default=None, type=str,
                    help="written to CUDA_VISIBLE_DEVICES before CUDA starts, if given; without CUDA a notice and the "
                         "CPU")
@@ -74,10 +64,7 @@ PREFIX = "module.encoder_q_0."   # network 0's query encoder
 
 
 def adjust_learning_rate(optimizer, epoch, args):
-    lr = args.lr * 0.1 ** sum(1 for m in args.schedule if epoch >= m)
-    for param_group in optimizer.param_groups:
-        param_group["lr"] = lr
-    return lr
+    return set_lr(optimizer, args.lr * 0.1 ** sum(1 for m in args.schedule if epoch >= m))
 
 
 def run_epoch(loader, model, optimizer, epoch, args, run: Run | None = None):
@@ -121,14 +108,8 @@ def linear(run: Run | None, args) -> None:
         model = build_backbone(args.arch, num_classes=args.num_classes)
     except ValueError as e:
         raise UserError(f"-a/--arch {args.arch}: {e}") from None
-    train_head_only(model, model.fc, "fc")
-    if args.pretrained:
-        load_pretrained_encoder(model, original_input(args.pretrained, MCL_DIR), PREFIX, "fc")
-    reference = frozen_tensors(model, "fc")   # what the sanity check after the first epoch compares
-    model = wrap_ddp(model, args)
-    parameters = [p for p in model.parameters() if p.requires_grad]
-    assert len(parameters) == 2  # fc.weight, fc.bias
-    optimizer = torch.optim.SGD(parameters, args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
+    model, optimizer, reference = linear_head_training(
+        model, model.fc, "fc", args, args.pretrained and original_input(args.pretrained, MCL_DIR), PREFIX)
 
     best_acc1 = 0.0
     if run is None:   # -e

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 
 if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -27,13 +26,12 @@ from common.backbones import build_backbone
 from common.data import ImageFolder
 from common.data.seeded import SeededTransformDataset
 from common.eval.metrics import accuracy
-from common.distributed import (add_distributed_args, all_reduce_mean, cleanup, init_distributed, launch,
+from common.distributed import (add_distributed_args, cleanup, init_distributed, launch,
                                 module_state_dict, per_process_batch_size, per_process_workers, wrap_ddp)
 from common.engine import Run, add_run_args, fit
-from common.meters import AverageMeter, ProgressMeter
-from common.schedules import cosine_lr, set_lr, step_lr
-from common.training import rank_split_loader, train_batches
-from common.utils import (HelpFormatter, MixedPrecision, UserError, add_precision_args, check_finite, run_main,
+from common.schedules import moco_epoch_lr
+from common.training import add_moco_args, add_moco_model_args, meter_epoch, rank_split_loader
+from common.utils import (HelpFormatter, MixedPrecision, UserError, add_precision_args, run_main,
                           seed_everything, set_visible_gpus)
 from mcl.engine import METHOD, original_dir, publish_to, require_keys
 from mcl.moco.builder_mcl import MoCo
@@ -43,41 +41,24 @@ from mcl.moco.loader import TwoCropsTransform
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="MoCo + MCL pre-training (main_moco_mcl.py)",
                                 formatter_class=HelpFormatter)
-    p.add_argument("--data", metavar="DIR", default="./data/ImageNet/", help="dataset root holding train/")
-    p.add_argument("-a", "--arch", metavar="ARCH", default="resnet50",
-                   help="torchvision-style encoder name from common.backbones (resnet18, resnet50, ...)")
-    p.add_argument("-j", "--workers", default=32, type=int, help="data loading workers (total, split per process)")
-    p.add_argument("--epochs", default=200, type=int, help="number of total epochs to run")
-    p.add_argument("--start-epoch", default=0, type=int, help="manual epoch number (useful on restarts)")
-    p.add_argument("-b", "--batch-size", default=256, type=int,
-                   help="total batch size of all processes of this node")
-    p.add_argument("--lr", "--learning-rate", default=0.03, type=float, dest="lr", help="initial learning rate")
-    p.add_argument("--schedule", default=[120, 160], nargs="*", type=int, help="epochs of x0.1 (without --cos)")
-    p.add_argument("--momentum", default=0.9, type=float, help="SGD momentum")
-    p.add_argument("--wd", "--weight-decay", default=1e-4, type=float, dest="weight_decay", help="weight decay")
-    p.add_argument("-p", "--print-freq", default=10, type=int, help="print frequency (iterations)")
-    p.add_argument("--resume", default="", type=str, metavar="PATH",
-                   help="checkpoint to resume from, ours or the original's (default: the run folder's newest "
-                        "checkpoint_*.pth.tar)")
-    p.add_argument("--seed", default=None, type=int, help="seed for initializing training")
+    add_moco_args(p, data="./data/ImageNet/", data_help="dataset root holding train/", helps={
+        "arch": "torchvision-style encoder name from common.backbones (resnet18, resnet50, ...)",
+        "workers": "data loading workers (total, split per process)",
+        "resume": "checkpoint to resume from, ours or the original's (default: the run folder's newest "
+                  "checkpoint_*.pth.tar)"})
     p.add_argument("--gpu-ids", default=None, type=str,
                    help="written to CUDA_VISIBLE_DEVICES before CUDA starts, if given (quirk 22 fixed: optional here, "
                         "required by the original); without CUDA a notice and the CPU")
     p.add_argument("--number-net", default=2, type=int,
                    help="number of peer networks N (quirk 21: at least 2, N = 1 crashed late in the original; refused "
                         "up front)")
-    p.add_argument("--moco-dim", default=128, type=int, help="feature dimension")
-    p.add_argument("--moco-k", default=65536, type=int, help="queue size per network; must be divisible by the batch")
-    p.add_argument("--moco-m", default=0.999, type=float, help="key-encoder momentum")
-    p.add_argument("--moco-t", default=0.07, type=float, help="softmax temperature")
     p.add_argument("--checkpoint", default=None, type=str,
                    help="the original's output folder: every checkpoint_{epoch:04d}.pth.tar is also published there "
                         "(default ./checkpoint beside this script); the run itself lives in its run folder")
-    p.add_argument("--mlp", action="store_true",
-                   help="MoCo-v2 MLP head. FIXED: replaces each encoder's fc with Linear-ReLU-fc; in the original "
-                        "the flag registered unused modules and had no effect (quirk 10)")
-    p.add_argument("--aug-plus", action="store_true", help="MoCo-v2 augmentation")
-    p.add_argument("--cos", action="store_true", help="cosine learning-rate schedule")
+    add_moco_model_args(p, helps={
+        "moco_k": "queue size per network; must be divisible by the batch",
+        "mlp": "MoCo-v2 MLP head. FIXED: replaces each encoder's fc with Linear-ReLU-fc; in the original the flag "
+               "registered unused modules and had no effect (quirk 10)"})
     # additions
     p.add_argument("--image-size", default=224, type=int, help="crop size (smaller for smoke tests)")
     add_augment_arg(p)
@@ -85,12 +66,6 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_args(p, name="moco_mcl_<arch>_n<N>-<digest of the result flags>", freeze_bn="--freeze-bn")
     add_distributed_args(p)
     return p
-
-
-def adjust_learning_rate(optimizer, epoch, args) -> float:
-    """Per epoch: half-cosine with ``--cos``, else ×0.1 at each ``--schedule`` milestone (MoCo's rule)."""
-    lr = cosine_lr(args.lr, epoch, args.epochs) if args.cos else step_lr(args.lr, epoch, args.schedule)
-    return set_lr(optimizer, lr)
 
 
 def build_encoder(arch):
@@ -159,7 +134,7 @@ def pretrain(run: Run, args) -> None:
     def train_epoch(epoch):
         set_epoch(epoch)
         views_of.set_epoch(epoch)
-        lr = adjust_learning_rate(optimizer, epoch, args)
+        lr = moco_epoch_lr(optimizer, epoch, args)
         meters = train(train_loader, model, optimizer, epoch, args, run, views_of, precision)
         last["loss"] = meters["Loss"].avg
         # quirk 9 fixed: the original referenced undefined top1_avg / top5_avg here
@@ -181,7 +156,7 @@ def pretrain(run: Run, args) -> None:
     fit(run, args.start_epoch, args.epochs, train_epoch, checkpoint, resume_name=CHECKPOINT,
         on_saved=lambda path, _: publish_to(path, original_dir(args.checkpoint)))
     if "loss" in last:
-        run.info(f"final loss: {last['loss']:.4f}")
+        run.report("final", "loss", last["loss"])
     run.finish("loss", last.get("loss"))
 
 
@@ -191,34 +166,21 @@ TAGS = {"loss": "Loss", "loss_vcl": "VCL", "loss_soft_vcl": "SoftVCL", "loss_icl
 
 
 def train(train_loader, model, optimizer, epoch, args, run: Run, views_of: DeviceViews, precision: MixedPrecision):
-    names = ("Loss", "VCL", "SoftVCL", "ICL", "SoftICL", "Acc@1", "Acc@5")
-    meters = {n: AverageMeter(n, ":.4f") for n in names}
-    batch_time, data_time = AverageMeter("Time", ":6.3f"), AverageMeter("Data", ":6.3f")
-    total, batches = train_batches(run, train_loader, model, args, f"epoch {epoch}")
-    meter = ProgressMeter(total, [batch_time, data_time, *meters.values()], prefix=f"Epoch: [{epoch}]")
-    end = time.time()
-    for i, (images, _) in batches:
-        data_time.update(time.time() - end)
-        im_q, im_k = views_of(images)
+    def step(i, images_target):
+        im_q, im_k = views_of(images_target[0])
         with precision.autocast():  # the builder computes the MoCo-MCL loss in float32 whatever autocast says
             logits, labels, vcl, soft_vcl, icl, soft_icl = model(im_q, im_k)
         loss = vcl + soft_vcl + icl + soft_icl
-        optimizer.zero_grad(set_to_none=True)
-        precision.backward_step(loss, optimizer)
-        run.step += 1
-        if i % args.print_freq == 0 or i + 1 == total:
-            check_finite(loss, f"{epoch}:{i}", hint="Try a lower --lr.")
+
+        def report():   # weighted by the batch size (the original's lincls used images[0].size(0))
             acc1, acc5 = accuracy(logits[0], labels, topk=(1, 5))
-            batch = im_q.shape[0]  # per-sample weighting (the original's lincls used images[0].size(0))
-            # the global batch's values (every process has the same local batch size), not rank 0's half
-            values = all_reduce_mean(torch.stack([loss, vcl, soft_vcl, icl, soft_icl, acc1, acc5])).tolist()
-            for n, v in zip(names, values):
-                meters[n].update(v, batch)
-            batch_time.update(time.time() - end)
-            if not args.progress:
-                run.info(meter.format(i))
-        end = time.time()
-    return meters
+            return torch.stack([loss, vcl, soft_vcl, icl, soft_icl, acc1, acc5])
+        return loss, im_q.shape[0], report
+
+    names = ("Loss", "VCL", "SoftVCL", "ICL", "SoftICL", "Acc@1", "Acc@5")
+    return meter_epoch(run, train_loader, model, args, epoch, step, optimizer, precision.backward_step,
+                       [(n, ":.4f") for n in names], show=not args.progress, where="{epoch}:{i}",
+                       hint="Try a lower --lr.")
 
 
 def main(argv=None):

@@ -23,7 +23,7 @@ from common.distributed import (add_distributed_args, all_reduce_mean, find_free
                                 module_state_dict, per_process_batch_size, per_process_workers, unwrap_model,
                                 wrap_ddp)
 from common.engine import Run, fit
-from common.eval import accuracy, shot_accuracy
+from common.eval import accuracy, class_counts, shot_accuracy
 from common.meters import AverageMeter
 from common.schedules import paco_cifar_lr, paco_lr, set_lr
 from common.training import rank_split_loader
@@ -222,10 +222,6 @@ def main(variant: str, argv=None) -> None:
 
 # ------------------------------------------------------------------------------------------------------- data
 
-def _class_counts(targets, num_classes: int) -> list:
-    return torch.bincount(torch.as_tensor(list(targets), dtype=torch.long), minlength=num_classes).tolist()
-
-
 def build_datasets(args):
     """(train two-view dataset, test dataset, cls_num_list). Training items are ([view1, view2], label)."""
     from common.data import ListFileDataset, TargetSubset, build_dataset, cifar_long_tailed_indices
@@ -278,7 +274,7 @@ def build_datasets(args):
     if num_labels > args.num_classes:
         raise UserError(f"the data has label {num_labels - 1} but --num_classes is {args.num_classes}; "
                         f"pass --num_classes {num_labels} or higher")
-    return train, test, _class_counts(train.targets, args.num_classes)
+    return train, test, class_counts(list(train.targets), args.num_classes).tolist()
 
 
 # ------------------------------------------------------------------------------------------------------ model

@@ -21,8 +21,8 @@ from attentionce.losses import AttentioNCE
 from common import distributed as dist_utils
 from common.augment.on_device import DeviceViews, add_augment_arg
 from common.eval import feature_probe
-from common.engine import Run, add_run_args, args_record, eval_tag, fit, original_output_path, publish
-from common.training import rank_split_loader, train_batches
+from common.engine import Run, add_run_args, args_record, fit, original_output_path, publish
+from common.training import loss_epoch, rank_split_loader, train_batches
 from common.utils import (HelpFormatter, MixedPrecision, UserError, add_precision_args, check_finite, get_device,
                           run_main, seed_everything)
 
@@ -144,28 +144,25 @@ def run_epoch(net, criterion, loader, optimizer, args, epoch, run: Run, views_of
     loss weighted by the batch size (over all processes)."""
     order = view_order(args)
     total_steps, batches = train_batches(run, loader, net, args, max_iters=max(args.steps_per_epoch, 0), enabled=True)
-    loss_sum = torch.zeros((), device=args.device)
-    seen = 0
     # the batched views depend only on (seed, epoch, rank, step): a resumed run sees the same views
     views_of.set_epoch(epoch)
-    for step, (images, _) in batches:
+
+    def step(i, batch):
+        images = batch[0]
         # list of the view batches (V x (b, 3, S, S)); the PIL path collates them as (b, V, 3, S, S)
         views = views_of(images)
         with precision.autocast():
             # one forward pass per view: BatchNorm statistics are per view batch, as in the original
             projections = [net(views[v])[1] for v in order]
-        loss = criterion(torch.stack(projections).float())
-        optimizer.zero_grad(set_to_none=True)
-        precision.backward_step(loss, optimizer)
-        run.step += 1
-        loss_sum += loss.detach() * images.shape[0]
-        seen += images.shape[0]
-        if (step + 1) % args.print_freq == 0 or step + 1 == total_steps:
-            check_finite(loss_sum, run.step, "(AttentioNCE: also try a larger --d_neg or --temperature)")
-            mean = loss_sum.item() / seen
-            batches.describe(f"Train Epoch: [{epoch}/{args.epochs}] Loss: {mean:.4f}")
-            run.scalar("train/loss", loss.item())
-    batches.close()
+        return criterion(torch.stack(projections).float()), images.shape[0]
+
+    def on_print(i, loss, loss_sum, seen):
+        check_finite(loss_sum, run.step, "(AttentioNCE: also try a larger --d_neg or --temperature)")
+        batches.describe(f"Train Epoch: [{epoch}/{args.epochs}] Loss: {loss_sum.item() / seen:.4f}")
+        run.scalar("train/loss", loss.item())
+
+    loss_sum, seen = loss_epoch(run, total_steps, batches, step, optimizer, precision.backward_step, args.print_freq,
+                                on_print, args.device)
     mean = dist_utils.all_reduce_mean(loss_sum / max(seen, 1)).item()
     check_finite(mean, run.step)
     return mean
@@ -237,8 +234,7 @@ def train(run: Run, args, local_batch: int) -> None:
             initial = evaluate(model, args)
         dist_utils.barrier()
     if initial is not None:
-        run.info(f"initial {initial[0]}: {initial[1]:.2f}")
-        run.scalar(eval_tag(initial[0]), initial[1], 0)
+        run.report("initial", *initial, step=0)
 
     last = {"loss": None}
 
@@ -263,14 +259,10 @@ def train(run: Run, args, local_batch: int) -> None:
 
     if args.eval != "none":
         final = evaluate(model, args) if run.main else None
-        if final is not None:
-            run.info(f"final {final[0]}: {final[1]:.2f}")
-            run.scalar(eval_tag(final[0]), final[1])
-    elif last["loss"] is not None:    # no evaluation asked for: the run's last number is its training loss
-        final = ("loss", last["loss"])
-        run.info(f"final loss: {final[1]:.4f}")
-    else:
-        final = None
+    else:    # no evaluation asked for: the run's last number is its training loss
+        final = ("loss", last["loss"]) if last["loss"] is not None else None
+    if final is not None:
+        run.report("final", *final)
     run.finish(*(final or (None, None)))
 
 
@@ -288,15 +280,9 @@ def main(argv=None, variant: str = "image"):
             raise UserError(f"--batch_size {args.batch_size} is not divisible by the {processes} processes "
                             "(--nproc-per-node x --world-size, or the GPU count); use a multiple of it")
     try:
-        dist_utils.launch(spawned_worker if args.multiprocessing_distributed else main_worker, args)
+        dist_utils.launch(main_worker, args)   # a worker's UserError: one error: line, exit 2
     except torch.multiprocessing.ProcessExitedException as e:
         raise UserError(f"a training process failed ({e}); its error message is printed above") from None
-
-
-def spawned_worker(local_rank, args):
-    """``main_worker`` in a process started by ``mp.spawn``: a ``UserError`` is printed as one line and the
-    process exits 2 (the parent then reports the failure) instead of a traceback."""
-    run_main(lambda: main_worker(local_rank, args))
 
 
 if __name__ == "__main__":

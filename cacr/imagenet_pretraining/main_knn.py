@@ -72,9 +72,7 @@ def get_parser():
 
 def build_feature_model(arch, image_size):
     if arch.startswith("vit"):
-        if arch not in vits.VITS:
-            raise UserError(f"unknown ViT '{arch}'; choose one of {', '.join(vits.VITS)}")
-        return vits.VITS[arch](num_classes=0, image_size=image_size - image_size % 16 or 224)
+        return vits.build_vit(arch, image_size, num_classes=0)
     model = build_backbone(arch, num_classes=1000)
     model.fc = nn.Identity()
     return model

@@ -20,9 +20,9 @@ from common import distributed as cdist
 from common.backbones import build_backbone
 from common.engine import add_run_args, args_record, fit
 from common.meters import AverageMeter, ProgressMeter
-from common.schedules import cosine_lr, set_lr, step_lr
-from common.training import (check_frozen, classifier_epoch, frozen_tensors, linear_classification_sets,
-                             load_pretrained_encoder, rank_split_loader, train_head_only)
+from common.schedules import moco_epoch_lr
+from common.training import (add_moco_args, check_frozen, classifier_epoch, linear_classification_sets,
+                             linear_head_training, rank_split_loader)
 from common.utils import HelpFormatter, UserError, check_finite, run_main, set_visible_gpus
 
 from cacr.imagenet_pretraining import vits
@@ -42,25 +42,13 @@ def get_parser(variant: str):
     v = VARIANTS[variant]
     parser = argparse.ArgumentParser(
         description="Linear classification of a frozen CACR encoder", formatter_class=HelpFormatter)
-    parser.add_argument("data", metavar="DIR", nargs="?", default=os.environ.get("DATA"),
-                        help="ImageFolder root with train/ and val/; env DATA")
-    parser.add_argument("-a", "--arch", metavar="ARCH", default="resnet50")
-    parser.add_argument("-j", "--workers", default=32, type=int)
-    parser.add_argument("--epochs", default=v["epochs"], type=int)
-    parser.add_argument("--start-epoch", default=0, type=int)
-    parser.add_argument("-b", "--batch-size", default=v["batch_size"], type=int,
-                        help="total batch" if variant == "v3" else "batch per node (divided over its processes)")
-    parser.add_argument("--lr", "--learning-rate", default=v["lr"], type=float, dest="lr",
-                        help="base lr (actual lr·batch/256)" if variant == "v3" else "learning rate (no scaling)")
-    if variant == "large":
-        parser.add_argument("--schedule", default=[60, 80], nargs="*", type=int, help="lr x0.1 at these epochs")
-    parser.add_argument("--momentum", default=0.9, type=float)
-    parser.add_argument("--wd", "--weight-decay", default=0.0, type=float, dest="weight_decay")
-    parser.add_argument("-p", "--print-freq", default=v["print_freq"], type=int)
-    parser.add_argument("--resume", default="", type=str, help="linear-eval checkpoint to resume")
-    parser.add_argument("--no-auto-resume", dest="auto_resume", action="store_false")
-    parser.add_argument("-e", "--evaluate", action="store_true", help="only evaluate on the validation set")
-    parser.add_argument("--seed", default=None, type=int)
+    add_moco_args(parser, epochs=v["epochs"], batch_size=v["batch_size"], lr=v["lr"],
+                  schedule=[60, 80] if variant == "large" else None, weight_decay=0.0, print_freq=v["print_freq"],
+                  evaluate=True, data_help="ImageFolder root with train/ and val/; env DATA", helps={
+                      "batch_size": "total batch" if variant == "v3" else "batch per node (divided over its processes)",
+                      "lr": "base lr (actual lr·batch/256)" if variant == "v3" else "learning rate (no scaling)",
+                      "resume": "linear-eval checkpoint to resume", "evaluate": "only evaluate on the validation set",
+                      "arch": "a vit_* model or a torchvision / common backbone name"})
     parser.add_argument("--pretrained", default="", type=str, help="path to the pre-training checkpoint (required)")
     if variant == "v3":
         parser.add_argument("--output_dir", default=None, type=str,
@@ -70,16 +58,14 @@ def get_parser(variant: str):
                             help="GPU ids on this node, written to CUDA_VISIBLE_DEVICES before CUDA starts; without "
                                  "CUDA a notice and the CPU")
     parser.add_argument("--image-size", default=224, type=int, help="crop size (small for smoke tests)")
-    add_run_args(parser, auto_resume=None)
+    add_run_args(parser, auto_resume="--no-auto-resume")
     cdist.add_distributed_args(parser, dist_url=v["dist_url"])
     return parser
 
 
 def build_classifier_model(arch, num_classes, image_size):
     if arch.startswith("vit"):
-        if arch not in vits.VITS:
-            raise UserError(f"unknown ViT '{arch}'; choose one of {', '.join(vits.VITS)}")
-        model = vits.VITS[arch](num_classes=num_classes, image_size=image_size - image_size % 16 or 224)
+        model = vits.build_vit(arch, image_size, num_classes=num_classes)
         return model, model.heads.head, "heads.head"
     model = build_backbone(arch, num_classes=num_classes)
     return model, model.fc, "fc"
@@ -107,9 +93,8 @@ def main(argv=None, variant: str = "v3"):
 
 
 def adjust_learning_rate(optimizer, epoch, args):
-    if args.variant == "large":
-        return set_lr(optimizer, step_lr(args.lr, epoch, args.schedule, 0.1))
-    return set_lr(optimizer, cosine_lr(args.lr, epoch, args.epochs))
+    """Per epoch: MoCo v3's cosine, the large-scale variant's ×0.1 at each ``--schedule`` milestone."""
+    return moco_epoch_lr(optimizer, epoch, args, cos=args.variant == "v3")
 
 
 def main_worker(local_rank, args):
@@ -127,23 +112,16 @@ def linear_classification(run, args):
     train_set, val_set = linear_classification_sets(args.data, args.image_size,
                                                      max(args.image_size * 256 // 224, args.image_size), args.seed)
     num_classes = len(train_set.classes)
-    model, head, head_name = build_classifier_model(args.arch, num_classes, args.image_size)
-    train_head_only(model, head, head_name)
-    if args.pretrained:
-        load_pretrained_encoder(model, args.pretrained, VARIANTS[args.variant]["prefix"], head_name)
-        run.info(f"=> loaded pre-trained model '{args.pretrained}'")
-    reference = frozen_tensors(model, head_name)
-
     if args.variant == "v3":
         args.lr = args.lr * args.batch_size / 256
         batch_size = args.batch_size // args.world_size
     else:
         batch_size = cdist.per_process_batch_size(args.batch_size, args)
     workers = cdist.per_process_workers(args.workers, args)
-    model = cdist.wrap_ddp(model, args)
-    parameters = [p for p in model.parameters() if p.requires_grad]
-    assert len(parameters) == 2  # weight, bias of the classifier
-    optimizer = torch.optim.SGD(parameters, args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
+    model, optimizer, reference = linear_head_training(*build_classifier_model(args.arch, num_classes, args.image_size),
+                                                       args, args.pretrained, VARIANTS[args.variant]["prefix"])
+    if args.pretrained:
+        run.info(f"=> loaded pre-trained model '{args.pretrained}'")
     start_epoch, best_acc1 = args.start_epoch, 0.0
     # ours or the original's checkpoint.pth.tar (the same keys: epoch, arch, state_dict with module., best_acc1 ...)
     state = run.resume_state(args.resume, RESUME_FILE, require=("epoch", "state_dict", "optimizer"))

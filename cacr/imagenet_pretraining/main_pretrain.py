@@ -12,8 +12,6 @@ rbf CACR loss is exactly half the MoCo-v3 loss; the paper's numbers used the lig
 from __future__ import annotations
 
 import argparse
-import os
-import time
 
 import torch
 
@@ -22,11 +20,9 @@ from common.backbones import build_backbone
 from common.data import build_dataset
 from common.data.seeded import SeededTransformDataset
 from common.engine import add_run_args, args_record, fit
-from common.meters import AverageMeter, ProgressMeter
-from common.training import rank_split_loader, train_batches
+from common.training import add_moco_args, meter_epoch, rank_split_loader
 from common.schedules import cosine_momentum, set_lr, warmup_cosine_lr
-from common.utils import (HelpFormatter, MixedPrecision, UserError, add_precision_args, autocast, check_finite,
-                          run_main, to_channels_last)
+from common.utils import HelpFormatter, MixedPrecision, UserError, add_precision_args, run_main
 
 from cacr.imagenet_pretraining import vits
 from cacr.imagenet_pretraining.moco import builder as moco_builder
@@ -40,29 +36,18 @@ RESUME_FILE = "checkpoint.pth.tar"
 def get_parser():
     parser = argparse.ArgumentParser(
         description="CACR ImageNet pre-training (MoCo-v3 style)", formatter_class=HelpFormatter)
-    parser.add_argument("data", metavar="DIR", nargs="?", default=os.environ.get("DATA"),
-                        help="path to the dataset (uses DIR/train); env DATA")
-    parser.add_argument("-a", "--arch", metavar="ARCH", default="resnet50",
-                        help="vit_small, vit_base, vit_conv_small, vit_conv_base, vit_tiny (tests) or a ResNet name")
-    parser.add_argument("-j", "--workers", default=32, type=int, help="data loading workers per node")
-    parser.add_argument("--epochs", default=100, type=int)
-    parser.add_argument("--start-epoch", default=0, type=int)
-    parser.add_argument("-b", "--batch-size", default=4096, type=int, help="total batch over all processes")
-    parser.add_argument("--lr", "--learning-rate", default=0.6, type=float, dest="lr",
-                        help="base lr; the actual lr is lr * batch-size / 256")
-    parser.add_argument("--momentum", default=0.9, type=float)
-    parser.add_argument("--wd", "--weight-decay", default=1e-6, type=float, dest="weight_decay")
-    parser.add_argument("-p", "--print-freq", default=10, type=int)
-    parser.add_argument("--resume", default="", type=str,
-                        help="checkpoint to resume (default: the newest checkpoint of the output directory)")
-    parser.add_argument("--no-auto-resume", dest="auto_resume", action="store_false")
+    add_moco_args(parser, epochs=100, batch_size=4096, lr=0.6, schedule=None, weight_decay=1e-6,
+                  data_help="path to the dataset (uses DIR/train); env DATA", helps={
+                      "arch": "vit_small, vit_base, vit_conv_small, vit_conv_base, vit_tiny (tests) or a ResNet name",
+                      "workers": "data loading workers per node", "batch_size": "total batch over all processes",
+                      "lr": "base lr; the actual lr is lr * batch-size / 256",
+                      "resume": "checkpoint to resume (default: the newest checkpoint of the output directory)"})
     parser.add_argument("--output_dir", default=None, type=str,
                         help="checkpoint / log directory (default runs/cacr/pretrain_<arch>; original ./output_dir)")
     parser.add_argument("--save-freq", default=50, type=int,
                         help="keep checkpoint_XXXX.pth.tar every N epochs (quirk §k.17 fixed: the original kept every "
                              "epoch); "
                              "checkpoint.pth.tar is rewritten every epoch")
-    parser.add_argument("--seed", default=None, type=int)
     parser.add_argument("--cacr-cost", default="rbf", type=str, choices=moco_builder.COSTS,
                         help="rbf (weighted InfoNCE, default) or euclidean")
     parser.add_argument("--use-full-mode", action="store_true",
@@ -91,17 +76,15 @@ def get_parser():
     parser.add_argument("--local-crop-size", default=96, type=int, help="local crop size")
     parser.add_argument("--no-amp", dest="amp", action="store_false", help="disable mixed precision")
     add_precision_args(parser, amp=False)
-    add_run_args(parser, auto_resume=None, freeze_bn="--freeze-bn")
+    add_run_args(parser, auto_resume="--no-auto-resume", freeze_bn="--freeze-bn")
     cdist.add_distributed_args(parser, dist_url="env://")
     return parser
 
 
 def build_model(args):
     if args.arch.startswith("vit"):
-        if args.arch not in vits.VITS:
-            raise UserError(f"unknown ViT '{args.arch}'; choose one of {', '.join(vits.VITS)}")
-        base = lambda num_classes: vits.VITS[args.arch](num_classes=num_classes, stop_grad_conv1=args.stop_grad_conv1,  # noqa: E731
-                                                        image_size=args.image_size - args.image_size % 16 or 224)
+        base = lambda num_classes: vits.build_vit(args.arch, args.image_size, num_classes=num_classes,  # noqa: E731
+                                                  stop_grad_conv1=args.stop_grad_conv1)
         return moco_builder.MoCo_ViT(base, args.moco_dim, args.moco_mlp_dim, args.moco_t)
     def base(num_classes, zero_init_residual=True):
         try:
@@ -178,7 +161,8 @@ def pretrain(run, args):
 
     def one_epoch(epoch):
         set_epoch(epoch)
-        last.update(loss=train(loader, model, optimizer, scaler, epoch, args, run), lr=optimizer.param_groups[0]["lr"])
+        last.update(loss=train(loader, model, optimizer, precision, epoch, args, run),
+                    lr=optimizer.param_groups[0]["lr"])
         return last
 
     def checkpoint(done, metrics, best):
@@ -194,39 +178,22 @@ def pretrain(run, args):
     run.finish("loss", last.get("loss"))
 
 
-def train(loader, model, optimizer, scaler, epoch, args, run):
-    meters = [AverageMeter("Time", ":6.3f"), AverageMeter("Data", ":6.3f"), AverageMeter("LR", ":.4e"),
-              AverageMeter("Loss", ":.4e")]
+def train(loader, model, optimizer, precision, epoch, args, run):
     iters_per_epoch = len(loader)
-    n_iters, batches = train_batches(run, loader, model, args, f"epoch {epoch}")
-    prog = ProgressMeter(n_iters, meters, prefix=f"Epoch: [{epoch}]")
-    end = time.time()
-    moco_m = args.moco_m
-    for i, (images, _) in batches:
-        meters[1].update(time.time() - end)
+
+    def step(i, images_target):
+        # per iteration: the fractional epoch's lr (and momentum with --moco-m-cos)
         lr = adjust_learning_rate(optimizer, epoch + i / iters_per_epoch, args)
-        if args.moco_m_cos:
-            moco_m = adjust_moco_momentum(epoch + i / iters_per_epoch, args)
-        images = [im.to(args.device, non_blocking=True) for im in images]
-        if args.channels_last:
-            images = [to_channels_last(im) for im in images]
+        moco_m = adjust_moco_momentum(epoch + i / iters_per_epoch, args) if args.moco_m_cos else args.moco_m
+        images = [precision.input(im.to(args.device, non_blocking=True)) for im in images_target[0]]
         local = images[2:] if args.use_local_crops else None
-        with autocast(args.device, args.amp):
+        with precision.autocast():
             loss = model(images[0], images[1], moco_m, local, args.cacr_cost, args.use_full_mode)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        run.step += 1
-        if i % args.print_freq == 0 or i == n_iters - 1:
-            value = cdist.all_reduce_mean(loss.detach()).item()  # the global batch's loss, not rank 0's half
-            check_finite(value, f"epoch {epoch} iteration {i}", "With AMP try --no-amp or a lower --lr.")
-            meters[3].update(value, images[0].shape[0])
-            meters[2].update(lr)
-            run.info(prog.format(i))
-        meters[0].update(time.time() - end)
-        end = time.time()
-    return meters[3].avg
+        return loss, images[0].shape[0], lambda: torch.stack([loss.float(), torch.tensor(lr, device=loss.device)])
+
+    meters = meter_epoch(run, loader, model, args, epoch, step, optimizer, precision.backward_step,
+                         [("Loss", ":.4e"), ("LR", ":.4e")], hint="With AMP try --no-amp or a lower --lr.")
+    return meters["Loss"].avg
 
 
 if __name__ == "__main__":

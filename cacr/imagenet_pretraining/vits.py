@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torchvision.models.vision_transformer import VisionTransformer
 
 __all__ = ["VisionTransformerMoCo", "ConvStem", "vit_small", "vit_base", "vit_conv_small", "vit_conv_base",
-           "vit_tiny", "build_2d_sincos_position_embedding", "VITS"]
+           "vit_tiny", "build_2d_sincos_position_embedding", "VITS", "build_vit"]
 
 
 def build_2d_sincos_position_embedding(grid_h: int, grid_w: int, width: int, temperature: float = 10000.0):
@@ -148,3 +148,12 @@ def vit_tiny(**kwargs):
 
 VITS = {"vit_small": vit_small, "vit_base": vit_base, "vit_conv_small": vit_conv_small,
         "vit_conv_base": vit_conv_base, "vit_tiny": vit_tiny}
+
+
+def build_vit(arch: str, image_size: int, **kwargs) -> VisionTransformerMoCo:
+    """The ``-a/--arch`` ViT of the pre-training, linear and k-NN entry points for crops of ``image_size`` (rounded
+    down to whole patches; 224 below one patch); an unknown name is a ``UserError`` listing the known ones."""
+    from common.utils import UserError
+    if arch not in VITS:
+        raise UserError(f"unknown ViT '{arch}'; choose one of {', '.join(VITS)}")
+    return VITS[arch](image_size=image_size - image_size % 16 or 224, **kwargs)

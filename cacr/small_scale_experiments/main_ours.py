@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 
 from common.augment.on_device import DeviceViews, add_augment_arg, uint8_collate
-from common.engine import Run, add_run_args, args_record, eval_tag, fit, original_output_path, publish
+from common.engine import Run, add_run_args, args_record, fit, original_output_path, publish
 from common.meters import AverageMeter
 from common.training import load_model_state, train_batches
 from common.utils import (HelpFormatter, MixedPrecision, UserError, add_precision_args, check_finite, get_device,
@@ -259,9 +259,7 @@ def train(run: Run, args):
                                   extra={"scheduler": scheduler} if state.get("scheduler") else None)
 
     if args.monitor != "none" and start_epoch == 0:
-        metric, acc = monitor_accuracy(encoder, args)
-        run.info(f"initial {metric}: {acc:.2f}")
-        run.scalar(eval_tag(metric), acc, 0)
+        run.report("initial", *monitor_accuracy(encoder, args), step=0)
 
     last = {}     # the last epoch's training scalars (the run's final number when nothing is evaluated)
 
@@ -284,13 +282,10 @@ def train(run: Run, args):
     path = run.save(encoder.state_dict(), "encoder.pth", bookkeeping=False)
     publish(path, encoder_publish_path(args))
     run.info(f"saved {path}")
-    if args.monitor != "none":
-        metric, value = monitor_accuracy(encoder, args)
-        run.scalar(eval_tag(metric), value)
-    else:                 # no evaluation asked for: the run's last number is its training loss
-        metric, value = "loss", last.get("loss")
+    # no evaluation asked for: the run's last number is its training loss
+    metric, value = monitor_accuracy(encoder, args) if args.monitor != "none" else ("loss", last.get("loss"))
     if value is not None:
-        run.info(f"final {metric}: {value:.4f}" if metric == "loss" else f"final {metric}: {value:.2f}")
+        run.report("final", metric, value)
     run.finish(metric, value)
     return encoder
 

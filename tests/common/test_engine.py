@@ -203,3 +203,16 @@ def test_disk_full_is_one_user_error_that_keeps_the_previous_file(tmp_path, monk
 def test_flag_differences_ignore_new_flags_left_at_their_default():
     assert flag_differences({"lr": 1}, {"lr": 1, "new_switch": False}) == []
     assert flag_differences({"lr": 1}, {"lr": 2}) == ["--lr: 1 -> 2"]
+
+
+def test_report_prints_the_initial_final_line_and_logs_an_evaluation(runs):
+    """run.report: '<when> <metric>: <value>' in the log (two decimals, a loss four) and eval/<metric> for an
+    evaluation only."""
+    logged = []
+    with Run.open("m", _args(), name="report") as run:
+        run.scalar = lambda tag, value, step=None: logged.append((tag, value, step))
+        run.report("initial", "knn top-1", 12.345, step=0)
+        run.report("final", "loss", 0.123456)
+        log = open(os.path.join(run.run_dir, "log.txt")).read()
+    assert "initial knn top-1: 12.35" in log and "final loss: 0.1235" in log
+    assert logged == [("eval/knn_top1", 12.345, 0)]

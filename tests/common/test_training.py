@@ -290,3 +290,98 @@ def test_original_input_finds_the_file_where_the_original_ran(tmp_path, monkeypa
     (tmp_path / "outputs" / "image").mkdir(parents=True)
     (tmp_path / "outputs" / "image" / "y.pth").write_bytes(b"")
     assert os.path.samefile(original_input("y.pth", str(script_dir)), tmp_path / "outputs" / "image" / "y.pth")
+
+
+class _Run:
+    """Stands in for common.engine.Run: counts steps, collects log lines and scalars."""
+
+    def __init__(self):
+        self.step, self.lines, self.scalars = 0, [], []
+
+    def progress(self, loader, desc, total, enabled):
+        return loader
+
+    def info(self, msg):
+        self.lines.append(msg)
+
+    def scalar(self, tag, value, step=None):
+        self.scalars.append((tag, value))
+
+
+def test_meter_epoch_steps_reports_and_stops_on_nan():
+    """MoCo's loop: one optimizer step per batch, the reported values (loss first) averaged with the batch weights on
+    the print steps (every step with every_step), the ProgressMeter line logged, a non-finite loss one UserError."""
+    from common.training import meter_epoch
+    torch.manual_seed(0)
+    model = torch.nn.Linear(2, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    batches = [torch.full((2, 2), float(i)) for i in range(5)]
+
+    def step(i, x):
+        loss = model(x).pow(2).mean()
+        return loss, x.shape[0], lambda: torch.stack([loss, torch.tensor(float(i))])
+
+    def backward_step(loss, opt):
+        loss.backward()
+        opt.step()
+
+    run = _Run()
+    meters = meter_epoch(run, batches, model, _ns(print_freq=2, max_iters=0, progress=False), 3, step, optimizer,
+                         backward_step, [("Loss", ":.4e"), ("Index", ":.1f")])
+    assert run.step == 5 and model.training
+    assert meters["Index"].avg == pytest.approx((0 + 2 + 4) / 3)    # print steps 0, 2 and the last one
+    assert len(run.lines) == 3 and run.lines[0].startswith("Epoch: [3]") and "Index" in run.lines[0]
+    assert [t for t, _ in run.scalars] == ["train/loss"] * 3
+    meters = meter_epoch(_Run(), batches, model, _ns(print_freq=2, max_iters=0, progress=False), 0, step, optimizer,
+                         backward_step, [("Loss", ":.4e"), ("Index", ":.1f")], every_step=True, data_time=False)
+    assert meters["Index"].avg == pytest.approx(2.0) and "Data" not in meters
+    with pytest.raises(UserError, match="at step 1 of epoch 7"):
+        meter_epoch(_Run(), [torch.ones(2, 2), torch.full((2, 2), float("nan"))], model,
+                    _ns(print_freq=1, max_iters=0, progress=False), 7, step, optimizer, lambda loss, opt: None,
+                    [("Loss", ":.4e"), ("Index", ":.1f")], where="{i} of epoch {epoch}")
+
+
+def test_moco_flags_and_lr_rule():
+    """The shared MoCo flag groups keep each entry point's defaults and helps; moco_epoch_lr is MoCo's --cos /
+    --schedule rule."""
+    from common.schedules import cosine_lr, moco_epoch_lr, step_lr
+    from common.training import add_moco_args, add_moco_model_args
+    parser = argparse.ArgumentParser()
+    add_moco_args(parser, data="./x", epochs=100, lr=30.0, schedule=[60, 80], weight_decay=0.0, evaluate=True,
+                  helps={"arch": "the encoder"})
+    add_moco_model_args(parser, k=1024, t=None)
+    args = parser.parse_args(["-b", "64", "--cos"])
+    assert (args.data, args.epochs, args.lr, args.schedule, args.weight_decay, args.batch_size) == \
+        ("./x", 100, 30.0, [60, 80], 0.0, 64)
+    assert not args.evaluate and args.moco_k == 1024 and args.cos and not args.mlp and not hasattr(args, "moco_t")
+    assert "the encoder" in parser.format_help()
+    parser = argparse.ArgumentParser()
+    add_moco_args(parser, batch_size=None, schedule=None)
+    args = parser.parse_args([])
+    assert not hasattr(args, "batch_size") and not hasattr(args, "schedule") and not hasattr(args, "evaluate")
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.0)
+    args = argparse.Namespace(lr=0.03, epochs=200, schedule=[120, 160], cos=False)
+    assert moco_epoch_lr(optimizer, 130, args) == step_lr(0.03, 130, [120, 160]) == optimizer.param_groups[0]["lr"]
+    assert moco_epoch_lr(optimizer, 130, args, cos=True) == cosine_lr(0.03, 130, 200)
+
+
+def test_loss_epoch_sums_weighted_losses_and_calls_back_on_print_steps():
+    from common.training import TrainBatches, loss_epoch
+    model = torch.nn.Linear(1, 1, bias=False)
+    torch.nn.init.zeros_(model.weight)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    batches = [torch.full((n, 1), 1.0) for n in (2, 3, 1)]
+    printed = []
+
+    def step(i, x):
+        return (model(x) + i).mean(), x.shape[0]   # loss i (weights stay 0: lr 0)
+
+    def backward_step(loss, opt):
+        loss.backward()
+        opt.step()
+
+    run = _Run()
+    loss_sum, seen = loss_epoch(run, 3, TrainBatches(batches, 0), step, optimizer, backward_step, 2,
+                                lambda i, loss, s, n: printed.append((i, float(s), n)), torch.device("cpu"))
+    assert run.step == 3 and seen == 6 and float(loss_sum) == 0 * 2 + 1 * 3 + 2 * 1
+    assert printed == [(1, 3.0, 5), (2, 5.0, 6)]

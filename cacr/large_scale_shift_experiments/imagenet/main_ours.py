@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 
 import torch
 
@@ -21,11 +20,9 @@ from common.backbones import build_backbone
 from common.data import WebVision, build_dataset
 from common.data.seeded import SeededTransformDataset
 from common.engine import add_run_args, args_record, fit, original_output_path, publish
-from common.meters import AverageMeter, ProgressMeter
-from common.training import rank_split_loader, train_batches
-from common.schedules import cosine_lr, set_lr, step_lr
-from common.utils import (HelpFormatter, MixedPrecision, UserError, add_precision_args, check_finite, run_main,
-                          set_visible_gpus)
+from common.training import add_moco_args, add_moco_model_args, meter_epoch, rank_split_loader
+from common.schedules import moco_epoch_lr
+from common.utils import HelpFormatter, MixedPrecision, UserError, add_precision_args, run_main, set_visible_gpus
 
 from cacr.large_scale_shift_experiments.imagenet.ours.builder import MoCo
 from cacr.large_scale_shift_experiments.imagenet.ours.loader import MultiCropsTransform
@@ -39,28 +36,17 @@ def get_parser(webvision: bool = False):
     parser = argparse.ArgumentParser(description=f"CACR queue-MoCo pre-training on "
                                                  f"{'WebVision-v1' if webvision else 'an ImageFolder dataset'}",
                                      formatter_class=HelpFormatter)
-    parser.add_argument("data", metavar="DIR", nargs="?", default=os.environ.get("DATA"),
-                        help="dataset root (ImageFolder with train/; WebVision: root with info/); env DATA")
-    parser.add_argument("-a", "--arch", metavar="ARCH", default="resnet50", help="torchvision / common backbone name")
-    parser.add_argument("-j", "--workers", default=32, type=int, help="data loading workers per node")
-    parser.add_argument("--epochs", default=200, type=int)
-    parser.add_argument("--start-epoch", default=0, type=int, help="manual epoch number (overwritten by resume)")
-    parser.add_argument("--lr", "--learning-rate", default=0.03, type=float, dest="lr")
-    parser.add_argument("--schedule", default=[120, 160], nargs="*", type=int, help="lr x0.1 at these epochs")
-    parser.add_argument("--momentum", default=0.9, type=float)
-    parser.add_argument("--wd", "--weight-decay", default=1e-4, type=float, dest="weight_decay")
-    parser.add_argument("-p", "--print-freq", default=50, type=int)
-    parser.add_argument("--resume", default="", type=str,
-                        help="checkpoint to resume (default: the newest checkpoint of the run directory)")
-    parser.add_argument("--no-auto-resume", dest="auto_resume", action="store_false")
+    add_moco_args(parser, batch_size=None, print_freq=50, data_help="dataset root (ImageFolder with train/; "
+                  "WebVision: root with info/); env DATA", helps={
+                      "arch": "torchvision / common backbone name", "workers": "data loading workers per node",
+                      "start_epoch": "manual epoch number (overwritten by resume)",
+                      "resume": "checkpoint to resume (default: the newest checkpoint of the run directory)",
+                      "seed": "seed (+ rank)"})
     parser.add_argument("--interval", default=50, type=int, help="keep checkpoint_XXXX.pth.tar every N epochs")
-    parser.add_argument("--seed", default=None, type=int, help="seed (+ rank)")
     parser.add_argument("--gpus", type=int, nargs="*", default=None,
                         help="GPU ids on this node, written to CUDA_VISIBLE_DEVICES before CUDA starts (default all); "
                              "without CUDA a notice and the CPU")
-    parser.add_argument("--moco-dim", default=128, type=int)
-    parser.add_argument("--moco-k", default=65536, type=int, help="queue length K")
-    parser.add_argument("--moco-m", default=0.999, type=float)
+    add_moco_model_args(parser, t=None, helps={"moco_k": "queue length K", "mlp": "2-layer MLP head (MoCo v2)"})
     parser.add_argument("--moco-contr-w", default=0, type=float,
                         help="leftover of the original; must be 0 (quirk §k.16: any other value crashed the original; "
                              "here a clear error)")
@@ -84,14 +70,11 @@ def get_parser(webvision: bool = False):
                         help="passed to the model, unused (quirk §k.5 reproduced, as the original)")
     parser.add_argument("--with_debiased", action="store_true",
                         help="unused by the model (quirk §k.5 reproduced, as the original)")
-    parser.add_argument("--mlp", action="store_true", help="2-layer MLP head (MoCo v2)")
-    parser.add_argument("--aug-plus", action="store_true", help="MoCo-v2 augmentation")
-    parser.add_argument("--cos", action="store_true", help="cosine lr schedule")
     parser.add_argument("--output_folder", default=None, type=str,
                         help="root of runs/cacr/... (default $CL_RUNS_DIR or the working directory; the original "
                              "wrote to ./results)")
     parser.add_argument("--image-size", default=224, type=int, help="crop size (224; small values for smoke tests)")
-    add_run_args(parser, auto_resume=None, freeze_bn="--freeze-bn")
+    add_run_args(parser, auto_resume="--no-auto-resume", freeze_bn="--freeze-bn")
     cdist.add_distributed_args(parser, dist_url="tcp://localhost:10004")
     return parser
 
@@ -127,12 +110,6 @@ def run_name(args, dataset_name: str) -> str:
               f"tau_pos{args.tau_pos:g}", f"tau_neg{args.tau_neg:g}", f"alpha{args.alpha:g}", f"beta{args.beta:g}",
               f"with_debiased_{args.with_debiased}"]
     return os.path.join("ours", dataset_name, args.arch, "_".join(terms))
-
-
-def adjust_learning_rate(optimizer, epoch, args):
-    """Once per epoch: cosine lr·½(1+cos(π·epoch/epochs)) with --cos, else ×0.1 per passed milestone."""
-    lr = cosine_lr(args.lr, epoch, args.epochs) if args.cos else step_lr(args.lr, epoch, args.schedule, 0.1)
-    return set_lr(optimizer, lr)
 
 
 def build_train_dataset(args):
@@ -194,7 +171,7 @@ def pretrain(run, args):
 
     def one_epoch(epoch):
         set_epoch(epoch)
-        lr = adjust_learning_rate(optimizer, epoch, args)
+        lr = moco_epoch_lr(optimizer, epoch, args)
         last.update(train(loader, model, optimizer, epoch, args, run, precision), lr=lr)
         return last
 
@@ -213,29 +190,17 @@ def pretrain(run, args):
 
 
 def train(loader, model, optimizer, epoch, args, run, precision: MixedPrecision) -> dict:
-    meters = [AverageMeter("Time", ":6.3f"), AverageMeter("Loss", ":.4e"), AverageMeter("Loss1", ":.4e"),
-              AverageMeter("Loss2", ":.4e")]
-    n_iters, batches = train_batches(run, loader, model, args, f"epoch {epoch}")
-    prog = ProgressMeter(n_iters, meters, prefix=f"Epoch: [{epoch}]")
-    end = time.time()
-    for i, (images, _) in batches:
-        images = [precision.input(im.to(args.device, non_blocking=True)) for im in images]
+    def step(i, images_target):
+        images = [precision.input(im.to(args.device, non_blocking=True)) for im in images_target[0]]
         with precision.autocast():
             losses = model(images, epoch)
         loss = losses.loss1 + losses.loss2
-        optimizer.zero_grad(set_to_none=True)
-        precision.backward_step(loss, optimizer)
-        run.step += 1
-        # the global batch's losses (equal local batches), not rank 0's half
-        values = cdist.all_reduce_mean(torch.stack([loss, losses.loss1, losses.loss2]).detach()).tolist()
-        check_finite(values[0], f"epoch {epoch} iteration {i}")
-        for meter, value in zip(meters[1:], values):
-            meter.update(value, images[0].shape[0])
-        meters[0].update(time.time() - end)
-        end = time.time()
-        if i % args.print_freq == 0:
-            run.info(prog.format(i))
-    return {"loss": meters[1].avg, "loss1": meters[2].avg, "loss2": meters[3].avg}
+        return loss, images[0].shape[0], lambda: torch.stack([loss, losses.loss1, losses.loss2])
+
+    # the epoch's means over every step (the run's final number), not only over the printed ones
+    meters = meter_epoch(run, loader, model, args, epoch, step, optimizer, precision.backward_step,
+                         [("Loss", ":.4e"), ("Loss1", ":.4e"), ("Loss2", ":.4e")], every_step=True, data_time=False)
+    return {"loss": meters["Loss"].avg, "loss1": meters["Loss1"].avg, "loss2": meters["Loss2"].avg}
 
 
 def original_checkpoint_name(epoch: int) -> str:
