@@ -179,11 +179,17 @@ def save_checkpoint(state, path: str, is_best: bool = False, best_name: str = "m
     state = to_plain(state)
     atomic_torch_save(state, path)
     if is_best:   # a real copy, as the originals make it: a file copied over the latest one in place (``cp``)
-        def copy(f):  # must not change the best one too, as it would through a hard link
-            with open(path, "rb") as source:
-                shutil.copyfileobj(source, f)
-        _atomic_write(os.path.join(os.path.dirname(os.path.abspath(path)), best_name), copy)
+        # must not change the best one too, as it would through a hard link
+        _copy_atomically(path, os.path.join(os.path.dirname(os.path.abspath(path)), best_name))
     return path
+
+
+def _copy_atomically(source: str, dest: str) -> None:
+    """``source``'s bytes written to ``dest`` like every checkpoint (temp file, fsync, ``os.replace``)."""
+    def copy(f):
+        with open(source, "rb") as original:
+            shutil.copyfileobj(original, f)
+    _atomic_write(dest, copy)
 
 
 def link_or_copy(source: str, dest: str) -> str:
@@ -203,11 +209,7 @@ def link_or_copy(source: str, dest: str) -> str:
     try:
         os.link(source, tmp)
     except OSError:   # no hard links here (another device, a file system without them): copy
-
-        def copy(f):
-            with open(source, "rb") as original:
-                shutil.copyfileobj(original, f)
-        _atomic_write(dest, copy)
+        _copy_atomically(source, dest)
         return dest
     try:
         os.replace(tmp, dest)
