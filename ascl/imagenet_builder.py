@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from common.moco import moco_encoder_pair
+from common.moco import QueueSnapshot, moco_encoder_pair
 
 from ascl.losses import moco_logits, relabel
 
@@ -36,6 +36,7 @@ class MoCo(nn.Module):
         self.register_buffer("queue", F.normalize(torch.randn(dim, K), dim=0))
         self.register_buffer("labels", torch.full((K,), -1, dtype=torch.long))
         self.register_buffer("queue_ptr", torch.zeros(1, dtype=torch.long))
+        self.queue_snapshot = QueueSnapshot()     # the pre-enqueue queue for the backward (not in the state)
 
     @torch.no_grad()
     def _momentum_update_key_encoder(self):
@@ -78,10 +79,12 @@ class MoCo(nn.Module):
             im_k, idx_unshuffle = self._batch_shuffle(im_k)
             k = F.normalize(self.encoder_k(im_k), dim=1)
             k = self._batch_unshuffle(k, idx_unshuffle)
-            queue = self.queue.clone().detach()
+            # the original's self.queue.clone(): the logits' backward needs the queue before the enqueue below
+            queue = self.queue_snapshot.copy_of(self.queue)
             # local keys against the global queue, as in the original
             target = relabel(k, queue, self.T2, "ascl", self.nn_num, self.max_entropy, keep_intermediates=False)
         logits = moco_logits(q, k, queue, self.T1)
+        self.queue_snapshot.keep_until_backward(logits)
         self._dequeue_and_enqueue(k, targets)
         return (logits, target.soft_labels, target.confidence.mean(),
                 target.max_weight.mean())

@@ -15,6 +15,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from common.moco import QueueSnapshot
+
 
 RELATION_TYPES = ("ascl", "ahcl", "hard", "normal")
 
@@ -284,11 +286,14 @@ class ASCLLoss(nn.Module):
         self.register_buffer("queue", F.normalize(torch.randn(dim, mem_size), dim=0))
         self.register_buffer("labels", torch.full((mem_size,), -1, dtype=torch.long))
         self.register_buffer("queue_ptr", torch.zeros(1, dtype=torch.long))
+        self.queue_snapshot = QueueSnapshot()
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, targets: torch.Tensor | None = None) -> RelabelOutput:
         if self.model == "moco":
-            out = moco_ascl_loss(q, k, self.queue.clone(), self.T1, self.T2, self.type, self.nn_num,
-                                 self.max_entropy, self.keep_intermediates)
+            # the logits' backward needs the queue before this step's enqueue (the original's clone)
+            out = moco_ascl_loss(q, k, self.queue_snapshot.copy_of(self.queue), self.T1, self.T2, self.type,
+                                 self.nn_num, self.max_entropy, self.keep_intermediates)
+            self.queue_snapshot.keep_until_backward(out.logits)
         elif torch.distributed.is_available() and torch.distributed.is_initialized():
             # neighbours among the keys of every process, as on one device with the global batch
             from common.distributed import concat_all_gather, get_rank

@@ -2,6 +2,7 @@
 large-scale builder, MoCo-MCL's N pairs) as in facebookresearch/moco's ``builder.py``."""
 from __future__ import annotations
 
+import torch
 import torch.nn as nn
 
 
@@ -22,3 +23,46 @@ def moco_encoder_pair(base_encoder, dim: int, mlp: bool = False) -> tuple[nn.Mod
         param_k.data.copy_(param_q.data)
         param_k.requires_grad = False
     return encoder_q, encoder_k
+
+
+class QueueSnapshot:
+    """The queue as one step's forward saw it, for that step's backward after the enqueue has overwritten it.
+
+    The original builders pass ``self.queue.clone()`` to the loss every step. At K = 65,536 that is a fresh
+    32 MiB tensor, which the C allocator maps from the kernel page by page (8,193 page faults per step on this
+    project's CPU, ``compare_originals.py``). Here one buffer is refilled each step instead, as long as no graph
+    that saved it is still waiting for its backward; two forwards before one backward (gradient accumulation)
+    get a fresh buffer each. ``copy_of`` hands out the copy and ``keep_until_backward`` marks it in use until
+    the backward of the node that saved it has run. Should a retained graph run its backward again after
+    the buffer was refilled, autograd's in-place check raises: a stale queue is never used silently.
+    """
+
+    def __init__(self):
+        self._buffer: torch.Tensor | None = None
+        self._holders = 0          # graphs that saved the current buffer and have not run their backward
+
+    @torch.no_grad()
+    def copy_of(self, queue: torch.Tensor) -> torch.Tensor:
+        buffer = self._buffer
+        if (buffer is None or self._holders or buffer.shape != queue.shape or buffer.dtype != queue.dtype
+                or buffer.device != queue.device):
+            buffer = self._buffer = torch.empty_like(queue, memory_format=torch.contiguous_format)
+            self._holders = 0
+        return buffer.copy_(queue)
+
+    def keep_until_backward(self, output: torch.Tensor) -> None:
+        """The copy last handed out is needed until the backward of the autograd node that made ``output`` (and
+        saved the copy) has run."""
+        node = output.grad_fn
+        if node is None:
+            return
+        buffer, released = self._buffer, False
+        self._holders += 1
+
+        def release(grad_inputs, grad_outputs):
+            nonlocal released
+            if not released and self._buffer is buffer:
+                self._holders -= 1
+            released = True
+
+        node.register_hook(release)

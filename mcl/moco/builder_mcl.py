@@ -10,7 +10,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from common.distributed import batch_shuffle_ddp, batch_unshuffle_ddp, concat_all_gather
-from common.moco import moco_encoder_pair
+from common.moco import QueueSnapshot, moco_encoder_pair
 from mcl.moco.losses import KL_T, dequeue_and_enqueue, moco_mcl_loss
 
 
@@ -35,6 +35,7 @@ class MoCo(nn.Module):
             setattr(self, f"encoder_k_{i}", encoder_k)
         self.register_buffer("queue", F.normalize(torch.randn(number_net, dim, K), dim=1))
         self.register_buffer("queue_ptr", torch.zeros(number_net, dtype=torch.long))
+        self.queue_snapshot = QueueSnapshot()     # the pre-enqueue queues for the backward (not in the state)
 
     def encoders(self, kind: str):
         return [getattr(self, f"encoder_{kind}_{i}") for i in range(self.number_net)]
@@ -63,7 +64,9 @@ class MoCo(nn.Module):
             k = torch.stack([batch_unshuffle_ddp(F.normalize(encoder(im_k), dim=1), idx_unshuffle)
                              for encoder in self.encoders("k")])
         # the loss keeps the queue for its backward pass and the enqueue below overwrites it: pass a copy
-        intra, vcl, soft_vcl, icl, soft_icl = moco_mcl_loss(q.float(), k.float(), self.queue.clone(), self.T, KL_T)
+        queue = self.queue_snapshot.copy_of(self.queue)
+        intra, vcl, soft_vcl, icl, soft_icl = moco_mcl_loss(q.float(), k.float(), queue, self.T, KL_T)
+        self.queue_snapshot.keep_until_backward(vcl)    # intra carries no gradient; vcl has the loss's node
         labels = torch.zeros(intra.shape[1], dtype=torch.long, device=intra.device)
         self._dequeue_and_enqueue(k)
         return list(intra.unbind(0)), labels, vcl, soft_vcl, icl, soft_icl
