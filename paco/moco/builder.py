@@ -110,8 +110,9 @@ class PaCo(nn.Module):
             im_k, idx_unshuffle = batch_shuffle_ddp(im_k)
             k = F.normalize(self.encoder_k(im_k), dim=1)
             k = batch_unshuffle_ddp(k, idx_unshuffle)
-        features = torch.cat((q, k.to(q.dtype), self.queue.clone().detach().to(q.dtype)), dim=0)
-        target = torch.cat((labels, labels, self.queue_l.clone().detach()), dim=0)
+        # cat copies the queue, so the enqueue below cannot reach the loss's inputs (the original's clone is moot)
+        features = torch.cat((q, k.to(q.dtype), self.queue.to(q.dtype)), dim=0)
+        target = torch.cat((labels, labels, self.queue_l), dim=0)
         self._dequeue_and_enqueue(k, labels)
         return features, target, logits_q
 
