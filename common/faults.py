@@ -33,6 +33,10 @@ A second test-only hook lives here for the same reason (a global torch hook inst
   only their *last* epoch, so every file the command writes at its end carries the name and epoch number the
   original's next command reads (``..._400_2.0_0.5.pth``, ``checkpoint_0199.pth.tar``).
 
+``CL_SHORT_EVAL=1`` (with ``CL_SHORT_RUN=1``) cuts the in-order loaders to their first batch as well, for a test that
+checks what training did and not what an evaluation reports (PaCo's two-process Places test, whose bfloat16
+evaluation passes of the whole test split cost more than its training step on a CPU).
+
 Unset (the normal case) nothing is patched and :func:`epoch_range` is ``range``. ``tests/test_original_commands.py``
 uses it to run the originals' command lines as typed.
 """
@@ -128,6 +132,8 @@ def before_checkpoint_write(obj, file) -> None:
 
 
 SHORT_RUN = os.environ.get(SHORT_RUN_ENV, "") not in ("", "0")
+SHORT_EVAL_ENV = "CL_SHORT_EVAL"
+SHORT_EVAL = SHORT_RUN and os.environ.get(SHORT_EVAL_ENV, "") not in ("", "0")
 
 
 def epoch_range(start: int, end: int) -> range:
@@ -157,13 +163,16 @@ def _install_short_run() -> None:
                 and len(batches) == 0:
             batches.drop_last = False   # data smaller than one batch: the one (short) batch instead of none
 
+    def whole(loader) -> bool:
+        return _visits_in_order(loader) and not SHORT_EVAL
+
     def __iter__(self):
         it = original_iter(self)
-        return it if _visits_in_order(self) else itertools.islice(it, 1)
+        return it if whole(self) else itertools.islice(it, 1)
 
     def __len__(self):
         n = original_len(self)
-        return n if _visits_in_order(self) else min(n, 1)
+        return n if whole(self) else min(n, 1)
 
     DataLoader.__init__, DataLoader.__iter__, DataLoader.__len__ = __init__, __iter__, __len__
 

@@ -15,7 +15,8 @@ The Places entry point adds its recipe: frozen convolutions (but the last block 
 which on CPU is bfloat16 autocast around the forward passes and the loss, reproduced in the reference as well.
 bfloat16 convolutions are ~16x slower than float32 on a CPU without native bfloat16 (this machine's AVX2), so the
 Places variant trains one global batch of 32 (``CL_SHORT_RUN=1``: every training loader stops after its first batch),
-not four of 128, with the same relationship checked after that step.
+not four of 128, with the same relationship checked after that step, and evaluates on one batch of the test split
+(``CL_SHORT_EVAL=1``): the whole split's two bfloat16 passes cost more than the step.
 
 The reference runs on one intra-op thread, as the launched processes do (``ci.smoke`` sets OMP_NUM_THREADS=1): a
 different thread count changes the order of the convolutions' float reductions, and four SGD steps through per-half
@@ -107,7 +108,8 @@ def test_two_processes_follow_the_per_process_loss(variant, tmp_path):
     entry, launcher, flags = VARIANTS[variant]
     argv = [*DIGITS, *flags, "--mark", variant]
     steps = STEPS.get(variant, 4)
-    env = {"PYTHONUNBUFFERED": "1", **({"CL_SHORT_RUN": "1"} if steps == 1 else {})}
+    # one step: CL_SHORT_RUN; its evaluations (not checked here) on one batch of the test split: CL_SHORT_EVAL
+    env = {"PYTHONUNBUFFERED": "1", **({"CL_SHORT_RUN": "1", "CL_SHORT_EVAL": "1"} if steps == 1 else {})}
     if launcher == "spawn":
         proc = run([entry, *argv, *spawn_flags(WORLD)], tmp_path, env=env)
         assert proc.stdout.count("initial top-1:") == 1   # only rank 0 reports (quirk 18)

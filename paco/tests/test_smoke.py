@@ -106,9 +106,10 @@ def test_full_imagenet_train_then_eval(arch, data, tmp_path):
 
 
 def test_train_sh_runs_short(tmp_path):
-    # one training batch (CL_SHORT_RUN): the fast path's bfloat16 autocast is ~16x slower than float32 on this CPU
+    # one training batch (CL_SHORT_RUN) and one evaluation batch (CL_SHORT_EVAL): the fast path's bfloat16 autocast
+    # is ~16x slower than float32 on this CPU (the lines are checked here, not their values)
     proc = run(["bash", "sh/train.sh", "--epochs", "1", "-b", "32", "--moco-k", "256", *FAST_PATH_FLAGS], tmp_path,
-               env={"CL_SHORT_RUN": "1"})
+               env={"CL_SHORT_RUN": "1", "CL_SHORT_EVAL": "1"})
     assert "initial top-1:" in proc.stdout and "final top-1:" in proc.stdout
     d = run_dir(tmp_path, "digits_default")
     assert (d / "moco_ckpt.pth.tar").is_file() and (d / "digits_default.log").is_file()
