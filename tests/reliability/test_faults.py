@@ -140,3 +140,16 @@ def test_kill_after_steps_counts_optimizer_steps(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == KILLED, proc.stderr
     assert proc.stdout.split() == ["1", "2"]
+
+
+@pytest.mark.parametrize("short_eval,expected", [("", "1 1 4 4"), ("1", "1 1 1 1")])
+def test_short_run_cuts_training_loaders_and_short_eval_also_the_in_order_ones(short_eval, expected):
+    code = ("import common.faults, torch\n"
+            "from torch.utils.data import DataLoader\n"
+            "data = torch.arange(8.0)\n"
+            "train, evaluation = DataLoader(data, 2, shuffle=True), DataLoader(data, 2)\n"
+            "print(len(train), len(list(train)), len(evaluation), len(list(evaluation)))\n")
+    env = {"CL_SHORT_RUN": "1", "CL_SHORT_EVAL": short_eval, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split("\n")[0] == expected
